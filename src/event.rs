@@ -1,0 +1,108 @@
+//! The event model: one LLM request as every source and format normalises it.
+
+use std::borrow::Cow;
+
+use crate::time::Micros;
+
+/// One LLM request. Strings borrow from the input line when they can, so parsing
+/// allocates nothing for ordinary lines; `properties` is a buffer that the parser
+/// recycles between lines.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event<'a> {
+    pub request_id: Option<Cow<'a, str>>,
+    pub created_at: Micros,
+    pub provider: Option<Cow<'a, str>>,
+    pub model: Option<Cow<'a, str>>,
+    /// HTTP status; 0 means no response (network error, timeout).
+    pub status: u16,
+    pub latency_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    /// Input tokens including cached ones (OpenAI / OpenTelemetry convention).
+    pub prompt_tokens: u64,
+    /// Output tokens including reasoning tokens.
+    pub completion_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Cost as billed; when absent it is computed from the pricing table.
+    pub cost_usd: Option<f64>,
+    /// Served from a gateway cache: costs nothing.
+    pub cache_hit: bool,
+    pub user_id: Option<Cow<'a, str>>,
+    pub session_id: Option<Cow<'a, str>>,
+    pub session_name: Option<Cow<'a, str>>,
+    pub session_path: Option<Cow<'a, str>>,
+    pub properties: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pub retry: u64,
+    pub feedback: Option<bool>,
+    pub error: Option<Cow<'a, str>>,
+    pub seq: Option<u64>,
+}
+
+/// The name shown for a missing provider or model.
+pub const UNKNOWN: &str = "unknown";
+
+impl Event<'_> {
+    pub fn provider(&self) -> &str {
+        self.provider.as_deref().filter(|s| !s.is_empty()).unwrap_or(UNKNOWN)
+    }
+
+    pub fn model(&self) -> &str {
+        self.model.as_deref().filter(|s| !s.is_empty()).unwrap_or(UNKNOWN)
+    }
+
+    /// The user, if the event names a non-empty one.
+    pub fn user(&self) -> Option<&str> {
+        self.user_id.as_deref().filter(|s| !s.is_empty())
+    }
+
+    pub fn session(&self) -> Option<&str> {
+        self.session_id.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// Error = status ≥ 400 or status 0 (no response).
+    pub fn is_error(&self) -> bool {
+        is_error_status(self.status)
+    }
+}
+
+pub fn is_error_status(status: u16) -> bool {
+    status >= 400 || status == 0
+}
+
+/// Empties a property buffer and hands back its allocation for another line's lifetime.
+///
+/// `into_iter().map().collect()` over a `Vec` of same-layout items reuses the
+/// allocation in place, so this moves no data and allocates nothing.
+pub fn recycle_properties<'b>(mut v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<(Cow<'b, str>, Cow<'b, str>)> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("vector was cleared")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycling_keeps_the_allocation() {
+        let line = String::from("k");
+        let mut v: Vec<(Cow<str>, Cow<str>)> = Vec::with_capacity(8);
+        v.push((Cow::Borrowed(&line), Cow::Borrowed(&line)));
+        let cap = v.capacity();
+        let ptr = v.as_ptr() as usize;
+        let w: Vec<(Cow<'static, str>, Cow<'static, str>)> = recycle_properties(v);
+        assert_eq!(w.capacity(), cap);
+        assert_eq!(w.as_ptr() as usize, ptr);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn missing_names_are_unknown() {
+        let e = Event { model: Some(Cow::Borrowed("")), ..Default::default() };
+        assert_eq!(e.model(), "unknown");
+        assert_eq!(e.provider(), "unknown");
+        assert!(Event { status: 0, ..Default::default() }.is_error());
+        assert!(Event { status: 429, ..Default::default() }.is_error());
+        assert!(!Event { status: 204, ..Default::default() }.is_error());
+    }
+}

@@ -1,0 +1,511 @@
+//! tokentop's own JSON-lines schema.
+//!
+//! A hand-written serde visitor rather than `#[derive(Deserialize)]`: it lets the last
+//! of duplicate keys win, borrows strings from the line, names the offending field in
+//! every error, and fills a property buffer that is recycled between lines, so an
+//! ordinary line is parsed without a single allocation.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserializer as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::ParseError;
+use crate::event::{Event, recycle_properties};
+use crate::time::{self, Micros};
+
+/// Latency and TTFT above this many milliseconds are rejected as nonsense.
+const MAX_DURATION_MS: f64 = 1e12;
+
+/// Parses native event lines, reusing its buffers from one line to the next.
+#[derive(Default)]
+pub struct NativeParser {
+    spare: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+impl NativeParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses one line (without its newline). Call [`recycle`](Self::recycle) with the
+    /// event when done to keep the ingest path free of allocations.
+    pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Event<'a>, ParseError> {
+        let mut ev = Event {
+            status: 200,
+            properties: recycle_properties(std::mem::take(&mut self.spare)),
+            ..Event::default()
+        };
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let result = de
+            .deserialize_map(EventVisitor { ev: &mut ev })
+            .and_then(|()| de.end());
+        match result {
+            Ok(()) => Ok(ev),
+            Err(e) => {
+                self.recycle(ev);
+                Err(ParseError::Invalid(describe(&e)))
+            }
+        }
+    }
+
+    pub fn recycle(&mut self, ev: Event<'_>) {
+        self.spare = recycle_properties(ev.properties);
+    }
+}
+
+/// serde_json's messages end in "at line 1 column N"; for a single line only the column matters.
+fn describe(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rfind(" at line ") {
+        Some(i) => format!("{} (column {})", &msg[..i], e.column()),
+        None => msg,
+    }
+}
+
+/// A JSON value as one field sees it, before the field's own rules are applied.
+enum Scalar<'de> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(Cow<'de, str>),
+}
+
+impl Scalar<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::U64(_) | Scalar::I64(_) | Scalar::F64(_) => "a number",
+            Scalar::Str(_) => "a string",
+        }
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, number, boolean or null")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::U64(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::I64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::F64(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// An object key, borrowed unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_str(ScalarVisitor)? {
+            Scalar::Str(s) => Ok(Key(s)),
+            other => Err(de::Error::custom(format!("expected a string key, found {}", other.kind()))),
+        }
+    }
+}
+
+struct EventVisitor<'e, 'de> {
+    ev: &'e mut Event<'de>,
+}
+
+impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object (one event per line)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ev = self.ev;
+        let mut created_at = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let key = key.as_ref();
+            if key == "properties" {
+                ev.properties.clear();
+                map.next_value_seed(PropertiesSeed { out: &mut ev.properties })?;
+                continue;
+            }
+            if !is_known(key) {
+                map.next_value::<Skip>()?;
+                continue;
+            }
+            let v: Scalar<'de> = map.next_value()?;
+            set_field(ev, &mut created_at, key, v).map_err(de::Error::custom)?;
+        }
+        match created_at {
+            Some(t) => {
+                ev.created_at = t;
+                Ok(())
+            }
+            None => Err(de::Error::custom("missing required field `created_at`")),
+        }
+    }
+}
+
+fn is_known(key: &str) -> bool {
+    matches!(
+        key,
+        "request_id"
+            | "created_at"
+            | "provider"
+            | "model"
+            | "status"
+            | "latency_ms"
+            | "ttft_ms"
+            | "prompt_tokens"
+            | "completion_tokens"
+            | "cache_read_tokens"
+            | "cache_write_tokens"
+            | "reasoning_tokens"
+            | "cost_usd"
+            | "cache_hit"
+            | "user_id"
+            | "session_id"
+            | "session_name"
+            | "session_path"
+            | "retry"
+            | "feedback"
+            | "error"
+            | "seq"
+    )
+}
+
+/// Applies one known field's value with that field's rules. `null` means absent.
+fn set_field<'de>(
+    ev: &mut Event<'de>,
+    created_at: &mut Option<Micros>,
+    key: &str,
+    v: Scalar<'de>,
+) -> Result<(), String> {
+    let bad = |expected: &str, v: &Scalar| format!("field `{key}`: expected {expected}, found {}", v.kind());
+    match key {
+        "created_at" => {
+            *created_at = match v {
+                Scalar::Null => None,
+                Scalar::Str(s) => Some(time::parse_rfc3339(&s).map_err(|e| format!("field `created_at`: {e}"))?),
+                Scalar::U64(n) => Some(n.saturating_mul(1000).min(i64::MAX as u64) as i64),
+                Scalar::I64(n) => Some(n.saturating_mul(1000)),
+                Scalar::F64(f) => Some(time::from_epoch_ms(f).map_err(|e| format!("field `created_at`: {e}"))?),
+                other => return Err(bad("an RFC 3339 string or epoch milliseconds", &other)),
+            }
+        }
+        "status" => {
+            ev.status = match integer(&v) {
+                Ok(None) => 200,
+                Ok(Some(n)) if n <= 999 => n as u16,
+                Ok(Some(_)) => return Err(format!("field `status`: {} is not an HTTP status (0–999)", show(&v))),
+                Err(()) => return Err(bad("an integer HTTP status", &v)),
+            }
+        }
+        "latency_ms" | "ttft_ms" => {
+            let d = duration(&v).map_err(|()| bad("a number of milliseconds between 0 and 1e12", &v))?;
+            if key == "latency_ms" { ev.latency_ms = d } else { ev.ttft_ms = d }
+        }
+        "cost_usd" => {
+            ev.cost_usd = match v {
+                Scalar::Null => None,
+                Scalar::U64(n) => Some(n as f64),
+                Scalar::F64(f) if f.is_finite() && f >= 0.0 => Some(f),
+                other => return Err(bad("a finite number of USD ≥ 0", &other)),
+            }
+        }
+        "prompt_tokens" | "completion_tokens" | "cache_read_tokens" | "cache_write_tokens" | "reasoning_tokens"
+        | "retry" | "seq" => {
+            let n = integer(&v).map_err(|()| bad("a non-negative integer", &v))?;
+            match key {
+                "prompt_tokens" => ev.prompt_tokens = n.unwrap_or(0),
+                "completion_tokens" => ev.completion_tokens = n.unwrap_or(0),
+                "cache_read_tokens" => ev.cache_read_tokens = n.unwrap_or(0),
+                "cache_write_tokens" => ev.cache_write_tokens = n.unwrap_or(0),
+                "reasoning_tokens" => ev.reasoning_tokens = n.unwrap_or(0),
+                "retry" => ev.retry = n.unwrap_or(0),
+                _ => ev.seq = n,
+            }
+        }
+        "cache_hit" | "feedback" => {
+            let b = match v {
+                Scalar::Null => None,
+                Scalar::Bool(b) => Some(b),
+                other => return Err(bad("true or false", &other)),
+            };
+            if key == "cache_hit" { ev.cache_hit = b.unwrap_or(false) } else { ev.feedback = b }
+        }
+        _ => {
+            let s = match v {
+                Scalar::Null => None,
+                Scalar::Str(s) => Some(s),
+                other => return Err(bad("a string", &other)),
+            };
+            match key {
+                "request_id" => ev.request_id = s,
+                "provider" => ev.provider = s,
+                "model" => ev.model = s,
+                "user_id" => ev.user_id = s,
+                "session_id" => ev.session_id = s,
+                "session_name" => ev.session_name = s,
+                "session_path" => ev.session_path = s,
+                _ => ev.error = s,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn show(v: &Scalar) -> String {
+    match v {
+        Scalar::U64(n) => n.to_string(),
+        Scalar::I64(n) => n.to_string(),
+        Scalar::F64(f) => f.to_string(),
+        other => other.kind().to_string(),
+    }
+}
+
+/// Integral numbers (`12` or `12.0`); fractions, negatives and booleans are errors.
+fn integer(v: &Scalar) -> Result<Option<u64>, ()> {
+    match *v {
+        Scalar::Null => Ok(None),
+        Scalar::U64(n) => Ok(Some(n)),
+        Scalar::F64(f) if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 => Ok(Some(f as u64)),
+        _ => Err(()),
+    }
+}
+
+fn duration(v: &Scalar) -> Result<Option<f64>, ()> {
+    let f = match *v {
+        Scalar::Null => return Ok(None),
+        Scalar::U64(n) => n as f64,
+        Scalar::F64(f) => f,
+        _ => return Err(()),
+    };
+    if f.is_finite() && (0.0..=MAX_DURATION_MS).contains(&f) { Ok(Some(f)) } else { Err(()) }
+}
+
+/// Skips a value of an unknown field. Unlike `IgnoredAny` it descends through
+/// `deserialize_any`, so serde_json's nesting limit applies and a line nested
+/// thousands deep is rejected instead of accepted.
+struct Skip;
+
+impl<'de> de::Deserialize<'de> for Skip {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_entry::<IgnoredAny, Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+}
+
+struct PropertiesSeed<'p, 'de> {
+    out: &'p mut Vec<(Cow<'de, str>, Cow<'de, str>)>,
+}
+
+impl<'de> DeserializeSeed<'de> for PropertiesSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PropertiesSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("field `properties`: an object of string values")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            match map.next_value::<Scalar<'de>>()? {
+                Scalar::Null => {}
+                Scalar::Str(v) => match self.out.iter_mut().find(|(old, _)| *old == k) {
+                    Some(slot) => slot.1 = v,
+                    None => self.out.push((k, v)),
+                },
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "property `{k}`: expected a string value, found {}",
+                        other.kind()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Event<'_>, ParseError> {
+        NativeParser::new().parse(line.as_bytes())
+    }
+
+    fn err(line: &str) -> String {
+        match parse(line) {
+            Err(ParseError::Invalid(m)) => m,
+            other => panic!("expected an error for {line}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_event() {
+        let e = parse(
+            r#"{"request_id":"r1","created_at":"2024-05-01T12:00:00.250Z","provider":"openai","model":"gpt-4o",
+            "status":429,"latency_ms":812.5,"ttft_ms":120,"prompt_tokens":1000,"completion_tokens":200.0,
+            "cache_read_tokens":300,"cache_write_tokens":0,"reasoning_tokens":50,"cost_usd":0.0123,"cache_hit":false,
+            "user_id":"u-1","session_id":"s-1","session_name":"chat","session_path":"/a/b",
+            "properties":{"Feature":"search","Environment":"prod"},"retry":1,"feedback":true,"error":"rate limited","seq":7,
+            "unknown":{"nested":[1,2,{"x":null}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert_eq!(e.created_at, 1_714_564_800_250_000);
+        assert_eq!((e.provider(), e.model(), e.status), ("openai", "gpt-4o", 429));
+        assert_eq!((e.latency_ms, e.ttft_ms), (Some(812.5), Some(120.0)));
+        assert_eq!((e.prompt_tokens, e.completion_tokens, e.cache_read_tokens, e.reasoning_tokens), (1000, 200, 300, 50));
+        assert_eq!(e.cost_usd, Some(0.0123));
+        assert_eq!((e.user(), e.session(), e.retry, e.feedback, e.seq), (Some("u-1"), Some("s-1"), 1, Some(true), Some(7)));
+        assert_eq!(e.properties.len(), 2);
+        assert_eq!(e.properties[1], (Cow::Borrowed("Environment"), Cow::Borrowed("prod")));
+        assert!(matches!(e.model, Some(Cow::Borrowed(_))), "strings borrow from the line");
+    }
+
+    #[test]
+    fn defaults_and_nulls() {
+        let e = parse(r#"{"created_at":1714564800000,"status":null,"model":null,"latency_ms":null}"#).unwrap();
+        assert_eq!(e.created_at, 1_714_564_800_000_000);
+        assert_eq!((e.status, e.model(), e.provider(), e.latency_ms), (200, "unknown", "unknown", None));
+        let e = parse(r#"{"created_at":1714564800000.5}"#).unwrap();
+        assert_eq!(e.created_at, 1_714_564_800_000_500);
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins() {
+        let e = parse(r#"{"created_at":1,"model":"a","model":"b","properties":{"k":"1","k":"2"}}"#).unwrap();
+        assert_eq!(e.model(), "b");
+        assert_eq!(e.properties, vec![(Cow::Borrowed("k"), Cow::Borrowed("2"))]);
+    }
+
+    #[test]
+    fn escaped_strings_are_owned() {
+        let e = parse(r#"{"created_at":1,"user_id":"a\"b\u00e9"}"#).unwrap();
+        assert_eq!(e.user(), Some("a\"bé"));
+    }
+
+    #[test]
+    fn rejects_what_the_contract_rejects() {
+        assert!(err(r#"{"model":"x"}"#).contains("created_at"));
+        assert!(err(r#"{"created_at":"2024-05-01T12:00:00"}"#).contains("UTC offset"));
+        assert!(err(r#"{"created_at":"1714564800000"}"#).contains("created_at"));
+        assert!(err(r#"{"created_at":1,"status":"200"}"#).contains("`status`"));
+        assert!(err(r#"{"created_at":1,"status":200.5}"#).contains("`status`"));
+        assert!(err(r#"{"created_at":1,"status":true}"#).contains("`status`"));
+        assert!(err(r#"{"created_at":1,"prompt_tokens":-1}"#).contains("`prompt_tokens`"));
+        assert!(err(r#"{"created_at":1,"latency_ms":-5}"#).contains("`latency_ms`"));
+        assert!(err(r#"{"created_at":1,"latency_ms":1e13}"#).contains("`latency_ms`"));
+        assert!(err(r#"{"created_at":1,"cost_usd":-0.1}"#).contains("`cost_usd`"));
+        assert!(err(r#"{"created_at":1,"cache_hit":"yes"}"#).contains("`cache_hit`"));
+        assert!(err(r#"{"created_at":1,"model":5}"#).contains("`model`"));
+        assert!(err(r#"{"created_at":1,"properties":{"k":5}}"#).contains("property `k`"));
+        assert!(err(r#"{"created_at":1,"properties":[1]}"#).contains("properties"));
+        assert!(!err(r#"[{"created_at":1}]"#).is_empty());
+        assert!(!err(r#"{"created_at":1} x"#).is_empty());
+        assert!(!err(r#"{"created_at":1"#).is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!(r#"{{"created_at":1,"x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let mut line = br#"{"created_at":1,"model":""#.to_vec();
+        line.extend_from_slice(&[0xff, 0xfe]);
+        line.extend_from_slice(br#""}"#);
+        assert!(NativeParser::new().parse(&line).is_err());
+    }
+
+    #[test]
+    fn parser_reuses_its_property_buffer() {
+        let mut p = NativeParser::new();
+        let e = p.parse(br#"{"created_at":1,"properties":{"a":"1","b":"2"}}"#).unwrap();
+        let ptr = e.properties.as_ptr() as usize;
+        p.recycle(e);
+        let e = p.parse(br#"{"created_at":1,"properties":{"c":"3"}}"#).unwrap();
+        assert_eq!(e.properties.as_ptr() as usize, ptr);
+        assert_eq!(e.properties.len(), 1);
+    }
+}

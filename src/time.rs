@@ -1,0 +1,211 @@
+//! Timestamps as integer microseconds since the Unix epoch.
+//!
+//! Integers keep window arithmetic exact (`end - D < t <= end`) and make every sum
+//! independent of the order events arrive in, which keeps reports deterministic.
+
+/// Microseconds since 1970-01-01T00:00:00Z.
+pub type Micros = i64;
+
+pub const MICROS_PER_MS: i64 = 1_000;
+pub const MICROS_PER_SEC: i64 = 1_000_000;
+
+/// Parses an RFC 3339 timestamp that carries `Z` or a numeric offset.
+///
+/// Hand-written because it runs once per event on the ingest path; it accepts
+/// `T`, `t` or a space between date and time and any number of fraction digits
+/// (nanoseconds and beyond are truncated to microseconds).
+pub fn parse_rfc3339(s: &str) -> Result<Micros, &'static str> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return Err("timestamp too short for RFC 3339 (e.g. 2024-05-01T12:00:00Z)");
+    }
+    let num = |range: std::ops::Range<usize>| -> Result<i64, &'static str> {
+        let mut v = 0i64;
+        for &c in &b[range] {
+            if !c.is_ascii_digit() {
+                return Err("timestamp has a non-digit where RFC 3339 expects one");
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Ok(v)
+    };
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return Err("timestamp is not RFC 3339 (expected YYYY-MM-DDTHH:MM:SS)");
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return Err("timestamp has an invalid date");
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return Err("timestamp has an invalid time of day");
+    }
+    let mut i = 19;
+    let mut micros = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 6 {
+                micros = micros * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 {
+            return Err("timestamp has an empty fraction");
+        }
+        for _ in digits..6 {
+            micros *= 10;
+        }
+    }
+    let offset_secs = match b.get(i) {
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return Err("timestamp has an invalid UTC offset");
+            }
+            let off = oh * 3600 + om * 60;
+            if sign == b'+' { off } else { -off }
+        }
+        None => return Err("timestamp has no UTC offset (add Z or +HH:MM)"),
+        _ => return Err("timestamp has a malformed UTC offset (expected Z or +HH:MM)"),
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Ok(secs * MICROS_PER_SEC + micros)
+}
+
+/// Converts epoch milliseconds (possibly fractional) to microseconds.
+pub fn from_epoch_ms(ms: f64) -> Result<Micros, &'static str> {
+    if !ms.is_finite() {
+        return Err("epoch milliseconds must be a finite number");
+    }
+    let us = (ms * 1000.0).round();
+    if us.abs() > 9.0e15 * 1000.0 {
+        return Err("epoch milliseconds out of range");
+    }
+    Ok(us as i64)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Formats microseconds as RFC 3339 UTC, with millisecond precision when needed.
+pub fn format_rfc3339(t: Micros) -> String {
+    use chrono::{DateTime, SecondsFormat};
+    match DateTime::from_timestamp_micros(t) {
+        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        None => t.to_string(),
+    }
+}
+
+/// Parses a duration written like `30s`, `5m`, `1h`, `7d` (also `500ms`, `2w`).
+pub fn parse_duration(s: &str) -> Result<Micros, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: write it like 30s, 5m, 1h or 7d"))?;
+    let mult = match unit {
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        "h" => 3600e6,
+        "d" => 86_400e6,
+        "w" => 604_800e6,
+        _ => return Err(format!("`{s}` has no known unit: use ms, s, m, h, d or w (e.g. 15m)")),
+    };
+    let us = n * mult;
+    if !(us >= 1.0 && us < 1e17) {
+        return Err(format!("`{s}` is not a positive duration"));
+    }
+    Ok(us as i64)
+}
+
+/// Formats a duration compactly (`90s` → `1m30s` is not needed: we print the largest exact unit).
+pub fn format_duration(us: Micros) -> String {
+    for (unit, size) in [("d", 86_400_000_000i64), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)] {
+        if us >= size && us % size == 0 {
+            return format!("{}{unit}", us / size);
+        }
+    }
+    format!("{}ms", us / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_chrono() {
+        for s in [
+            "2024-05-01T12:00:00Z",
+            "2024-02-29T23:59:59.999999Z",
+            "1999-12-31T23:00:00-05:30",
+            "2024-05-01 12:00:00.5+02:00",
+            "2030-01-01T00:00:00.123456789Z",
+            "1970-01-01T00:00:00Z",
+        ] {
+            let ours = parse_rfc3339(s).unwrap();
+            let theirs = chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+            assert_eq!(ours, theirs, "{s}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_rejects_bad_input() {
+        for s in [
+            "2024-05-01T12:00:00",
+            "2024-13-01T12:00:00Z",
+            "2023-02-29T12:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T12:00:00.Z",
+            "2024-05-01T12:00:00+0200",
+            "1714564800000",
+            "yesterday at noon, roughly",
+        ] {
+            assert!(parse_rfc3339(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), 30_000_000);
+        assert_eq!(parse_duration("5m").unwrap(), 300_000_000);
+        assert_eq!(parse_duration("7d").unwrap(), 604_800_000_000);
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(format_duration(3_600_000_000), "1h");
+        assert_eq!(format_duration(90_000_000), "90s");
+    }
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_500), "1970-01-01T00:00:00.001500Z");
+    }
+}
