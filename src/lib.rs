@@ -9,4 +9,5 @@
 
 pub mod event;
 pub mod parse;
+pub mod pricing;
 pub mod time;
