@@ -10,4 +10,5 @@
 pub mod event;
 pub mod parse;
 pub mod pricing;
+pub mod stats;
 pub mod time;

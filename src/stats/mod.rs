@@ -1,0 +1,494 @@
+//! Mergeable aggregates of events.
+//!
+//! Everything here can be built from any subset of events and merged with another
+//! part: workers of a report aggregate their share and merge at the end; the live
+//! engine keeps one [`Stats`] per time slab and merges the slabs of a window; a source
+//! that sends pre-aggregated data can hand over a `Stats` of its own.
+
+pub mod distinct;
+pub mod hist;
+pub mod series;
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+
+use crate::event::Event;
+use crate::pricing::Cost;
+use crate::time::Micros;
+pub use distinct::Distinct;
+pub use hist::{Dist, Moments};
+
+/// The row that high-cardinality keys fold into once a map reaches its cap.
+pub const OTHER: &str = "(other)";
+
+/// USD as an integer number of picodollars: sums are exact and independent of the
+/// order events are merged in, so a report is the same however work was split.
+/// Each event's cost is rounded to 1e-12 USD, far below the 1e-6 the contract asks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Usd(pub i128);
+
+impl Usd {
+    pub fn from_f64(usd: f64) -> Self {
+        Usd((usd * 1e12).round() as i128)
+    }
+    pub fn to_f64(self) -> f64 {
+        self.0 as f64 / 1e12
+    }
+}
+
+impl std::ops::AddAssign for Usd {
+    fn add_assign(&mut self, o: Usd) {
+        self.0 += o.0;
+    }
+}
+
+/// Counters and the latency distribution of any set of requests: the whole window,
+/// one model, one provider, one property value.
+#[derive(Debug, Clone, Default)]
+pub struct Agg {
+    pub requests: u64,
+    /// Status 200–299.
+    pub ok: u64,
+    /// Status ≥ 400 or 0.
+    pub errors: u64,
+    pub e4xx: u64,
+    pub e5xx: u64,
+    pub e429: u64,
+    pub status0: u64,
+    pub cost: Usd,
+    pub cost_saved: Usd,
+    pub unpriced: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cache_hits: u64,
+    pub retries: u64,
+    pub feedback_rated: u64,
+    pub feedback_positive: u64,
+    pub latency: Dist,
+    pub ttft: Moments,
+}
+
+impl Agg {
+    pub fn record(&mut self, ev: &Event, cost: Cost) {
+        self.requests += 1;
+        let s = ev.status;
+        self.ok += u64::from((200..300).contains(&s));
+        self.errors += u64::from(ev.is_error());
+        self.e4xx += u64::from((400..500).contains(&s));
+        self.e5xx += u64::from((500..600).contains(&s));
+        self.e429 += u64::from(s == 429);
+        self.status0 += u64::from(s == 0);
+        match cost {
+            Cost::Billed(c) | Cost::Priced(c) => self.cost += Usd::from_f64(c),
+            Cost::CacheHit { saved } => {
+                self.cache_hits += 1;
+                self.cost_saved += Usd::from_f64(saved);
+            }
+            Cost::Unpriced => self.unpriced += 1,
+        }
+        self.prompt_tokens += ev.prompt_tokens;
+        self.completion_tokens += ev.completion_tokens;
+        self.cache_read_tokens += ev.cache_read_tokens;
+        self.cache_write_tokens += ev.cache_write_tokens;
+        self.reasoning_tokens += ev.reasoning_tokens;
+        self.retries += u64::from(ev.retry > 0);
+        if let Some(f) = ev.feedback {
+            self.feedback_rated += 1;
+            self.feedback_positive += u64::from(f);
+        }
+        if let Some(l) = ev.latency_ms {
+            self.latency.record(l);
+        }
+        if let Some(t) = ev.ttft_ms {
+            self.ttft.record(t);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Agg) {
+        self.requests += o.requests;
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.e4xx += o.e4xx;
+        self.e5xx += o.e5xx;
+        self.e429 += o.e429;
+        self.status0 += o.status0;
+        self.cost += o.cost;
+        self.cost_saved += o.cost_saved;
+        self.unpriced += o.unpriced;
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cache_hits += o.cache_hits;
+        self.retries += o.retries;
+        self.feedback_rated += o.feedback_rated;
+        self.feedback_positive += o.feedback_positive;
+        self.latency.merge(&o.latency);
+        self.ttft.merge(&o.ttft);
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
+    /// Percent of `part` in this group's requests (0 when there are none).
+    pub fn pct(&self, part: u64) -> f64 {
+        pct(part, self.requests)
+    }
+}
+
+pub fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+}
+
+/// Per-user numbers for the users table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserAgg {
+    pub requests: u64,
+    pub errors: u64,
+    pub cost: Usd,
+    pub latency: Moments,
+    pub last_active: Micros,
+}
+
+impl UserAgg {
+    fn record(&mut self, ev: &Event, cost: Cost) {
+        self.requests += 1;
+        self.errors += u64::from(ev.is_error());
+        self.cost += Usd::from_f64(cost.usd());
+        if let Some(l) = ev.latency_ms {
+            self.latency.record(l);
+        }
+        self.last_active = self.last_active.max(ev.created_at);
+    }
+
+    fn merge(&mut self, o: &UserAgg) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.cost += o.cost;
+        self.latency.merge(&o.latency);
+        self.last_active = self.last_active.max(o.last_active);
+    }
+}
+
+/// Per-session numbers: a session lasts from its first request's start to its last
+/// request's end (start + latency).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionAgg {
+    pub requests: u64,
+    pub errors: u64,
+    pub cost: Usd,
+    pub first_start: Micros,
+    pub last_end: Micros,
+    pub name: Option<Box<str>>,
+}
+
+impl Default for SessionAgg {
+    fn default() -> Self {
+        Self { requests: 0, errors: 0, cost: Usd(0), first_start: Micros::MAX, last_end: Micros::MIN, name: None }
+    }
+}
+
+impl SessionAgg {
+    fn record(&mut self, ev: &Event, cost: Cost) {
+        self.requests += 1;
+        self.errors += u64::from(ev.is_error());
+        self.cost += Usd::from_f64(cost.usd());
+        self.first_start = self.first_start.min(ev.created_at);
+        let end = ev.created_at + ev.latency_ms.map_or(0, |l| (l * 1000.0).round() as i64);
+        self.last_end = self.last_end.max(end);
+        if self.name.is_none() {
+            self.name = ev.session_name.as_deref().filter(|s| !s.is_empty()).map(Into::into);
+        }
+    }
+
+    fn merge(&mut self, o: &SessionAgg) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.cost += o.cost;
+        self.first_start = self.first_start.min(o.first_start);
+        self.last_end = self.last_end.max(o.last_end);
+        if self.name.is_none() {
+            self.name.clone_from(&o.name);
+        }
+    }
+
+    pub fn duration_secs(&self) -> f64 {
+        (self.last_end - self.first_start).max(0) as f64 / 1e6
+    }
+}
+
+/// Values that can be folded together.
+pub trait Mergeable: Clone {
+    fn merge_from(&mut self, o: &Self);
+}
+
+impl Mergeable for Agg {
+    fn merge_from(&mut self, o: &Self) {
+        self.merge(o)
+    }
+}
+impl Mergeable for UserAgg {
+    fn merge_from(&mut self, o: &Self) {
+        self.merge(o)
+    }
+}
+impl Mergeable for SessionAgg {
+    fn merge_from(&mut self, o: &Self) {
+        self.merge(o)
+    }
+}
+
+/// A map from key to aggregate holding at most `cap` keys; keys beyond the cap are
+/// folded into one `(other)` row, so a flood of distinct ids cannot exhaust memory.
+#[derive(Debug, Clone)]
+pub struct Capped<V> {
+    map: HashMap<Box<str>, V>,
+    other: Option<V>,
+    cap: usize,
+    /// What a new entry starts as (an empty aggregate, or an empty capped map).
+    empty: V,
+}
+
+impl<V: Mergeable + Default> Capped<V> {
+    pub fn new(cap: usize) -> Self {
+        Self::with_empty(cap, V::default())
+    }
+}
+
+impl<V: Mergeable> Capped<V> {
+    pub fn with_empty(cap: usize, empty: V) -> Self {
+        Self { map: HashMap::new(), other: None, cap, empty }
+    }
+
+    /// The entry for `key`; allocates only when a new key is admitted.
+    pub fn entry(&mut self, key: &str) -> &mut V {
+        // Two lookups on the rare insert path keep the common path to one, without
+        // allocating a key for it.
+        if self.map.contains_key(key) {
+            return self.map.get_mut(key).expect("present");
+        }
+        if self.map.len() < self.cap {
+            return self.map.entry(key.into()).or_insert_with(|| self.empty.clone());
+        }
+        self.other.get_or_insert_with(|| self.empty.clone())
+    }
+
+    pub fn merge(&mut self, o: &Capped<V>) {
+        for (k, v) in &o.map {
+            self.entry(k).merge_from(v);
+        }
+        if let Some(v) = &o.other {
+            self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    /// The stored keys, without the `(other)` row.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.map.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// What was folded because the cap was reached.
+    pub fn other(&self) -> Option<&V> {
+        self.other.as_ref()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty() && self.other.is_none()
+    }
+}
+
+/// Caps that bound memory whatever the cardinality of the input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Models, providers, and values of each property key.
+    pub groups: usize,
+    /// Distinct property keys.
+    pub property_keys: usize,
+    pub users: usize,
+    pub sessions: usize,
+    /// Distinct users counted exactly before switching to an estimate.
+    pub distinct_exact: usize,
+}
+
+impl Limits {
+    /// For one-shot reports: generous, exact for any realistic input.
+    pub const REPORT: Limits =
+        Limits { groups: 10_000, property_keys: 256, users: 1_000_000, sessions: 1_000_000, distinct_exact: 1_000_000 };
+}
+
+/// Everything tokentop knows about a set of requests.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub total: Agg,
+    pub ttft: Dist,
+    pub by_status: BTreeMap<u16, u64>,
+    pub by_model: Capped<Agg>,
+    pub by_provider: Capped<Agg>,
+    pub by_property: Capped<Capped<Agg>>,
+    pub users: Capped<UserAgg>,
+    pub sessions: Capped<SessionAgg>,
+    pub distinct_users: Distinct,
+    /// Earliest and latest event time seen (MAX / MIN when empty).
+    pub first: Micros,
+    pub last: Micros,
+    limits: Limits,
+}
+
+impl Mergeable for Capped<Agg> {
+    fn merge_from(&mut self, o: &Self) {
+        self.merge(o)
+    }
+}
+
+impl Stats {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            total: Agg::default(),
+            ttft: Dist::default(),
+            by_status: BTreeMap::new(),
+            by_model: Capped::new(limits.groups),
+            by_provider: Capped::new(limits.groups),
+            by_property: Capped::with_empty(limits.property_keys, Capped::new(limits.groups)),
+            users: Capped::new(limits.users),
+            sessions: Capped::new(limits.sessions),
+            distinct_users: Distinct::new(limits.distinct_exact),
+            first: Micros::MAX,
+            last: Micros::MIN,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn record(&mut self, ev: &Event, cost: Cost) {
+        self.total.record(ev, cost);
+        if let Some(t) = ev.ttft_ms {
+            self.ttft.record(t);
+        }
+        *self.by_status.entry(ev.status).or_insert(0) += 1;
+        self.by_model.entry(ev.model()).record(ev, cost);
+        self.by_provider.entry(ev.provider()).record(ev, cost);
+        for (k, v) in &ev.properties {
+            self.by_property.entry(k).entry(v).record(ev, cost);
+        }
+        if let Some(u) = ev.user() {
+            self.users.entry(u).record(ev, cost);
+            self.distinct_users.insert(u);
+        }
+        if let Some(s) = ev.session() {
+            self.sessions.entry(s).record(ev, cost);
+        }
+        self.first = self.first.min(ev.created_at);
+        self.last = self.last.max(ev.created_at);
+    }
+
+    pub fn merge(&mut self, o: &Stats) {
+        self.total.merge(&o.total);
+        self.ttft.merge(&o.ttft);
+        for (s, n) in &o.by_status {
+            *self.by_status.entry(*s).or_insert(0) += n;
+        }
+        self.by_model.merge(&o.by_model);
+        self.by_provider.merge(&o.by_provider);
+        self.by_property.merge(&o.by_property);
+        self.users.merge(&o.users);
+        self.sessions.merge(&o.sessions);
+        self.distinct_users.merge(&o.distinct_users);
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+
+    pub fn active_users(&self) -> u64 {
+        self.distinct_users.count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn ev(model: &'static str, user: &'static str, status: u16, latency: f64) -> Event<'static> {
+        Event {
+            created_at: 1_000,
+            model: Some(Cow::Borrowed(model)),
+            user_id: Some(Cow::Borrowed(user)),
+            status,
+            latency_ms: Some(latency),
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counts_errors_by_class() {
+        let mut s = Stats::new(Limits::REPORT);
+        for status in [200, 201, 301, 400, 429, 500, 503, 0] {
+            s.record(&ev("m", "u", status, 1.0), Cost::Billed(0.001));
+        }
+        let t = &s.total;
+        assert_eq!((t.requests, t.ok, t.errors, t.e4xx, t.e5xx, t.e429, t.status0), (8, 2, 5, 2, 2, 1, 1));
+        assert_eq!(s.by_status.len(), 8);
+        assert_eq!(t.cost, Usd(8_000_000_000));
+    }
+
+    #[test]
+    fn caps_fold_into_other() {
+        let mut s = Stats::new(Limits { groups: 2, users: 3, ..Limits::REPORT });
+        for (m, u) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("a", "5")] {
+            s.record(&ev(m, u, 200, 1.0), Cost::Unpriced);
+        }
+        assert_eq!(s.by_model.len(), 2);
+        assert_eq!(s.by_model.get("a").unwrap().requests, 2);
+        assert_eq!(s.by_model.other().unwrap().requests, 2);
+        assert_eq!(s.users.len(), 3);
+        assert_eq!(s.users.other().unwrap().requests, 2);
+        assert_eq!(s.active_users(), 5, "distinct count is not capped by the users table");
+        assert_eq!(s.total.unpriced, 5);
+    }
+
+    #[test]
+    fn merge_equals_recording_everything_in_one() {
+        let events: Vec<_> = (0..100u32)
+            .map(|i| {
+                let mut e = ev(["x", "y", "z"][i as usize % 3], ["p", "q"][i as usize % 2], [200, 500][(i % 7 == 0) as usize], f64::from(i));
+                e.created_at = i64::from(i) * 1000;
+                e.session_id = Some(Cow::Owned(format!("s{}", i % 5)));
+                e
+            })
+            .collect();
+        let mut one = Stats::new(Limits::REPORT);
+        let (mut a, mut b) = (Stats::new(Limits::REPORT), Stats::new(Limits::REPORT));
+        for (i, e) in events.iter().enumerate() {
+            one.record(e, Cost::Priced(0.01 * i as f64));
+            if i % 2 == 0 { &mut a } else { &mut b }.record(e, Cost::Priced(0.01 * i as f64));
+        }
+        a.merge(&b);
+        assert_eq!(a.total.requests, one.total.requests);
+        assert_eq!(a.total.cost, one.total.cost);
+        assert_eq!(a.total.latency.moments, one.total.latency.moments);
+        assert_eq!(a.by_model.get("y").unwrap().requests, one.by_model.get("y").unwrap().requests);
+        assert_eq!(a.users.get("q"), one.users.get("q"));
+        assert_eq!(a.sessions.get("s3"), one.sessions.get("s3"));
+        assert_eq!((a.first, a.last), (one.first, one.last));
+        assert_eq!(a.total.latency.percentile(95.0), one.total.latency.percentile(95.0));
+    }
+}
