@@ -8,6 +8,7 @@
 //! - [`report`] reads inputs to their end and renders the numbers as JSON or text.
 
 pub mod event;
+pub mod ingest;
 pub mod parse;
 pub mod pricing;
 pub mod stats;

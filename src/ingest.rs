@@ -1,0 +1,397 @@
+//! Reading inputs to their end, in parallel.
+//!
+//! Each file is cut into byte ranges; a line belongs to the range it starts in, so
+//! workers need no coordination beyond taking the next range. Every worker parses its
+//! lines into events and folds them into a state of its own (no locks on the hot path);
+//! the caller merges the states. Standard input is first spooled to a temporary file,
+//! so it is read the same way (and can be read twice when a window needs it).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use memchr::memchr;
+use thiserror::Error;
+
+use crate::event::Event;
+use crate::parse::native::NativeParser;
+use crate::parse::{MAX_LINE_BYTES, ParseError, trim_line};
+
+/// Bytes per work unit: large enough that the per-range cost vanishes, small enough
+/// that two workers finish within a few milliseconds of each other.
+const RANGE_BYTES: u64 = 8 << 20;
+/// Bytes per read call.
+const READ_BYTES: usize = 1 << 20;
+/// Parse errors kept with their reasons, for the message on stderr.
+pub const KEPT_ERRORS: usize = 10;
+
+#[derive(Debug, Error)]
+pub enum InputError {
+    #[error("cannot open {path}: {source} (check the path and that you may read it)")]
+    Open { path: String, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("cannot spool standard input to a temporary file: {0} (is TMPDIR writable?)")]
+    Spool(io::Error),
+}
+
+/// An input opened for reading.
+pub struct Input {
+    /// As the user wrote it (`-` for standard input), for messages.
+    pub name: String,
+    file: File,
+    len: u64,
+}
+
+impl Input {
+    /// Opens a path, or spools standard input when the path is `-`.
+    pub fn open(path: &str) -> Result<Input, InputError> {
+        if path == "-" {
+            let mut tmp = tempfile::tempfile().map_err(InputError::Spool)?;
+            io::copy(&mut io::stdin().lock(), &mut tmp).map_err(InputError::Spool)?;
+            let len = tmp.metadata().map_err(InputError::Spool)?.len();
+            return Ok(Input { name: "-".into(), file: tmp, len });
+        }
+        let open_err = |source| InputError::Open { path: path.into(), source };
+        let file = File::open(Path::new(path)).map_err(open_err)?;
+        let meta = file.metadata().map_err(open_err)?;
+        if meta.is_dir() {
+            return Err(open_err(io::Error::other("it is a directory")));
+        }
+        Ok(Input { name: path.into(), file, len: meta.len() })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn read_at(&self, buf: &mut [u8], at: u64) -> Result<usize, InputError> {
+        loop {
+            match self.file.read_at(buf, at) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r.map_err(|source| InputError::Read { path: self.name.clone(), source }),
+            }
+        }
+    }
+}
+
+/// One bad line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineError {
+    pub input: String,
+    /// 1-based line number in its input.
+    pub line: u64,
+    pub error: ParseError,
+}
+
+/// What reading found, besides the events themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    /// Lines read, blank ones included.
+    pub lines: u64,
+    pub events: u64,
+    pub parse_errors: u64,
+    /// The first few bad lines, in input order.
+    pub first_errors: Vec<LineError>,
+}
+
+struct Range {
+    input: usize,
+    start: u64,
+    end: u64,
+}
+
+/// What one range produced; line numbers inside are relative to the range.
+#[derive(Default)]
+struct RangeResult {
+    lines: u64,
+    events: u64,
+    errors: u64,
+    first_errors: Vec<(u64, ParseError)>,
+}
+
+impl RangeResult {
+    /// Counts the outcome of the line just counted in `lines`.
+    fn record(&mut self, r: Result<(), ParseError>) {
+        match r {
+            Ok(()) => self.events += 1,
+            Err(e) => {
+                self.errors += 1;
+                if self.first_errors.len() < KEPT_ERRORS {
+                    self.first_errors.push((self.lines, e));
+                }
+            }
+        }
+    }
+}
+
+/// Reads every input to its end on `threads` workers. `make` creates a worker's state,
+/// `visit` folds one event into it; the states come back for the caller to merge.
+pub fn read_all<S, M, V>(inputs: &[Input], threads: usize, make: M, visit: V) -> Result<(Vec<S>, Counts), InputError>
+where
+    S: Send,
+    M: Fn() -> S + Sync,
+    V: Fn(&mut S, &Event) + Sync,
+{
+    let mut ranges = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let mut start = 0;
+        while start < input.len {
+            let end = (start + RANGE_BYTES).min(input.len);
+            ranges.push(Range { input: i, start, end });
+            start = end;
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let threads = threads.clamp(1, ranges.len().max(1));
+    let worker = || -> Result<(S, Vec<(usize, RangeResult)>), InputError> {
+        let mut state = make();
+        let mut parser = NativeParser::new();
+        let mut buf = vec![0u8; MAX_LINE_BYTES + READ_BYTES];
+        let mut done = Vec::new();
+        loop {
+            let r = next.fetch_add(1, Ordering::Relaxed);
+            let Some(range) = ranges.get(r) else { break };
+            let res = read_range(&inputs[range.input], range, &mut buf, &mut |line| {
+                match parser.parse(line) {
+                    Ok(ev) => {
+                        visit(&mut state, &ev);
+                        parser.recycle(ev);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            })?;
+            done.push((r, res));
+        }
+        Ok((state, done))
+    };
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+        handles.into_iter().map(|h| h.join().expect("ingest worker panicked")).collect()
+    });
+
+    let mut states = Vec::with_capacity(threads);
+    let mut results: Vec<Option<RangeResult>> = (0..ranges.len()).map(|_| None).collect();
+    for outcome in outcomes {
+        let (state, done) = outcome?;
+        states.push(state);
+        for (r, res) in done {
+            results[r] = Some(res);
+        }
+    }
+    let mut counts = Counts::default();
+    let mut line_base = 0;
+    for (range, res) in ranges.iter().zip(results) {
+        let res = res.expect("every range was read");
+        if range.start == 0 {
+            line_base = 0;
+        }
+        counts.lines += res.lines;
+        counts.events += res.events;
+        counts.parse_errors += res.errors;
+        for (line, error) in res.first_errors {
+            if counts.first_errors.len() < KEPT_ERRORS {
+                let input = inputs[range.input].name.clone();
+                counts.first_errors.push(LineError { input, line: line_base + line, error });
+            }
+        }
+        line_base += res.lines;
+    }
+    Ok((states, counts))
+}
+
+/// Reads the lines that start inside `range`, handing each non-blank one to `on_line`.
+fn read_range(
+    input: &Input,
+    range: &Range,
+    buf: &mut [u8],
+    on_line: &mut dyn FnMut(&[u8]) -> Result<(), ParseError>,
+) -> Result<RangeResult, InputError> {
+    let mut res = RangeResult::default();
+    // A range that does not start a file starts after the first newline at or past
+    // `start - 1`: the line running into it belongs to the range before.
+    let mut pos = range.start.saturating_sub(1);
+    let mut skipping = range.start > 0;
+    // Offset in the file of buf[0], and the filled part of buf.
+    let mut base = pos;
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut eof = false;
+    loop {
+        // Complete lines in the buffer.
+        while let Some(nl) = memchr(b'\n', &buf[lo..hi]) {
+            let line_start = base + lo as u64;
+            let line = &buf[lo..lo + nl];
+            lo += nl + 1;
+            if skipping {
+                skipping = false;
+                continue;
+            }
+            if line_start >= range.end {
+                return Ok(res);
+            }
+            res.lines += 1;
+            if let Some(l) = trim_line(line) {
+                res.record(on_line(l));
+            }
+        }
+        if eof {
+            // A last line without its newline.
+            if lo < hi && !skipping && base + (lo as u64) < range.end {
+                res.lines += 1;
+                if let Some(l) = trim_line(&buf[lo..hi]) {
+                    res.record(on_line(l));
+                }
+            }
+            return Ok(res);
+        }
+        // A line longer than the limit: count it (if ours) and drop bytes until its end.
+        if hi - lo > MAX_LINE_BYTES {
+            let line_start = base + lo as u64;
+            if !skipping {
+                if line_start >= range.end {
+                    return Ok(res);
+                }
+                res.lines += 1;
+                res.record(Err(ParseError::TooLong));
+                skipping = true;
+            }
+            base += hi as u64;
+            lo = 0;
+            hi = 0;
+        }
+        // Keep the partial line, read more behind it.
+        buf.copy_within(lo..hi, 0);
+        base += lo as u64;
+        hi -= lo;
+        lo = 0;
+        // Never past the length seen at open: a file that grows meanwhile is read as it was.
+        let want = (buf.len() - hi).min(READ_BYTES).min((input.len - pos) as usize);
+        let n = if want == 0 { 0 } else { input.read_at(&mut buf[hi..hi + want], pos)? };
+        if n == 0 || pos + n as u64 >= input.len {
+            eof = true;
+        }
+        pos += n as u64;
+        hi += n;
+    }
+}
+
+/// Reads up to `bytes` from the end of an input and returns its whole lines, for a
+/// cheap first look (the report's guess of the latest event time).
+pub fn tail_lines(input: &Input, bytes: u64) -> Result<Vec<u8>, InputError> {
+    let start = input.len.saturating_sub(bytes);
+    let mut buf = vec![0u8; (input.len - start) as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = input.read_at(&mut buf[got..], start + got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf.truncate(got);
+    if start > 0 {
+        let first = memchr(b'\n', &buf).map_or(buf.len(), |i| i + 1);
+        buf.drain(..first);
+    }
+    Ok(buf)
+}
+
+/// Reads a whole small file (config, prices) with a helpful error.
+pub fn read_to_string(path: &PathBuf) -> Result<String, InputError> {
+    let mut s = String::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .map_err(|source| InputError::Open { path: path.display().to_string(), source })?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn input(bytes: &[u8]) -> (tempfile::NamedTempFile, Input) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        let i = Input::open(f.path().to_str().unwrap()).unwrap();
+        (f, i)
+    }
+
+    fn lines_in(input: &Input, range_bytes: u64) -> (Vec<String>, RangeResult) {
+        let mut all = Vec::new();
+        let mut total = RangeResult::default();
+        let mut buf = vec![0u8; MAX_LINE_BYTES + READ_BYTES];
+        let mut start = 0;
+        while start < input.len() {
+            let end = (start + range_bytes).min(input.len());
+            let r = read_range(input, &Range { input: 0, start, end }, &mut buf, &mut |l| {
+                all.push(String::from_utf8_lossy(l).into_owned());
+                if l.starts_with(b"bad") { Err(ParseError::Invalid("bad".into())) } else { Ok(()) }
+            })
+            .unwrap();
+            total.lines += r.lines;
+            total.events += r.events;
+            total.errors += r.errors;
+            start = end;
+        }
+        (all, total)
+    }
+
+    #[test]
+    fn every_line_once_whatever_the_range_size() {
+        let text = b"a1\nbb2\n\nbad\r\nccc3\n  \nlast";
+        let (_f, inp) = input(text);
+        for range in 1..=text.len() as u64 + 1 {
+            let (lines, r) = lines_in(&inp, range);
+            assert_eq!(lines, vec!["a1", "bb2", "bad", "ccc3", "last"], "range size {range}");
+            assert_eq!((r.lines, r.events, r.errors), (7, 4, 1), "range size {range}");
+        }
+    }
+
+    #[test]
+    fn overlong_lines_are_counted_and_skipped() {
+        let mut text = b"ok1\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES * 3));
+        text.extend_from_slice(b"\nok2\n");
+        let (_f, inp) = input(&text);
+        for range in [1 << 20, 8 << 20] {
+            let (lines, r) = lines_in(&inp, range);
+            assert_eq!(lines, vec!["ok1", "ok2"]);
+            assert_eq!((r.lines, r.events, r.errors), (3, 2, 1));
+        }
+    }
+
+    #[test]
+    fn read_all_numbers_lines_across_ranges() {
+        let mut text = Vec::new();
+        for i in 0..300_000u64 {
+            if i == 250_000 {
+                text.extend_from_slice(b"{broken\n");
+            } else {
+                writeln!(text, r#"{{"created_at":{i}}}"#).unwrap();
+            }
+        }
+        let (_f, inp) = input(&text);
+        let (states, counts) =
+            read_all(&[inp], 2, || 0u64, |n: &mut u64, ev: &Event| *n += ev.created_at as u64 / 1000).unwrap();
+        let expected: u64 = (0..300_000u64).filter(|&i| i != 250_000).sum();
+        assert_eq!(states.iter().sum::<u64>(), expected);
+        assert_eq!((counts.lines, counts.events, counts.parse_errors), (300_000, 299_999, 1));
+        assert_eq!(counts.first_errors[0].line, 250_001);
+    }
+
+    #[test]
+    fn tail_starts_at_a_line() {
+        let (_f, inp) = input(b"first line\nsecond\nthird\n");
+        assert_eq!(tail_lines(&inp, 10).unwrap(), b"third\n");
+        assert_eq!(tail_lines(&inp, 100).unwrap(), b"first line\nsecond\nthird\n");
+    }
+}
