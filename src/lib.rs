@@ -1,15 +1,18 @@
 //! tokentop: a terminal console for live LLM API traffic.
 //!
 //! The layers, in the order data flows through them:
-//! - [`parse`] turns input lines into [`event::Event`]s;
+//! - [`ingest`] reads inputs and [`parse`] turns their lines into [`event::Event`]s;
 //! - [`pricing`] prices an event when its source did not bill it;
 //! - [`stats`] folds events into mergeable aggregates (counters and HDR histograms);
 //! - [`engine`] keeps those aggregates in rolling time windows for live sources;
-//! - [`report`] reads inputs to their end and renders the numbers as JSON or text.
+//! - [`report`] turns aggregates into the numbers users read, as JSON or a table.
 
 pub mod event;
 pub mod ingest;
 pub mod parse;
 pub mod pricing;
+pub mod report;
 pub mod stats;
+pub mod synth;
+pub mod text;
 pub mod time;

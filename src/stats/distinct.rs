@@ -1,7 +1,6 @@
 //! Counting distinct users: exact up to a cap, then a HyperLogLog estimate.
 
 use hashbrown::HashSet;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// 2^16 registers: standard error 1.04/√65536 ≈ 0.41%, so estimates are within 2%
 /// with overwhelming probability. 64 KiB, allocated only once the exact set overflows.
@@ -22,12 +21,8 @@ impl Distinct {
         Distinct::Exact { set: HashSet::new(), cap }
     }
 
-    pub fn hash(id: &str) -> u64 {
-        xxh3_64(id.as_bytes())
-    }
-
     pub fn insert(&mut self, id: &str) {
-        self.insert_hash(Self::hash(id));
+        self.insert_hash(super::key_hash(id));
     }
 
     pub fn insert_hash(&mut self, h: u64) {

@@ -1,34 +1,46 @@
-//! Latency distributions: exact count, sum and max, percentiles from an HDR histogram.
+//! Latency distributions: exact count, sum and max, percentiles from a log-linear
+//! (HDR) histogram.
+//!
+//! The histogram uses HdrHistogram's bucketing with two significant digits: values in
+//! microseconds, exact below 256 µs, and above that 128 linear sub-buckets per power
+//! of two, so a bucket is never wider than 1/128 of its values. Reporting a bucket's
+//! midpoint puts every percentile within 0.4% of the exact nearest-rank value.
+//!
+//! It is written here rather than taken from the `hdrhistogram` crate because it is
+//! recorded into about ten times per event (overall, model, provider, each property,
+//! the time series): with the crate that was 15% of `report`'s time; this one inlines
+//! to an index computation and one increment. Counts are `u32` (half the memory) and
+//! saturate rather than wrap.
 
-use hdrhistogram::Histogram;
-
-/// Two significant digits: every recorded value lands in a bucket no wider than
-/// 1/128 of it, and we report the bucket's midpoint, so a percentile is within
-/// 0.4% of the exact nearest-rank value (exact below 0.256 ms, the 1 µs unit).
-const SIGFIG: u8 = 2;
+/// Milliseconds (≥ 0, as the parser guarantees) to whole nanoseconds, rounded.
+///
+/// `+ 0.5` and a cast instead of `f64::round`, which is a libm call on baseline x86-64.
+#[inline]
+pub fn ms_to_ns(ms: f64) -> u64 {
+    (ms * 1e6 + 0.5) as u64
+}
 
 /// Exact moments of a duration field: the average and the max need no histogram.
+/// Integer nanoseconds, so totals are the same whatever order events are merged in.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Moments {
     pub count: u64,
-    /// Sum in nanoseconds: an integer, so the total is the same whatever the order.
     pub sum_ns: u128,
-    pub max_ms: f64,
+    pub max_ns: u64,
 }
 
 impl Moments {
-    pub fn record(&mut self, ms: f64) {
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
         self.count += 1;
-        self.sum_ns += (ms * 1e6).round() as u128;
-        if ms > self.max_ms {
-            self.max_ms = ms;
-        }
+        self.sum_ns += u128::from(ns);
+        self.max_ns = self.max_ns.max(ns);
     }
 
     pub fn merge(&mut self, o: &Moments) {
         self.count += o.count;
         self.sum_ns += o.sum_ns;
-        self.max_ms = self.max_ms.max(o.max_ms);
+        self.max_ns = self.max_ns.max(o.max_ns);
     }
 
     pub fn avg_ms(&self) -> Option<f64> {
@@ -36,34 +48,65 @@ impl Moments {
     }
 
     pub fn max(&self) -> Option<f64> {
-        (self.count > 0).then_some(self.max_ms)
+        (self.count > 0).then(|| self.max_ns as f64 / 1e6)
     }
 }
 
-/// A duration distribution: [`Moments`] plus an HDR histogram in microseconds.
-#[derive(Debug, Clone)]
+/// Sub-buckets per power of two (7 bits of mantissa).
+const SUB_BITS: u32 = 7;
+const SUB: u64 = 1 << SUB_BITS;
+/// Values below this are their own bucket.
+const LINEAR: u64 = 2 * SUB;
+
+fn index(us: u64) -> usize {
+    if us < LINEAR {
+        return us as usize;
+    }
+    let e = 63 - us.leading_zeros(); // floor(log2 us) >= 8
+    let sub = (us >> (e - SUB_BITS)) - SUB; // 0..128
+    (LINEAR + u64::from(e - SUB_BITS - 1) * SUB + sub) as usize
+}
+
+/// The smallest value of bucket `i` and the bucket's width.
+fn bucket(i: usize) -> (u64, u64) {
+    let i = i as u64;
+    if i < LINEAR {
+        return (i, 1);
+    }
+    let e = (i - LINEAR) / SUB + u64::from(SUB_BITS) + 1;
+    let sub = (i - LINEAR) % SUB;
+    let width = 1u64 << (e - u64::from(SUB_BITS));
+    ((SUB + sub) * width, width)
+}
+
+/// A duration distribution: [`Moments`] plus a histogram in microseconds.
+#[derive(Debug, Clone, Default)]
 pub struct Dist {
     pub moments: Moments,
-    hist: Histogram<u64>,
-}
-
-impl Default for Dist {
-    fn default() -> Self {
-        Self { moments: Moments::default(), hist: Histogram::new(SIGFIG).expect("valid sigfig") }
-    }
+    /// Grows to the largest bucket recorded: a group whose latencies stay under 30 s
+    /// holds about 2,300 counters.
+    counts: Vec<u32>,
 }
 
 impl Dist {
-    pub fn record(&mut self, ms: f64) {
-        self.moments.record(ms);
-        // Auto-resizing histogram: this only fails for values beyond u64, which the
-        // parser's 1e12 ms limit already excludes.
-        let _ = self.hist.record((ms * 1000.0).round() as u64);
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.moments.record(ns);
+        let i = index((ns + 500) / 1000);
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] = self.counts[i].saturating_add(1);
     }
 
     pub fn merge(&mut self, o: &Dist) {
         self.moments.merge(&o.moments);
-        let _ = self.hist.add(&o.hist);
+        if o.counts.len() > self.counts.len() {
+            self.counts.resize(o.counts.len(), 0);
+        }
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a = a.saturating_add(*b);
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -72,21 +115,27 @@ impl Dist {
 
     /// Nearest-rank percentile (`q` in 0..=100): the value at rank ⌈q/100 · n⌉.
     pub fn percentile(&self, q: f64) -> Option<f64> {
-        let n = self.hist.len();
+        let n: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
         if n == 0 {
             return None;
         }
         let rank = ((q / 100.0 * n as f64).ceil() as u64).clamp(1, n);
         let mut seen = 0;
-        for v in self.hist.iter_recorded() {
-            seen += v.count_since_last_iteration();
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
             if seen >= rank {
-                let us = self.hist.median_equivalent(v.value_iterated_to());
+                let (low, width) = bucket(i);
+                let mid = low as f64 + (width - 1) as f64 / 2.0;
                 // Never report above the exact maximum, which we know.
-                return Some((us as f64 / 1000.0).min(self.moments.max_ms));
+                return Some((mid / 1000.0).min(self.moments.max_ns as f64 / 1e6));
             }
         }
-        Some(self.moments.max_ms)
+        self.moments.max()
+    }
+
+    /// Bytes held by the histogram (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.counts.capacity() * 4
     }
 }
 
@@ -111,16 +160,29 @@ mod tests {
             // Spread over five orders of magnitude with fractional milliseconds.
             let v = ((x % 1_000_000) as f64 / 1000.0).powf(1.7) + 0.3;
             vals.push(v);
-            d.record(v);
+            d.record(ms_to_ns(v));
         }
         vals.sort_by(f64::total_cmp);
         for q in [1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0] {
             let (got, want) = (d.percentile(q).unwrap(), exact(&vals, q));
             assert!((got - want).abs() <= want * 0.01, "p{q}: {got} vs {want}");
         }
-        assert_eq!(d.moments.max(), Some(*vals.last().unwrap()));
+        assert!((d.moments.max().unwrap() - vals.last().unwrap()).abs() < 1e-6, "max is exact to the nanosecond");
         let avg = vals.iter().sum::<f64>() / vals.len() as f64;
         assert!((d.moments.avg_ms().unwrap() - avg).abs() < 1e-6);
+    }
+
+    #[test]
+    fn buckets_tile_the_number_line() {
+        let mut expect_low = 0;
+        for i in 0..5_000 {
+            let (low, width) = bucket(i);
+            assert_eq!(low, expect_low, "bucket {i}");
+            assert_eq!(index(low), i);
+            assert_eq!(index(low + width - 1), i);
+            assert!(low < LINEAR || width as f64 <= low as f64 / 128.0);
+            expect_low = low + width;
+        }
     }
 
     #[test]
@@ -128,10 +190,10 @@ mod tests {
         let mut a = Dist::default();
         assert_eq!(a.percentile(50.0), None);
         for v in [10.0, 20.0, 30.0] {
-            a.record(v);
+            a.record(ms_to_ns(v));
         }
         let mut b = Dist::default();
-        b.record(40.0);
+        b.record(ms_to_ns(40.0));
         a.merge(&b);
         assert_eq!(a.count(), 4);
         let p50 = a.percentile(50.0).unwrap();

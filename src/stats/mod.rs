@@ -11,13 +11,47 @@ pub mod series;
 
 use std::collections::BTreeMap;
 
+use std::hash::{BuildHasherDefault, Hasher};
+
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::event::Event;
 use crate::pricing::Cost;
 use crate::time::Micros;
 pub use distinct::Distinct;
-pub use hist::{Dist, Moments};
+pub use hist::{Dist, Moments, ms_to_ns};
+
+/// An event's numbers converted once, for the several aggregates it lands in.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub latency_ns: Option<u64>,
+    pub ttft_ns: Option<u64>,
+    /// What the request cost (0 for cache hits and unpriced requests).
+    pub cost: Usd,
+    pub saved: Usd,
+    pub cache_hit: bool,
+    pub unpriced: bool,
+}
+
+impl Sample {
+    pub fn new(ev: &Event, cost: Cost) -> Sample {
+        let (charged, saved) = match cost {
+            Cost::Billed(c) | Cost::Priced(c) => (Usd::from_f64(c), Usd(0)),
+            Cost::CacheHit { saved } => (Usd(0), Usd::from_f64(saved)),
+            Cost::Unpriced => (Usd(0), Usd(0)),
+        };
+        Sample {
+            latency_ns: ev.latency_ms.map(ms_to_ns),
+            ttft_ns: ev.ttft_ms.map(ms_to_ns),
+            cost: charged,
+            saved,
+            cache_hit: matches!(cost, Cost::CacheHit { .. }),
+            unpriced: cost == Cost::Unpriced,
+        }
+    }
+}
 
 /// The row that high-cardinality keys fold into once a map reaches its cap.
 pub const OTHER: &str = "(other)";
@@ -29,8 +63,10 @@ pub const OTHER: &str = "(other)";
 pub struct Usd(pub i128);
 
 impl Usd {
+    /// From a non-negative amount (costs are never negative), rounded to 1e-12.
+    #[inline]
     pub fn from_f64(usd: f64) -> Self {
-        Usd((usd * 1e12).round() as i128)
+        Usd((usd * 1e12 + 0.5) as i128)
     }
     pub fn to_f64(self) -> f64 {
         self.0 as f64 / 1e12
@@ -73,7 +109,8 @@ pub struct Agg {
 }
 
 impl Agg {
-    pub fn record(&mut self, ev: &Event, cost: Cost) {
+    #[inline]
+    pub fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         let s = ev.status;
         self.ok += u64::from((200..300).contains(&s));
@@ -82,14 +119,10 @@ impl Agg {
         self.e5xx += u64::from((500..600).contains(&s));
         self.e429 += u64::from(s == 429);
         self.status0 += u64::from(s == 0);
-        match cost {
-            Cost::Billed(c) | Cost::Priced(c) => self.cost += Usd::from_f64(c),
-            Cost::CacheHit { saved } => {
-                self.cache_hits += 1;
-                self.cost_saved += Usd::from_f64(saved);
-            }
-            Cost::Unpriced => self.unpriced += 1,
-        }
+        self.cost += x.cost;
+        self.cost_saved += x.saved;
+        self.cache_hits += u64::from(x.cache_hit);
+        self.unpriced += u64::from(x.unpriced);
         self.prompt_tokens += ev.prompt_tokens;
         self.completion_tokens += ev.completion_tokens;
         self.cache_read_tokens += ev.cache_read_tokens;
@@ -100,10 +133,10 @@ impl Agg {
             self.feedback_rated += 1;
             self.feedback_positive += u64::from(f);
         }
-        if let Some(l) = ev.latency_ms {
+        if let Some(l) = x.latency_ns {
             self.latency.record(l);
         }
-        if let Some(t) = ev.ttft_ms {
+        if let Some(t) = x.ttft_ns {
             self.ttft.record(t);
         }
     }
@@ -157,11 +190,11 @@ pub struct UserAgg {
 }
 
 impl UserAgg {
-    fn record(&mut self, ev: &Event, cost: Cost) {
+    fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());
-        self.cost += Usd::from_f64(cost.usd());
-        if let Some(l) = ev.latency_ms {
+        self.cost += x.cost;
+        if let Some(l) = x.latency_ns {
             self.latency.record(l);
         }
         self.last_active = self.last_active.max(ev.created_at);
@@ -195,12 +228,12 @@ impl Default for SessionAgg {
 }
 
 impl SessionAgg {
-    fn record(&mut self, ev: &Event, cost: Cost) {
+    fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());
-        self.cost += Usd::from_f64(cost.usd());
+        self.cost += x.cost;
         self.first_start = self.first_start.min(ev.created_at);
-        let end = ev.created_at + ev.latency_ms.map_or(0, |l| (l * 1000.0).round() as i64);
+        let end = ev.created_at + x.latency_ns.map_or(0, |ns| ((ns + 500) / 1000) as i64);
         self.last_end = self.last_end.max(end);
         if self.name.is_none() {
             self.name = ev.session_name.as_deref().filter(|s| !s.is_empty()).map(Into::into);
@@ -218,8 +251,8 @@ impl SessionAgg {
         }
     }
 
-    pub fn duration_secs(&self) -> f64 {
-        (self.last_end - self.first_start).max(0) as f64 / 1e6
+    pub fn duration_micros(&self) -> i64 {
+        (self.last_end - self.first_start).max(0)
     }
 }
 
@@ -246,13 +279,38 @@ impl Mergeable for SessionAgg {
 
 /// A map from key to aggregate holding at most `cap` keys; keys beyond the cap are
 /// folded into one `(other)` row, so a flood of distinct ids cannot exhaust memory.
+///
+/// Entries are found by the 64-bit xxh3 hash of their name, with the name kept beside
+/// the value: a lookup compares integers, never strings through a pointer (which was a
+/// cache miss per event with 20,000 sessions). Two names sharing a hash would share a
+/// row; among a million names that happens with probability below 1e-7.
 #[derive(Debug, Clone)]
 pub struct Capped<V> {
-    map: HashMap<Box<str>, V>,
+    map: HashMap<u64, (Box<str>, V), BuildHasherDefault<HashIsKey>>,
     other: Option<V>,
     cap: usize,
     /// What a new entry starts as (an empty aggregate, or an empty capped map).
     empty: V,
+}
+
+/// The keys are already hashes: pass them through.
+#[derive(Default)]
+pub struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, h: u64) {
+        self.0 = h;
+    }
+}
+
+pub fn key_hash(key: &str) -> u64 {
+    xxh3_64(key.as_bytes())
 }
 
 impl<V: Mergeable + Default> Capped<V> {
@@ -263,25 +321,29 @@ impl<V: Mergeable + Default> Capped<V> {
 
 impl<V: Mergeable> Capped<V> {
     pub fn with_empty(cap: usize, empty: V) -> Self {
-        Self { map: HashMap::new(), other: None, cap, empty }
+        Self { map: HashMap::default(), other: None, cap, empty }
     }
 
     /// The entry for `key`; allocates only when a new key is admitted.
+    #[inline]
     pub fn entry(&mut self, key: &str) -> &mut V {
-        // Two lookups on the rare insert path keep the common path to one, without
-        // allocating a key for it.
-        if self.map.contains_key(key) {
-            return self.map.get_mut(key).expect("present");
+        self.entry_hashed(key_hash(key), key)
+    }
+
+    /// Like [`entry`](Self::entry) when the caller already has `key_hash(key)`.
+    #[inline]
+    pub fn entry_hashed(&mut self, hash: u64, key: &str) -> &mut V {
+        let full = self.map.len() >= self.cap;
+        match self.map.entry(hash) {
+            Entry::Occupied(o) => &mut o.into_mut().1,
+            Entry::Vacant(v) if !full => &mut v.insert((key.into(), self.empty.clone())).1,
+            Entry::Vacant(_) => self.other.get_or_insert_with(|| self.empty.clone()),
         }
-        if self.map.len() < self.cap {
-            return self.map.entry(key.into()).or_insert_with(|| self.empty.clone());
-        }
-        self.other.get_or_insert_with(|| self.empty.clone())
     }
 
     pub fn merge(&mut self, o: &Capped<V>) {
-        for (k, v) in &o.map {
-            self.entry(k).merge_from(v);
+        for (h, (k, v)) in &o.map {
+            self.entry_hashed(*h, k).merge_from(v);
         }
         if let Some(v) = &o.other {
             self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
@@ -289,12 +351,12 @@ impl<V: Mergeable> Capped<V> {
     }
 
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.map.get(key)
+        self.map.get(&key_hash(key)).map(|(_, v)| v)
     }
 
     /// The stored keys, without the `(other)` row.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
-        self.map.iter().map(|(k, v)| (&**k, v))
+        self.map.values().map(|(k, v)| (&**k, v))
     }
 
     /// What was folded because the cap was reached.
@@ -376,23 +438,24 @@ impl Stats {
         self.limits
     }
 
-    pub fn record(&mut self, ev: &Event, cost: Cost) {
-        self.total.record(ev, cost);
-        if let Some(t) = ev.ttft_ms {
+    pub fn record(&mut self, ev: &Event, x: &Sample) {
+        self.total.record(ev, x);
+        if let Some(t) = x.ttft_ns {
             self.ttft.record(t);
         }
         *self.by_status.entry(ev.status).or_insert(0) += 1;
-        self.by_model.entry(ev.model()).record(ev, cost);
-        self.by_provider.entry(ev.provider()).record(ev, cost);
+        self.by_model.entry(ev.model()).record(ev, x);
+        self.by_provider.entry(ev.provider()).record(ev, x);
         for (k, v) in &ev.properties {
-            self.by_property.entry(k).entry(v).record(ev, cost);
+            self.by_property.entry(k).entry(v).record(ev, x);
         }
         if let Some(u) = ev.user() {
-            self.users.entry(u).record(ev, cost);
-            self.distinct_users.insert(u);
+            let h = key_hash(u);
+            self.users.entry_hashed(h, u).record(ev, x);
+            self.distinct_users.insert_hash(h);
         }
         if let Some(s) = ev.session() {
-            self.sessions.entry(s).record(ev, cost);
+            self.sessions.entry(s).record(ev, x);
         }
         self.first = self.first.min(ev.created_at);
         self.last = self.last.max(ev.created_at);
@@ -442,7 +505,8 @@ mod tests {
     fn counts_errors_by_class() {
         let mut s = Stats::new(Limits::REPORT);
         for status in [200, 201, 301, 400, 429, 500, 503, 0] {
-            s.record(&ev("m", "u", status, 1.0), Cost::Billed(0.001));
+            let e = ev("m", "u", status, 1.0);
+            s.record(&e, &Sample::new(&e, Cost::Billed(0.001)));
         }
         let t = &s.total;
         assert_eq!((t.requests, t.ok, t.errors, t.e4xx, t.e5xx, t.e429, t.status0), (8, 2, 5, 2, 2, 1, 1));
@@ -454,7 +518,8 @@ mod tests {
     fn caps_fold_into_other() {
         let mut s = Stats::new(Limits { groups: 2, users: 3, ..Limits::REPORT });
         for (m, u) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("a", "5")] {
-            s.record(&ev(m, u, 200, 1.0), Cost::Unpriced);
+            let e = ev(m, u, 200, 1.0);
+            s.record(&e, &Sample::new(&e, Cost::Unpriced));
         }
         assert_eq!(s.by_model.len(), 2);
         assert_eq!(s.by_model.get("a").unwrap().requests, 2);
@@ -478,8 +543,9 @@ mod tests {
         let mut one = Stats::new(Limits::REPORT);
         let (mut a, mut b) = (Stats::new(Limits::REPORT), Stats::new(Limits::REPORT));
         for (i, e) in events.iter().enumerate() {
-            one.record(e, Cost::Priced(0.01 * i as f64));
-            if i % 2 == 0 { &mut a } else { &mut b }.record(e, Cost::Priced(0.01 * i as f64));
+            let x = Sample::new(e, Cost::Priced(0.01 * i as f64));
+            one.record(e, &x);
+            if i % 2 == 0 { &mut a } else { &mut b }.record(e, &x);
         }
         a.merge(&b);
         assert_eq!(a.total.requests, one.total.requests);

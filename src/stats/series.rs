@@ -6,9 +6,8 @@
 
 use std::collections::VecDeque;
 
-use super::{Dist, Usd};
+use super::{Dist, Sample, Usd};
 use crate::event::Event;
-use crate::pricing::Cost;
 use crate::time::{MICROS_PER_SEC, Micros};
 
 /// At most this many buckets; beyond it the series coarsens to the next size.
@@ -45,18 +44,18 @@ pub struct Point {
 }
 
 impl Point {
-    fn record(&mut self, ev: &Event, cost: Cost) {
+    fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());
         self.e4xx += u64::from((400..500).contains(&ev.status));
         self.e5xx += u64::from((500..600).contains(&ev.status));
         self.e429 += u64::from(ev.status == 429);
-        self.cost += Usd::from_f64(cost.usd());
+        self.cost += x.cost;
         self.tokens += ev.prompt_tokens + ev.completion_tokens;
-        if let Some(l) = ev.latency_ms {
+        if let Some(l) = x.latency_ns {
             self.latency.record(l);
         }
-        if let Some(t) = ev.ttft_ms {
+        if let Some(t) = x.ttft_ns {
             self.ttft.record(t);
         }
     }
@@ -93,9 +92,9 @@ impl Series {
         self.width
     }
 
-    pub fn record(&mut self, ev: &Event, cost: Cost) {
+    pub fn record(&mut self, ev: &Event, x: &Sample) {
         let idx = ev.created_at.div_euclid(self.width);
-        self.point_at(idx).record(ev, cost);
+        self.point_at(idx).record(ev, x);
         if self.points.len() as i64 > MAX_BUCKETS {
             self.coarsen_to(next_size(self.width).unwrap_or(self.width * 12));
         }
@@ -162,6 +161,11 @@ impl Series {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pricing::Cost;
+
+    fn rec(s: &mut Series, ev: &Event, cost: Cost) {
+        s.record(ev, &Sample::new(ev, cost));
+    }
 
     fn at(t: Micros) -> Event<'static> {
         Event { created_at: t, latency_ms: Some(10.0), status: 200, ..Default::default() }
@@ -180,7 +184,7 @@ mod tests {
     fn coarsens_as_the_span_grows_and_keeps_counts() {
         let mut s = Series::new(MICROS_PER_SEC);
         for i in 0..3600 {
-            s.record(&at(i * MICROS_PER_SEC), Cost::Billed(0.5));
+            rec(&mut s, &at(i * MICROS_PER_SEC), Cost::Billed(0.5));
         }
         assert_eq!(s.width(), 60 * MICROS_PER_SEC);
         let pts = s.points(0, 3599 * MICROS_PER_SEC);
@@ -191,10 +195,10 @@ mod tests {
     #[test]
     fn out_of_order_and_merge() {
         let mut a = Series::new(MICROS_PER_SEC);
-        a.record(&at(10 * MICROS_PER_SEC), Cost::Unpriced);
-        a.record(&at(2 * MICROS_PER_SEC), Cost::Unpriced);
+        rec(&mut a, &at(10 * MICROS_PER_SEC), Cost::Unpriced);
+        rec(&mut a, &at(2 * MICROS_PER_SEC), Cost::Unpriced);
         let mut b = Series::new(5 * MICROS_PER_SEC);
-        b.record(&at(11 * MICROS_PER_SEC), Cost::Unpriced);
+        rec(&mut b, &at(11 * MICROS_PER_SEC), Cost::Unpriced);
         a.merge(&b);
         assert_eq!(a.width(), 5 * MICROS_PER_SEC);
         let pts = a.points(0, 14 * MICROS_PER_SEC);
