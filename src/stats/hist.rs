@@ -79,33 +79,91 @@ fn bucket(i: usize) -> (u64, u64) {
     ((SUB + sub) * width, width)
 }
 
+/// Sparse histograms hold at most this many buckets (1 KiB) before turning dense
+/// (about 9 KiB for latencies up to 30 s): most groups of a high-cardinality key see
+/// few requests, and a live window holds one histogram per group per time slab.
+const SPARSE_MAX: usize = 128;
+
+#[derive(Debug, Clone)]
+enum Counts {
+    /// (bucket, count), sorted by bucket.
+    Sparse(Vec<(u16, u32)>),
+    /// Indexed by bucket, up to the largest recorded.
+    Dense(Vec<u32>),
+}
+
 /// A duration distribution: [`Moments`] plus a histogram in microseconds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Dist {
     pub moments: Moments,
-    /// Grows to the largest bucket recorded: a group whose latencies stay under 30 s
-    /// holds about 2,300 counters.
-    counts: Vec<u32>,
+    counts: Counts,
+}
+
+impl Default for Dist {
+    fn default() -> Self {
+        Dist { moments: Moments::default(), counts: Counts::Sparse(Vec::new()) }
+    }
+}
+
+impl Counts {
+    #[inline]
+    fn add(&mut self, i: usize, n: u32) {
+        match self {
+            Counts::Dense(d) => {
+                if i >= d.len() {
+                    d.resize(i + 1, 0);
+                }
+                d[i] = d[i].saturating_add(n);
+            }
+            Counts::Sparse(v) => match v.binary_search_by_key(&(i as u16), |e| e.0) {
+                Ok(p) => v[p].1 = v[p].1.saturating_add(n),
+                Err(p) if v.len() < SPARSE_MAX => v.insert(p, (i as u16, n)),
+                Err(_) => {
+                    self.densify();
+                    self.add(i, n);
+                }
+            },
+        }
+    }
+
+    fn densify(&mut self) {
+        if let Counts::Sparse(v) = self {
+            let mut d = vec![0u32; v.last().map_or(0, |e| e.0 as usize + 1)];
+            for &(i, c) in v.iter() {
+                d[i as usize] = c;
+            }
+            *self = Counts::Dense(d);
+        }
+    }
+
+    /// (bucket, count) in bucket order, zero counts skipped.
+    fn iter(&self) -> Box<dyn Iterator<Item = (usize, u32)> + '_> {
+        match self {
+            Counts::Sparse(v) => Box::new(v.iter().map(|&(i, c)| (i as usize, c))),
+            Counts::Dense(d) => Box::new(d.iter().enumerate().filter(|e| *e.1 > 0).map(|(i, &c)| (i, c))),
+        }
+    }
 }
 
 impl Dist {
     #[inline]
     pub fn record(&mut self, ns: u64) {
         self.moments.record(ns);
-        let i = index((ns + 500) / 1000);
-        if i >= self.counts.len() {
-            self.counts.resize(i + 1, 0);
-        }
-        self.counts[i] = self.counts[i].saturating_add(1);
+        self.counts.add(index((ns + 500) / 1000), 1);
     }
 
     pub fn merge(&mut self, o: &Dist) {
         self.moments.merge(&o.moments);
-        if o.counts.len() > self.counts.len() {
-            self.counts.resize(o.counts.len(), 0);
-        }
-        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
-            *a = a.saturating_add(*b);
+        match (&mut self.counts, &o.counts) {
+            (Counts::Dense(a), Counts::Dense(b)) => {
+                if b.len() > a.len() {
+                    a.resize(b.len(), 0);
+                }
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x = x.saturating_add(*y);
+                }
+            }
+            (_, other) => other.iter().for_each(|(i, c)| self.counts.add(i, c)),
         }
     }
 
@@ -115,13 +173,13 @@ impl Dist {
 
     /// Nearest-rank percentile (`q` in 0..=100): the value at rank ⌈q/100 · n⌉.
     pub fn percentile(&self, q: f64) -> Option<f64> {
-        let n: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
+        let n: u64 = self.counts.iter().map(|(_, c)| u64::from(c)).sum();
         if n == 0 {
             return None;
         }
         let rank = ((q / 100.0 * n as f64).ceil() as u64).clamp(1, n);
         let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
+        for (i, c) in self.counts.iter() {
             seen += u64::from(c);
             if seen >= rank {
                 let (low, width) = bucket(i);
@@ -133,9 +191,12 @@ impl Dist {
         self.moments.max()
     }
 
-    /// Bytes held by the histogram (for memory accounting).
+    /// Bytes held on the heap (for memory accounting in benchmarks).
     pub fn heap_bytes(&self) -> usize {
-        self.counts.capacity() * 4
+        match &self.counts {
+            Counts::Sparse(v) => v.capacity() * 8,
+            Counts::Dense(d) => d.capacity() * 4,
+        }
     }
 }
 
@@ -183,6 +244,28 @@ mod tests {
             assert!(low < LINEAR || width as f64 <= low as f64 / 128.0);
             expect_low = low + width;
         }
+    }
+
+    #[test]
+    fn sparse_and_dense_agree() {
+        let values: Vec<u64> = (0..5_000u64).map(|i| (i * 7919) % 40_000_000 + 1).collect();
+        let mut one = Dist::default();
+        let (mut a, mut b) = (Dist::default(), Dist::default());
+        for (k, &v) in values.iter().enumerate() {
+            one.record(v * 1000);
+            if k < 60 { &mut a } else { &mut b }.record(v * 1000);
+        }
+        assert!(matches!(a.counts, Counts::Sparse(_)));
+        assert!(matches!(b.counts, Counts::Dense(_)));
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        for q in [1.0, 50.0, 99.0, 100.0] {
+            assert_eq!(ab.percentile(q), one.percentile(q));
+            assert_eq!(ba.percentile(q), one.percentile(q));
+        }
+        assert!(a.heap_bytes() <= SPARSE_MAX * 8);
     }
 
     #[test]
