@@ -54,9 +54,10 @@ impl Rng {
 }
 
 /// A model the generator sends traffic to.
+#[derive(Clone)]
 struct Model {
     provider: &'static str,
-    name: &'static str,
+    name: Cow<'static, str>,
     /// Share of traffic (relative weight).
     weight: f64,
     latency_median_ms: f64,
@@ -65,21 +66,21 @@ struct Model {
     billed: bool,
 }
 
-const MODELS: &[Model] = &[
-    Model { provider: "openai", name: "gpt-4o", weight: 14.0, latency_median_ms: 1400.0, ttft_median_ms: 380.0, billed: true },
-    Model { provider: "openai", name: "gpt-4o-mini", weight: 22.0, latency_median_ms: 700.0, ttft_median_ms: 220.0, billed: false },
-    Model { provider: "openai", name: "gpt-4.1", weight: 6.0, latency_median_ms: 1800.0, ttft_median_ms: 450.0, billed: false },
-    Model { provider: "openai", name: "o4-mini", weight: 4.0, latency_median_ms: 5200.0, ttft_median_ms: 2500.0, billed: true },
-    Model { provider: "openai", name: "text-embedding-3-small", weight: 10.0, latency_median_ms: 90.0, ttft_median_ms: 0.0, billed: false },
-    Model { provider: "anthropic", name: "claude-sonnet-4-5", weight: 12.0, latency_median_ms: 2100.0, ttft_median_ms: 600.0, billed: false },
-    Model { provider: "anthropic", name: "claude-haiku-4-5", weight: 8.0, latency_median_ms: 800.0, ttft_median_ms: 250.0, billed: true },
-    Model { provider: "anthropic", name: "claude-3-7-sonnet-20250219", weight: 2.0, latency_median_ms: 2400.0, ttft_median_ms: 700.0, billed: false },
-    Model { provider: "gemini", name: "gemini-2.5-flash", weight: 7.0, latency_median_ms: 900.0, ttft_median_ms: 300.0, billed: false },
-    Model { provider: "gemini", name: "gemini-2.5-pro", weight: 3.0, latency_median_ms: 3000.0, ttft_median_ms: 900.0, billed: false },
-    Model { provider: "mistral", name: "mistral-large-latest", weight: 3.0, latency_median_ms: 1600.0, ttft_median_ms: 420.0, billed: false },
-    Model { provider: "mistral", name: "mistral-small-latest", weight: 3.0, latency_median_ms: 600.0, ttft_median_ms: 180.0, billed: false },
-    Model { provider: "deepseek", name: "deepseek-chat", weight: 4.0, latency_median_ms: 2000.0, ttft_median_ms: 700.0, billed: false },
-    Model { provider: "deepseek", name: "deepseek-reasoner", weight: 2.0, latency_median_ms: 9000.0, ttft_median_ms: 4000.0, billed: false },
+const MODELS: [Model; 14] = [
+    Model { provider: "openai", name: Cow::Borrowed("gpt-4o"), weight: 14.0, latency_median_ms: 1400.0, ttft_median_ms: 380.0, billed: true },
+    Model { provider: "openai", name: Cow::Borrowed("gpt-4o-mini"), weight: 22.0, latency_median_ms: 700.0, ttft_median_ms: 220.0, billed: false },
+    Model { provider: "openai", name: Cow::Borrowed("gpt-4.1"), weight: 6.0, latency_median_ms: 1800.0, ttft_median_ms: 450.0, billed: false },
+    Model { provider: "openai", name: Cow::Borrowed("o4-mini"), weight: 4.0, latency_median_ms: 5200.0, ttft_median_ms: 2500.0, billed: true },
+    Model { provider: "openai", name: Cow::Borrowed("text-embedding-3-small"), weight: 10.0, latency_median_ms: 90.0, ttft_median_ms: 0.0, billed: false },
+    Model { provider: "anthropic", name: Cow::Borrowed("claude-sonnet-4-5"), weight: 12.0, latency_median_ms: 2100.0, ttft_median_ms: 600.0, billed: false },
+    Model { provider: "anthropic", name: Cow::Borrowed("claude-haiku-4-5"), weight: 8.0, latency_median_ms: 800.0, ttft_median_ms: 250.0, billed: true },
+    Model { provider: "anthropic", name: Cow::Borrowed("claude-3-7-sonnet-20250219"), weight: 2.0, latency_median_ms: 2400.0, ttft_median_ms: 700.0, billed: false },
+    Model { provider: "gemini", name: Cow::Borrowed("gemini-2.5-flash"), weight: 7.0, latency_median_ms: 900.0, ttft_median_ms: 300.0, billed: false },
+    Model { provider: "gemini", name: Cow::Borrowed("gemini-2.5-pro"), weight: 3.0, latency_median_ms: 3000.0, ttft_median_ms: 900.0, billed: false },
+    Model { provider: "mistral", name: Cow::Borrowed("mistral-large-latest"), weight: 3.0, latency_median_ms: 1600.0, ttft_median_ms: 420.0, billed: false },
+    Model { provider: "mistral", name: Cow::Borrowed("mistral-small-latest"), weight: 3.0, latency_median_ms: 600.0, ttft_median_ms: 180.0, billed: false },
+    Model { provider: "deepseek", name: Cow::Borrowed("deepseek-chat"), weight: 4.0, latency_median_ms: 2000.0, ttft_median_ms: 700.0, billed: false },
+    Model { provider: "deepseek", name: Cow::Borrowed("deepseek-reasoner"), weight: 2.0, latency_median_ms: 9000.0, ttft_median_ms: 4000.0, billed: false },
 ];
 
 const FEATURES: &[&str] = &["chat", "search", "summarize", "code-review", "support-bot", "extract", "translate", "agent"];
@@ -100,6 +101,7 @@ const ERRORS: &[(u16, &str)] = &[
 /// Generates events at a steady average rate from a start time.
 pub struct Synth {
     rng: Rng,
+    models: Vec<Model>,
     t: Micros,
     mean_gap_us: f64,
     users: u64,
@@ -113,6 +115,7 @@ impl Synth {
     pub fn new(seed: u64, start: Micros, rate: f64) -> Self {
         Synth {
             rng: Rng::new(seed),
+            models: MODELS.to_vec(),
             t: start,
             mean_gap_us: 1e6 / rate.max(1e-9),
             users: 5_000,
@@ -129,6 +132,20 @@ impl Synth {
         self
     }
 
+    /// Spreads traffic over `n` models: the 14 real ones, then fine-tuned variants of
+    /// them (which the price table does not know: they show up as unpriced).
+    pub fn with_models(mut self, n: usize) -> Self {
+        self.models = (0..n.max(1))
+            .map(|i| {
+                let base = &MODELS[i % MODELS.len()];
+                let name = if i < MODELS.len() { base.name.clone() } else { Cow::Owned(format!("{}-ft{i}", base.name)) };
+                Model { name, weight: base.weight / (1 + i / MODELS.len()) as f64, ..base.clone() }
+            })
+            .collect();
+        self.total_weight = self.models.iter().map(|m| m.weight).sum();
+        self
+    }
+
     /// The time of the next event.
     pub fn now(&self) -> Micros {
         self.t
@@ -139,20 +156,21 @@ impl Synth {
         self.seq += 1;
         self.t += (-(1.0 - r.f64()).ln() * self.mean_gap_us).round() as i64;
         let mut pick = r.f64() * self.total_weight;
-        let model = MODELS
+        let model = self
+            .models
             .iter()
             .find(|m| {
                 pick -= m.weight;
                 pick < 0.0
             })
-            .unwrap_or(&MODELS[0]);
+            .unwrap_or(&self.models[0]);
         let embedding = model.ttft_median_ms == 0.0;
 
         // Users: a heavy tail, a few users send most of the traffic.
         let user = (r.f64().powi(3) * self.users as f64) as u64;
         let session = r.below(self.sessions);
         let cache_hit = r.chance(0.20);
-        let (status, error) = if !cache_hit && r.chance(0.025) {
+        let (status, error) = if !cache_hit && r.chance(0.031) {
             let (s, msg) = ERRORS[r.below(ERRORS.len() as u64) as usize];
             (s, Some(msg))
         } else {
@@ -186,7 +204,7 @@ impl Synth {
             request_id: Some(Cow::Owned(format!("req-{:016x}-{:08x}", r.next_u64(), self.seq))),
             created_at: self.t,
             provider: Some(Cow::Borrowed(model.provider)),
-            model: Some(Cow::Borrowed(model.name)),
+            model: Some(model.name.clone()),
             status,
             latency_ms: Some(latency),
             ttft_ms: ttft,

@@ -94,6 +94,19 @@ impl Span {
     }
 }
 
+/// The distinct users of a window, and whether the count is exact or an estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveUsers {
+    pub count: u64,
+    pub exact: bool,
+}
+
+impl ActiveUsers {
+    pub fn of(stats: &Stats) -> ActiveUsers {
+        ActiveUsers { count: stats.active_users(), exact: stats.distinct_users.is_exact() }
+    }
+}
+
 /// Counts about reading that sit beside the metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct IngestReport {
@@ -355,11 +368,18 @@ fn ranked(groups: &Capped<Agg>, total: &Agg, top: Option<usize>) -> Ranked<Group
 
 impl Report {
     /// The numbers of one window. `stats` holds exactly the window's events.
-    pub fn build(stats: &Stats, series: &Series, span: Option<Span>, ingest: IngestReport, opts: &Options) -> Report {
+    pub fn build(
+        stats: &Stats,
+        series: &Series,
+        span: Option<Span>,
+        active: ActiveUsers,
+        ingest: IngestReport,
+        opts: &Options,
+    ) -> Report {
         let t = &stats.total;
         let n = t.requests;
         let cost = t.cost.to_f64();
-        let users = stats.active_users();
+        let users = active.count;
         let seconds = span.map_or(0.0, |s| s.seconds());
         let by_status = Ranked(stats.by_status.iter().map(|(s, c)| (s.to_string(), *c)).collect());
 
@@ -444,7 +464,7 @@ impl Report {
                 error_rate: t.pct(t.errors),
                 success_rate: t.pct(t.ok),
                 active_users: users,
-                active_users_exact: stats.distinct_users.is_exact(),
+                active_users_exact: active.exact,
                 requests_per_second: div(n as f64, seconds),
                 requests_per_user: div(n as f64, users as f64),
                 retry_rate: t.pct(t.retries),
@@ -560,7 +580,7 @@ pub fn run(inputs: &[Input], opts: &Options) -> Result<Outcome, InputError> {
         late: 0,
         outside_window: acc.outside,
     };
-    let report = Report::build(&acc.stats, &acc.series, span, ingest, opts);
+    let report = Report::build(&acc.stats, &acc.series, span, ActiveUsers::of(&acc.stats), ingest, opts);
     Ok(Outcome { report, counts, passes })
 }
 

@@ -1,10 +1,11 @@
 //! Latency distributions: exact count, sum and max, percentiles from a log-linear
 //! (HDR) histogram.
 //!
-//! The histogram uses HdrHistogram's bucketing with two significant digits: values in
-//! microseconds, exact below 256 µs, and above that 128 linear sub-buckets per power
-//! of two, so a bucket is never wider than 1/128 of its values. Reporting a bucket's
-//! midpoint puts every percentile within 0.4% of the exact nearest-rank value.
+//! The histogram uses HdrHistogram's log-linear bucketing: values in microseconds,
+//! exact below 128 µs, and above that 64 linear sub-buckets per power of two, so a
+//! bucket is never wider than 1/64 of its values. Reporting a bucket's midpoint puts
+//! every percentile within 0.78% of the exact nearest-rank value (the contract asks
+//! for 1%); 64 rather than 128 sub-buckets halves the memory of a live window.
 //!
 //! It is written here rather than taken from the `hdrhistogram` crate because it is
 //! recorded into about ten times per event (overall, model, provider, each property,
@@ -52,8 +53,8 @@ impl Moments {
     }
 }
 
-/// Sub-buckets per power of two (7 bits of mantissa).
-const SUB_BITS: u32 = 7;
+/// Sub-buckets per power of two (6 bits of mantissa).
+const SUB_BITS: u32 = 6;
 const SUB: u64 = 1 << SUB_BITS;
 /// Values below this are their own bucket.
 const LINEAR: u64 = 2 * SUB;
@@ -62,8 +63,8 @@ fn index(us: u64) -> usize {
     if us < LINEAR {
         return us as usize;
     }
-    let e = 63 - us.leading_zeros(); // floor(log2 us) >= 8
-    let sub = (us >> (e - SUB_BITS)) - SUB; // 0..128
+    let e = 63 - us.leading_zeros(); // floor(log2 us) > SUB_BITS
+    let sub = (us >> (e - SUB_BITS)) - SUB; // 0..SUB
     (LINEAR + u64::from(e - SUB_BITS - 1) * SUB + sub) as usize
 }
 
@@ -80,16 +81,17 @@ fn bucket(i: usize) -> (u64, u64) {
 }
 
 /// Sparse histograms hold at most this many buckets (1 KiB) before turning dense
-/// (about 9 KiB for latencies up to 30 s): most groups of a high-cardinality key see
-/// few requests, and a live window holds one histogram per group per time slab.
+/// (about 3.5 KiB for latencies between 5 ms and 60 s): most groups of a
+/// high-cardinality key see few requests, and a live window holds one histogram per
+/// group per time slab.
 const SPARSE_MAX: usize = 128;
 
 #[derive(Debug, Clone)]
 enum Counts {
     /// (bucket, count), sorted by bucket.
     Sparse(Vec<(u16, u32)>),
-    /// Indexed by bucket, up to the largest recorded.
-    Dense(Vec<u32>),
+    /// `counts[i]` is bucket `base + i`, from the lowest to the highest recorded.
+    Dense { base: usize, counts: Vec<u32> },
 }
 
 /// A duration distribution: [`Moments`] plus a histogram in microseconds.
@@ -109,11 +111,16 @@ impl Counts {
     #[inline]
     fn add(&mut self, i: usize, n: u32) {
         match self {
-            Counts::Dense(d) => {
-                if i >= d.len() {
-                    d.resize(i + 1, 0);
+            Counts::Dense { base, counts } => {
+                if i < *base {
+                    counts.splice(0..0, std::iter::repeat_n(0, *base - i));
+                    *base = i;
                 }
-                d[i] = d[i].saturating_add(n);
+                let j = i - *base;
+                if j >= counts.len() {
+                    counts.resize(j + 1, 0);
+                }
+                counts[j] = counts[j].saturating_add(n);
             }
             Counts::Sparse(v) => match v.binary_search_by_key(&(i as u16), |e| e.0) {
                 Ok(p) => v[p].1 = v[p].1.saturating_add(n),
@@ -128,11 +135,12 @@ impl Counts {
 
     fn densify(&mut self) {
         if let Counts::Sparse(v) = self {
-            let mut d = vec![0u32; v.last().map_or(0, |e| e.0 as usize + 1)];
+            let base = v.first().map_or(0, |e| e.0 as usize);
+            let mut counts = vec![0u32; v.last().map_or(0, |e| e.0 as usize + 1 - base)];
             for &(i, c) in v.iter() {
-                d[i as usize] = c;
+                counts[i as usize - base] = c;
             }
-            *self = Counts::Dense(d);
+            *self = Counts::Dense { base, counts };
         }
     }
 
@@ -140,7 +148,9 @@ impl Counts {
     fn iter(&self) -> Box<dyn Iterator<Item = (usize, u32)> + '_> {
         match self {
             Counts::Sparse(v) => Box::new(v.iter().map(|&(i, c)| (i as usize, c))),
-            Counts::Dense(d) => Box::new(d.iter().enumerate().filter(|e| *e.1 > 0).map(|(i, &c)| (i, c))),
+            Counts::Dense { base, counts } => {
+                Box::new(counts.iter().enumerate().filter(|e| *e.1 > 0).map(move |(i, &c)| (base + i, c)))
+            }
         }
     }
 }
@@ -154,17 +164,22 @@ impl Dist {
 
     pub fn merge(&mut self, o: &Dist) {
         self.moments.merge(&o.moments);
-        match (&mut self.counts, &o.counts) {
-            (Counts::Dense(a), Counts::Dense(b)) => {
-                if b.len() > a.len() {
-                    a.resize(b.len(), 0);
-                }
-                for (x, y) in a.iter_mut().zip(b) {
+        if let Counts::Dense { base, counts } = &o.counts {
+            // Widen to the other's range once, then add slice to slice.
+            if !counts.is_empty() {
+                self.counts.densify();
+                self.counts.add(*base, 0);
+                self.counts.add(base + counts.len() - 1, 0);
+            }
+            if let Counts::Dense { base: b, counts: mine } = &mut self.counts {
+                let off = base - *b;
+                for (x, y) in mine[off..].iter_mut().zip(counts) {
                     *x = x.saturating_add(*y);
                 }
+                return;
             }
-            (_, other) => other.iter().for_each(|(i, c)| self.counts.add(i, c)),
         }
+        o.counts.iter().for_each(|(i, c)| self.counts.add(i, c));
     }
 
     pub fn count(&self) -> u64 {
@@ -195,7 +210,7 @@ impl Dist {
     pub fn heap_bytes(&self) -> usize {
         match &self.counts {
             Counts::Sparse(v) => v.capacity() * 8,
-            Counts::Dense(d) => d.capacity() * 4,
+            Counts::Dense { counts, .. } => counts.capacity() * 4,
         }
     }
 }
@@ -236,12 +251,13 @@ mod tests {
     #[test]
     fn buckets_tile_the_number_line() {
         let mut expect_low = 0;
-        for i in 0..5_000 {
+        // Up to 2^63 µs, the last full power of two.
+        for i in 0..index(1 << 62) + 64 {
             let (low, width) = bucket(i);
             assert_eq!(low, expect_low, "bucket {i}");
             assert_eq!(index(low), i);
             assert_eq!(index(low + width - 1), i);
-            assert!(low < LINEAR || width as f64 <= low as f64 / 128.0);
+            assert!(low < LINEAR || width as f64 <= low as f64 / 64.0);
             expect_low = low + width;
         }
     }
@@ -256,7 +272,7 @@ mod tests {
             if k < 60 { &mut a } else { &mut b }.record(v * 1000);
         }
         assert!(matches!(a.counts, Counts::Sparse(_)));
-        assert!(matches!(b.counts, Counts::Dense(_)));
+        assert!(matches!(b.counts, Counts::Dense { .. }));
         let mut ab = a.clone();
         ab.merge(&b);
         let mut ba = b.clone();

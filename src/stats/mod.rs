@@ -390,6 +390,14 @@ impl Limits {
     /// For one-shot reports: generous, exact for any realistic input.
     pub const REPORT: Limits =
         Limits { groups: 10_000, property_keys: 256, users: 1_000_000, sessions: 1_000_000, distinct_exact: 1_000_000 };
+
+    /// For each time slab of a live window (a window holds 12 or 13): the first 100
+    /// models, providers and values of each property key, and the first 1,000 users
+    /// and sessions, are exact; later ones fold into `(other)`. Slabs count distinct
+    /// users with a sketch only: the engine counts them exactly on its own.
+    /// Sized so that a day of 1,000 requests/s stays under 200 MiB (see the README).
+    pub const LIVE_SLAB: Limits =
+        Limits { groups: 100, property_keys: 64, users: 1_000, sessions: 1_000, distinct_exact: 0 };
 }
 
 /// Everything tokentop knows about a set of requests.

@@ -93,7 +93,13 @@ impl Series {
     }
 
     pub fn record(&mut self, ev: &Event, x: &Sample) {
-        let idx = ev.created_at.div_euclid(self.width);
+        self.record_at(ev.created_at, ev, x);
+    }
+
+    /// Records `ev` in the bucket of time `t` (the live engine files events from a
+    /// skewed clock under "now").
+    pub fn record_at(&mut self, t: Micros, ev: &Event, x: &Sample) {
+        let idx = t.div_euclid(self.width);
         self.point_at(idx).record(ev, x);
         if self.points.len() as i64 > MAX_BUCKETS {
             self.coarsen_to(next_size(self.width).unwrap_or(self.width * 12));
@@ -113,6 +119,14 @@ impl Series {
             self.points.push_back(Point::default());
         }
         &mut self.points[(idx - self.start) as usize]
+    }
+
+    /// Drops the buckets that end at or before `t`.
+    pub fn prune_before(&mut self, t: Micros) {
+        while !self.points.is_empty() && (self.start + 1) * self.width <= t {
+            self.points.pop_front();
+            self.start += 1;
+        }
     }
 
     /// Re-buckets into `width`, a multiple of the current width.

@@ -1,0 +1,502 @@
+//! The live engine: rolling windows over a stream of events.
+//!
+//! Each window length the console can zoom to (1m … 30d) has a tier: a ring of about
+//! twelve time slabs, each a [`Stats`] with per-slab caps, and a time series. An event
+//! is recorded in the slab of its time in every tier that still holds that time, so
+//! out-of-order events land where they belong; slabs that fall out of their window
+//! are dropped, so memory depends on the windows and caps, never on how many events
+//! have been seen. A window's numbers are the merge of the slabs that overlap it:
+//! the window is its length rounded up to whole slabs (at most 1/12 longer).
+//!
+//! ```text
+//!  tier 1h  │s│s│s│s│s│s│s│s│s│s│s│s│▌   12 × 5 min slabs + the current one
+//!  tier 24h │  s  │  s  │ … │  s  │▌     12 × 2 h slabs + the current one
+//!                                  ^ now (wall clock, or latest event time)
+//! ```
+
+use std::collections::VecDeque;
+use std::hash::BuildHasherDefault;
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
+
+use crate::event::Event;
+use crate::pricing::{PriceCache, PriceTable, cost_of};
+use crate::report::{self, ActiveUsers, IngestReport, Report, Span};
+use crate::stats::series::{Series, bucket_for_span};
+use crate::stats::{HashIsKey, Limits, Sample, Stats, key_hash};
+use crate::time::{MICROS_PER_SEC, Micros};
+
+/// What "now" is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Live sources: the wall clock, advanced with [`Engine::tick`].
+    Wall,
+    /// Replayed files: the latest event time seen.
+    EventTime,
+}
+
+/// The window lengths a console zooms through by default.
+pub const DEFAULT_WINDOWS: [Micros; 7] = [
+    60 * MICROS_PER_SEC,
+    300 * MICROS_PER_SEC,
+    900 * MICROS_PER_SEC,
+    3_600 * MICROS_PER_SEC,
+    21_600 * MICROS_PER_SEC,
+    86_400 * MICROS_PER_SEC,
+    604_800 * MICROS_PER_SEC,
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Window lengths kept, each in its own tier (1 minute to 30 days).
+    pub windows: Vec<Micros>,
+    pub slab_limits: Limits,
+    /// How many recent requests the request list keeps.
+    pub recent: usize,
+    pub clock: Clock,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { windows: DEFAULT_WINDOWS.to_vec(), slab_limits: Limits::LIVE_SLAB, recent: 10_000, clock: Clock::Wall }
+    }
+}
+
+/// Slabs per window: the window's edge moves in steps of 1/12 of its length.
+const SLABS: i64 = 12;
+
+fn slab_width(window: Micros) -> Micros {
+    (window / SLABS).max(MICROS_PER_SEC)
+}
+
+/// Users whose last request time the engine tracks, for exact active-user counts.
+const EXACT_USERS: usize = 1_000_000;
+
+/// Last request time of every user seen within the longest window: 16 bytes a user,
+/// and the active users of any window are counted exactly, to the microsecond.
+/// Past [`EXACT_USERS`] new users are no longer tracked and counts come from the
+/// slabs' HyperLogLog sketches until the untracked users have aged out.
+struct LastSeen {
+    map: HashMap<u64, Micros, BuildHasherDefault<HashIsKey>>,
+    /// When a user was last turned away for lack of room.
+    overflow_at: Option<Micros>,
+    pruned_at: Micros,
+}
+
+impl LastSeen {
+    fn record(&mut self, hash: u64, t: Micros) {
+        let full = self.map.len() >= EXACT_USERS;
+        match self.map.entry(hash) {
+            Entry::Occupied(mut o) => *o.get_mut() = (*o.get()).max(t),
+            Entry::Vacant(v) if !full => {
+                v.insert(t);
+            }
+            Entry::Vacant(_) => self.overflow_at = Some(t),
+        }
+    }
+
+    /// Drops users not seen within `horizon`, at most once per `every`.
+    fn prune(&mut self, now: Micros, longest: Micros, every: Micros) {
+        if now - self.pruned_at >= every {
+            self.pruned_at = now;
+            self.map.retain(|_, t| *t > now - longest);
+            if self.overflow_at.is_some_and(|o| o <= now - longest) {
+                self.overflow_at = None;
+            }
+        }
+    }
+
+    /// Exact count of users seen after `horizon`, if every such user is tracked.
+    fn count_since(&self, horizon: Micros) -> Option<u64> {
+        if self.overflow_at.is_some_and(|o| o > horizon) {
+            return None;
+        }
+        Some(self.map.values().filter(|&&t| t > horizon).count() as u64)
+    }
+}
+
+struct Slab {
+    start: Micros,
+    stats: Stats,
+}
+
+struct Tier {
+    window: Micros,
+    width: Micros,
+    /// Sorted by start; the oldest first.
+    slabs: VecDeque<Slab>,
+    series: Series,
+}
+
+impl Tier {
+    fn new(window: Micros) -> Tier {
+        Tier { window, width: slab_width(window), slabs: VecDeque::new(), series: Series::new(bucket_for_span(window)) }
+    }
+
+    /// Whether time `t` is still inside this tier at `now`.
+    fn holds(&self, t: Micros, now: Micros) -> bool {
+        t > now - self.window - self.width
+    }
+
+    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, limits: Limits) {
+        let start = t.div_euclid(self.width) * self.width;
+        // Events arrive mostly in order: look from the newest slab backwards.
+        let pos = self.slabs.iter().rposition(|s| s.start <= start);
+        let slab = match pos {
+            Some(i) if self.slabs[i].start == start => &mut self.slabs[i],
+            _ => {
+                let at = pos.map_or(0, |i| i + 1);
+                self.slabs.insert(at, Slab { start, stats: Stats::new(limits) });
+                &mut self.slabs[at]
+            }
+        };
+        slab.stats.record(ev, x);
+        self.series.record_at(t, ev, x);
+    }
+
+    fn evict(&mut self, now: Micros) {
+        let horizon = now - self.window;
+        while self.slabs.front().is_some_and(|s| s.start + self.width <= horizon) {
+            self.slabs.pop_front();
+        }
+        self.series.prune_before(horizon - self.width);
+    }
+}
+
+/// One request as the request list shows it. Buffers are reused when the ring
+/// wraps, so keeping recent requests allocates nothing at steady state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecentRequest {
+    pub request_id: String,
+    pub created_at: Micros,
+    pub provider: String,
+    pub model: String,
+    pub status: u16,
+    pub latency_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// USD charged (0 for cache hits and unpriced requests).
+    pub cost: f64,
+    pub unpriced: bool,
+    pub cache_hit: bool,
+    pub user_id: String,
+    pub session_id: String,
+    pub session_path: String,
+    pub retry: u64,
+    pub error: String,
+    pub properties: Vec<(String, String)>,
+}
+
+fn set(dst: &mut String, src: Option<&str>) {
+    dst.clear();
+    dst.push_str(src.unwrap_or(""));
+}
+
+impl RecentRequest {
+    fn fill(&mut self, ev: &Event, x: &Sample) {
+        set(&mut self.request_id, ev.request_id.as_deref());
+        self.created_at = ev.created_at;
+        set(&mut self.provider, Some(ev.provider()));
+        set(&mut self.model, Some(ev.model()));
+        self.status = ev.status;
+        self.latency_ms = ev.latency_ms;
+        self.ttft_ms = ev.ttft_ms;
+        self.prompt_tokens = ev.prompt_tokens;
+        self.completion_tokens = ev.completion_tokens;
+        self.cache_read_tokens = ev.cache_read_tokens;
+        self.reasoning_tokens = ev.reasoning_tokens;
+        self.cost = x.cost.to_f64();
+        self.unpriced = x.unpriced;
+        self.cache_hit = ev.cache_hit;
+        set(&mut self.user_id, ev.user());
+        set(&mut self.session_id, ev.session());
+        set(&mut self.session_path, ev.session_path.as_deref());
+        self.retry = ev.retry;
+        set(&mut self.error, ev.error.as_deref());
+        self.properties.truncate(ev.properties.len());
+        for (i, (k, v)) in ev.properties.iter().enumerate() {
+            match self.properties.get_mut(i) {
+                Some((pk, pv)) => {
+                    set(pk, Some(k));
+                    set(pv, Some(v));
+                }
+                None => self.properties.push((k.to_string(), v.to_string())),
+            }
+        }
+    }
+}
+
+/// Counts the engine keeps about what it was fed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    pub events: u64,
+    /// Older than the longest window when they arrived: counted, not recorded.
+    pub late: u64,
+    /// Stamped after "now" (clock skew): recorded as arriving now.
+    pub future: u64,
+}
+
+pub struct Engine {
+    tiers: Vec<Tier>,
+    recent: VecDeque<RecentRequest>,
+    recent_cap: usize,
+    now: Micros,
+    clock: Clock,
+    limits: Limits,
+    prices: PriceTable,
+    cache: PriceCache,
+    counts: EngineCounts,
+    last_seen: LastSeen,
+}
+
+impl Engine {
+    pub fn new(mut config: Config, prices: PriceTable, now: Micros) -> Engine {
+        config.windows.sort_unstable();
+        config.windows.dedup();
+        Engine {
+            tiers: config.windows.iter().map(|&w| Tier::new(w)).collect(),
+            recent: VecDeque::with_capacity(config.recent),
+            recent_cap: config.recent,
+            now,
+            clock: config.clock,
+            limits: config.slab_limits,
+            prices,
+            cache: PriceCache::default(),
+            counts: EngineCounts::default(),
+            last_seen: LastSeen { map: HashMap::default(), overflow_at: None, pruned_at: now },
+        }
+    }
+
+    pub fn now(&self) -> Micros {
+        self.now
+    }
+
+    pub fn counts(&self) -> EngineCounts {
+        self.counts
+    }
+
+    /// The window lengths this engine keeps.
+    pub fn windows(&self) -> impl Iterator<Item = Micros> + '_ {
+        self.tiers.iter().map(|t| t.window)
+    }
+
+    /// Moves "now" forward (never back) and drops what fell out of every window.
+    pub fn tick(&mut self, now: Micros) {
+        if now > self.now {
+            self.now = now;
+            for tier in &mut self.tiers {
+                tier.evict(now);
+            }
+            if let (Some(short), Some(long)) = (self.tiers.first(), self.tiers.last()) {
+                self.last_seen.prune(now, long.window, short.width.max(long.width / 4));
+            }
+        }
+    }
+
+    pub fn ingest(&mut self, ev: &Event) {
+        self.counts.events += 1;
+        if self.clock == Clock::EventTime {
+            self.tick(ev.created_at);
+        }
+        let mut t = ev.created_at;
+        if t > self.now {
+            self.counts.future += 1;
+            t = self.now;
+        }
+        if !self.tiers.iter().any(|tier| tier.holds(t, self.now)) {
+            self.counts.late += 1;
+            return;
+        }
+        let price = self.cache.get(&self.prices, ev.provider(), ev.model());
+        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
+        for tier in &mut self.tiers {
+            if tier.holds(t, self.now) {
+                tier.record(t, ev, &x, self.limits);
+            }
+        }
+        if let Some(u) = ev.user() {
+            self.last_seen.record(key_hash(u), t);
+        }
+        self.remember(ev, &x);
+    }
+
+    fn remember(&mut self, ev: &Event, x: &Sample) {
+        if self.recent_cap == 0 {
+            return;
+        }
+        let mut slot = if self.recent.len() >= self.recent_cap {
+            self.recent.pop_front().unwrap_or_default()
+        } else {
+            RecentRequest::default()
+        };
+        slot.fill(ev, x);
+        self.recent.push_back(slot);
+    }
+
+    /// Recent requests, oldest first.
+    pub fn recent(&self) -> impl DoubleEndedIterator<Item = &RecentRequest> + ExactSizeIterator {
+        self.recent.iter()
+    }
+
+    /// The merged numbers of the window of length `window` ending now (the tier of the
+    /// smallest kept window that covers it).
+    pub fn window_stats(&self, window: Micros) -> (Stats, Series, Span, ActiveUsers) {
+        let tier = self
+            .tiers
+            .iter()
+            .find(|t| t.window >= window)
+            .or(self.tiers.last())
+            .expect("an engine has at least one window");
+        let horizon = self.now - window;
+        let mut stats = Stats::new(Limits::REPORT);
+        for slab in tier.slabs.iter().filter(|s| s.start + tier.width > horizon) {
+            stats.merge(&slab.stats);
+        }
+        let span = Span { start: horizon, end: self.now, start_inclusive: false };
+        let users = match self.last_seen.count_since(horizon) {
+            Some(count) => ActiveUsers { count, exact: true },
+            None => ActiveUsers::of(&stats),
+        };
+        (stats, tier.series.clone(), span, users)
+    }
+
+    /// The same report `tokentop report` prints, for the window ending now.
+    pub fn report(&self, window: Micros, opts: &report::Options, mut ingest: IngestReport) -> Report {
+        let (stats, series, span, users) = self.window_stats(window);
+        ingest.events = ingest.events.max(self.counts.events);
+        ingest.late = self.counts.late;
+        Report::build(&stats, &series, Some(span), users, ingest, opts)
+    }
+
+    /// Slabs held across all tiers (bounded by the windows, whatever the traffic).
+    pub fn slab_count(&self) -> usize {
+        self.tiers.iter().map(|t| t.slabs.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    const S: Micros = MICROS_PER_SEC;
+
+    fn ev(t: Micros, user: &str, latency: f64) -> Event<'static> {
+        Event {
+            created_at: t,
+            model: Some(Cow::Borrowed("gpt-4o")),
+            provider: Some(Cow::Borrowed("openai")),
+            user_id: Some(Cow::Owned(user.to_string())),
+            latency_ms: Some(latency),
+            cost_usd: Some(0.25),
+            status: 200,
+            ..Default::default()
+        }
+    }
+
+    fn engine(clock: Clock, now: Micros) -> Engine {
+        let config = Config { windows: vec![60 * S, 3_600 * S], clock, recent: 3, ..Config::default() };
+        Engine::new(config, PriceTable::default(), now)
+    }
+
+    #[test]
+    fn slab_widths() {
+        assert_eq!(slab_width(60 * S), 5 * S);
+        assert_eq!(slab_width(3_600 * S), 300 * S);
+        assert_eq!(slab_width(86_400 * S), 7_200 * S);
+        assert_eq!(slab_width(30 * 86_400 * S), 216_000 * S);
+    }
+
+    #[test]
+    fn windows_roll_with_the_clock() {
+        let mut e = engine(Clock::Wall, 1_000 * S);
+        for i in 0..100 {
+            e.ingest(&ev(1_000 * S - i * S, "u", 10.0));
+        }
+        let (m, ..) = e.window_stats(60 * S);
+        // 60 s rounded up to 5 s slabs: events from t-0 to t-64 fall in the overlapping slabs.
+        assert!((60..=65).contains(&m.total.requests), "{}", m.total.requests);
+        let (h, ..) = e.window_stats(3_600 * S);
+        assert_eq!(h.total.requests, 100);
+        assert_eq!(h.total.cost.to_f64(), 25.0);
+
+        e.tick(1_000 * S + 120 * S);
+        assert_eq!(e.window_stats(60 * S).0.total.requests, 0);
+        assert_eq!(e.window_stats(3_600 * S).0.total.requests, 100);
+        e.tick(1_000 * S + 4_000 * S);
+        assert_eq!(e.window_stats(3_600 * S).0.total.requests, 0);
+        assert_eq!(e.slab_count(), 0, "old slabs are dropped");
+    }
+
+    #[test]
+    fn late_and_future_events_are_counted() {
+        let mut e = engine(Clock::Wall, 10_000 * S);
+        e.ingest(&ev(10_000 * S - 5_000 * S, "u", 1.0));
+        e.ingest(&ev(10_000 * S + 30 * S, "u", 1.0));
+        e.ingest(&ev(10_000 * S - 30 * S, "u", 1.0));
+        assert_eq!(e.counts(), EngineCounts { events: 3, late: 1, future: 1 });
+        assert_eq!(e.window_stats(60 * S).0.total.requests, 2);
+    }
+
+    #[test]
+    fn event_time_clock_follows_the_data() {
+        let mut e = engine(Clock::EventTime, 0);
+        for i in 0..10 {
+            e.ingest(&ev(100 * S + i * S, "u", 1.0));
+        }
+        assert_eq!(e.now(), 109 * S);
+        assert_eq!(e.window_stats(60 * S).0.total.requests, 10);
+    }
+
+    #[test]
+    fn out_of_order_events_land_in_their_slab() {
+        let mut e = engine(Clock::Wall, 1_000 * S);
+        e.ingest(&ev(990 * S, "a", 1.0));
+        e.ingest(&ev(950 * S, "b", 1.0));
+        e.ingest(&ev(995 * S, "c", 1.0));
+        let starts: Vec<_> = e.tiers[0].slabs.iter().map(|s| s.start / S).collect();
+        assert_eq!(starts, vec![950, 990, 995]);
+        assert_eq!(e.window_stats(60 * S).3, ActiveUsers { count: 3, exact: true });
+        assert_eq!(e.window_stats(60 * S).0.active_users(), 3, "the slabs' sketches agree");
+    }
+
+    #[test]
+    fn active_users_are_exact_to_the_microsecond() {
+        let mut e = engine(Clock::Wall, 1_000 * S);
+        e.ingest(&ev(1_000 * S - 60 * S, "old", 1.0));
+        e.ingest(&ev(1_000 * S - 60 * S + 1, "edge", 1.0));
+        e.ingest(&ev(1_000 * S, "new", 1.0));
+        // "old" is in an overlapping slab but not in the last 60 s.
+        assert_eq!(e.window_stats(60 * S).3, ActiveUsers { count: 2, exact: true });
+        assert_eq!(e.window_stats(3_600 * S).3, ActiveUsers { count: 3, exact: true });
+    }
+
+    #[test]
+    fn recent_ring_is_bounded_and_reuses_buffers() {
+        let mut e = engine(Clock::Wall, 1_000 * S);
+        for i in 0..5 {
+            e.ingest(&ev(1_000 * S, &format!("user-{i}"), f64::from(i)));
+        }
+        let users: Vec<_> = e.recent().map(|r| r.user_id.as_str()).collect();
+        assert_eq!(users, vec!["user-2", "user-3", "user-4"]);
+        assert_eq!(e.recent().last().unwrap().cost, 0.25);
+    }
+
+    #[test]
+    fn report_matches_the_engine() {
+        let mut e = engine(Clock::Wall, 1_000 * S);
+        for i in 0..10 {
+            e.ingest(&ev(1_000 * S - i * S, &format!("u{}", i % 3), 100.0));
+        }
+        let r = e.report(60 * S, &report::Options::default(), IngestReport::default());
+        assert_eq!(r.summary.total_requests, 10);
+        assert_eq!(r.summary.active_users, 3);
+        assert!((r.summary.total_cost - 2.5).abs() < 1e-9);
+        assert_eq!(r.ingest.events, 10);
+    }
+}
