@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use tokentop::engine::{Config, DEFAULT_WINDOWS, Clock, Engine};
+use tokentop::engine::{Clock, Config, DEFAULT_WINDOWS, Engine};
 use tokentop::pricing::PriceTable;
 use tokentop::report::{IngestReport, Options};
 use tokentop::synth::Synth;
@@ -70,16 +70,35 @@ fn main() {
         engine.ingest(&ev);
         ingest_time += t.elapsed();
         if i > 0 && i % 10_000_000 == 0 {
-            println!("  {i:>11} events  rss {:>7} KiB  heap in use {:.1} MiB  slabs {}", status_kib("VmRSS:"), live_mib(), engine.slab_count());
+            println!(
+                "  {i:>11} events  rss {:>7} KiB  heap in use {:.1} MiB  slabs {}",
+                status_kib("VmRSS:"),
+                live_mib(),
+                engine.slab_count()
+            );
         }
     }
     let fed = t0.elapsed();
     let t = Instant::now();
     let report = engine.report(86_400 * MICROS_PER_SEC, &Options::default(), IngestReport::default());
     let report_time = t.elapsed();
-    println!("fed in {:.1} s; engine.ingest alone: {:.0} ns/event ({:.2} M events/s on one core)",
-        fed.as_secs_f64(), ingest_time.as_nanos() as f64 / events as f64, events as f64 / ingest_time.as_secs_f64() / 1e6);
-    println!("24h report: {} requests, {} active users, built in {:.1} ms", report.summary.total_requests, report.summary.active_users, report_time.as_secs_f64() * 1e3);
+    println!(
+        "fed in {:.1} s; engine.ingest alone: {:.0} ns/event ({:.2} M events/s on one core)",
+        fed.as_secs_f64(),
+        ingest_time.as_nanos() as f64 / events as f64,
+        events as f64 / ingest_time.as_secs_f64() / 1e6
+    );
+    println!(
+        "24h report: {} requests, {} active users, built in {:.1} ms",
+        report.summary.total_requests,
+        report.summary.active_users,
+        report_time.as_secs_f64() * 1e3
+    );
     println!("heap in use {:.1} MiB", live_mib());
-    println!("peak RSS {} KiB ({:.1} MiB), now {} KiB", status_kib("VmHWM:"), status_kib("VmHWM:") as f64 / 1024.0, status_kib("VmRSS:"));
+    println!(
+        "peak RSS {} KiB ({:.1} MiB), now {} KiB",
+        status_kib("VmHWM:"),
+        status_kib("VmHWM:") as f64 / 1024.0,
+        status_kib("VmRSS:")
+    );
 }

@@ -158,15 +158,13 @@ where
         loop {
             let r = next.fetch_add(1, Ordering::Relaxed);
             let Some(range) = ranges.get(r) else { break };
-            let res = read_range(&inputs[range.input], range, &mut buf, &mut |line| {
-                match parser.parse(line) {
-                    Ok(ev) => {
-                        visit(&mut state, &ev);
-                        parser.recycle(ev);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
+            let res = read_range(&inputs[range.input], range, &mut buf, &mut |line| match parser.parse(line) {
+                Ok(ev) => {
+                    visit(&mut state, &ev);
+                    parser.recycle(ev);
+                    Ok(())
                 }
+                Err(e) => Err(e),
             })?;
             done.push((r, res));
         }

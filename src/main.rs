@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use tokentop::ingest::{self, Input};
 use tokentop::pricing::PriceTable;
@@ -18,7 +18,7 @@ use tokentop::time::parse_duration;
 #[command(name = "tokentop", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -66,7 +66,12 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Report(args) => run_report(args),
+        Some(Command::Report(args)) => run_report(args),
+        None => {
+            println!("The live console is not built yet; until it is, use `tokentop report FILE`.\n");
+            let _ = Cli::command().print_help();
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -78,13 +83,11 @@ fn main() -> ExitCode {
 }
 
 fn run_report(args: ReportArgs) -> Result<ExitCode> {
-    let mut opts = report::Options::default();
-    opts.window = match args.window.as_str() {
+    let window = match args.window.as_str() {
         "all" => None,
         w => Some(parse_duration(w).map_err(anyhow::Error::msg).context("--window")?),
     };
-    opts.top = args.top;
-    opts.by = args.by;
+    let mut opts = report::Options { window, top: args.top, by: args.by, ..report::Options::default() };
     if let Some(t) = args.threads {
         if t == 0 {
             bail!("--threads must be at least 1");

@@ -161,10 +161,7 @@ impl Cost {
 
 /// The list price of an event's tokens. Reasoning tokens are inside completion tokens.
 pub fn list_price(price: &Price, ev: &Event) -> f64 {
-    let uncached = ev
-        .prompt_tokens
-        .saturating_sub(ev.cache_read_tokens)
-        .saturating_sub(ev.cache_write_tokens);
+    let uncached = ev.prompt_tokens.saturating_sub(ev.cache_read_tokens).saturating_sub(ev.cache_write_tokens);
     uncached as f64 * price.input
         + ev.cache_read_tokens as f64 * price.cache_read
         + ev.cache_write_tokens as f64 * price.cache_write

@@ -67,23 +67,122 @@ struct Model {
 }
 
 const MODELS: [Model; 14] = [
-    Model { provider: "openai", name: Cow::Borrowed("gpt-4o"), weight: 14.0, latency_median_ms: 1400.0, ttft_median_ms: 380.0, billed: true },
-    Model { provider: "openai", name: Cow::Borrowed("gpt-4o-mini"), weight: 22.0, latency_median_ms: 700.0, ttft_median_ms: 220.0, billed: false },
-    Model { provider: "openai", name: Cow::Borrowed("gpt-4.1"), weight: 6.0, latency_median_ms: 1800.0, ttft_median_ms: 450.0, billed: false },
-    Model { provider: "openai", name: Cow::Borrowed("o4-mini"), weight: 4.0, latency_median_ms: 5200.0, ttft_median_ms: 2500.0, billed: true },
-    Model { provider: "openai", name: Cow::Borrowed("text-embedding-3-small"), weight: 10.0, latency_median_ms: 90.0, ttft_median_ms: 0.0, billed: false },
-    Model { provider: "anthropic", name: Cow::Borrowed("claude-sonnet-4-5"), weight: 12.0, latency_median_ms: 2100.0, ttft_median_ms: 600.0, billed: false },
-    Model { provider: "anthropic", name: Cow::Borrowed("claude-haiku-4-5"), weight: 8.0, latency_median_ms: 800.0, ttft_median_ms: 250.0, billed: true },
-    Model { provider: "anthropic", name: Cow::Borrowed("claude-3-7-sonnet-20250219"), weight: 2.0, latency_median_ms: 2400.0, ttft_median_ms: 700.0, billed: false },
-    Model { provider: "gemini", name: Cow::Borrowed("gemini-2.5-flash"), weight: 7.0, latency_median_ms: 900.0, ttft_median_ms: 300.0, billed: false },
-    Model { provider: "gemini", name: Cow::Borrowed("gemini-2.5-pro"), weight: 3.0, latency_median_ms: 3000.0, ttft_median_ms: 900.0, billed: false },
-    Model { provider: "mistral", name: Cow::Borrowed("mistral-large-latest"), weight: 3.0, latency_median_ms: 1600.0, ttft_median_ms: 420.0, billed: false },
-    Model { provider: "mistral", name: Cow::Borrowed("mistral-small-latest"), weight: 3.0, latency_median_ms: 600.0, ttft_median_ms: 180.0, billed: false },
-    Model { provider: "deepseek", name: Cow::Borrowed("deepseek-chat"), weight: 4.0, latency_median_ms: 2000.0, ttft_median_ms: 700.0, billed: false },
-    Model { provider: "deepseek", name: Cow::Borrowed("deepseek-reasoner"), weight: 2.0, latency_median_ms: 9000.0, ttft_median_ms: 4000.0, billed: false },
+    Model {
+        provider: "openai",
+        name: Cow::Borrowed("gpt-4o"),
+        weight: 14.0,
+        latency_median_ms: 1400.0,
+        ttft_median_ms: 380.0,
+        billed: true,
+    },
+    Model {
+        provider: "openai",
+        name: Cow::Borrowed("gpt-4o-mini"),
+        weight: 22.0,
+        latency_median_ms: 700.0,
+        ttft_median_ms: 220.0,
+        billed: false,
+    },
+    Model {
+        provider: "openai",
+        name: Cow::Borrowed("gpt-4.1"),
+        weight: 6.0,
+        latency_median_ms: 1800.0,
+        ttft_median_ms: 450.0,
+        billed: false,
+    },
+    Model {
+        provider: "openai",
+        name: Cow::Borrowed("o4-mini"),
+        weight: 4.0,
+        latency_median_ms: 5200.0,
+        ttft_median_ms: 2500.0,
+        billed: true,
+    },
+    Model {
+        provider: "openai",
+        name: Cow::Borrowed("text-embedding-3-small"),
+        weight: 10.0,
+        latency_median_ms: 90.0,
+        ttft_median_ms: 0.0,
+        billed: false,
+    },
+    Model {
+        provider: "anthropic",
+        name: Cow::Borrowed("claude-sonnet-4-5"),
+        weight: 12.0,
+        latency_median_ms: 2100.0,
+        ttft_median_ms: 600.0,
+        billed: false,
+    },
+    Model {
+        provider: "anthropic",
+        name: Cow::Borrowed("claude-haiku-4-5"),
+        weight: 8.0,
+        latency_median_ms: 800.0,
+        ttft_median_ms: 250.0,
+        billed: true,
+    },
+    Model {
+        provider: "anthropic",
+        name: Cow::Borrowed("claude-3-7-sonnet-20250219"),
+        weight: 2.0,
+        latency_median_ms: 2400.0,
+        ttft_median_ms: 700.0,
+        billed: false,
+    },
+    Model {
+        provider: "gemini",
+        name: Cow::Borrowed("gemini-2.5-flash"),
+        weight: 7.0,
+        latency_median_ms: 900.0,
+        ttft_median_ms: 300.0,
+        billed: false,
+    },
+    Model {
+        provider: "gemini",
+        name: Cow::Borrowed("gemini-2.5-pro"),
+        weight: 3.0,
+        latency_median_ms: 3000.0,
+        ttft_median_ms: 900.0,
+        billed: false,
+    },
+    Model {
+        provider: "mistral",
+        name: Cow::Borrowed("mistral-large-latest"),
+        weight: 3.0,
+        latency_median_ms: 1600.0,
+        ttft_median_ms: 420.0,
+        billed: false,
+    },
+    Model {
+        provider: "mistral",
+        name: Cow::Borrowed("mistral-small-latest"),
+        weight: 3.0,
+        latency_median_ms: 600.0,
+        ttft_median_ms: 180.0,
+        billed: false,
+    },
+    Model {
+        provider: "deepseek",
+        name: Cow::Borrowed("deepseek-chat"),
+        weight: 4.0,
+        latency_median_ms: 2000.0,
+        ttft_median_ms: 700.0,
+        billed: false,
+    },
+    Model {
+        provider: "deepseek",
+        name: Cow::Borrowed("deepseek-reasoner"),
+        weight: 2.0,
+        latency_median_ms: 9000.0,
+        ttft_median_ms: 4000.0,
+        billed: false,
+    },
 ];
 
-const FEATURES: &[&str] = &["chat", "search", "summarize", "code-review", "support-bot", "extract", "translate", "agent"];
+const FEATURES: &[&str] =
+    &["chat", "search", "summarize", "code-review", "support-bot", "extract", "translate", "agent"];
 const ENVIRONMENTS: &[&str] = &["production", "production", "production", "staging", "dev"];
 const TIERS: &[&str] = &["free", "pro", "enterprise"];
 const PATHS: &[&str] = &["/plan", "/plan/search", "/plan/search/read", "/answer", "/answer/verify", "/tool/call"];
@@ -138,7 +237,8 @@ impl Synth {
         self.models = (0..n.max(1))
             .map(|i| {
                 let base = &MODELS[i % MODELS.len()];
-                let name = if i < MODELS.len() { base.name.clone() } else { Cow::Owned(format!("{}-ft{i}", base.name)) };
+                let name =
+                    if i < MODELS.len() { base.name.clone() } else { Cow::Owned(format!("{}-ft{i}", base.name)) };
                 Model { name, weight: base.weight / (1 + i / MODELS.len()) as f64, ..base.clone() }
             })
             .collect();
@@ -190,9 +290,8 @@ impl Synth {
         let latency = (latency * 1000.0).round() / 1000.0;
         let ttft = (!embedding && status == 200 && !cache_hit)
             .then(|| ((r.lognormal(model.ttft_median_ms, 0.5).min(latency)) * 1000.0).round() / 1000.0);
-        let cost = (model.billed && !cache_hit).then(|| {
-            ((prompt as f64 * 2.5e-6 + completion as f64 * 1e-5) * 1e8).round() / 1e8
-        });
+        let cost = (model.billed && !cache_hit)
+            .then(|| ((prompt as f64 * 2.5e-6 + completion as f64 * 1e-5) * 1e8).round() / 1e8);
         let feature = FEATURES[r.below(FEATURES.len() as u64) as usize];
         let env = ENVIRONMENTS[r.below(ENVIRONMENTS.len() as u64) as usize];
         let tier = TIERS[(user % 3) as usize];

@@ -127,9 +127,7 @@ pub fn parse_duration(s: &str) -> Result<Micros, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: write it like 30s, 5m, 1h or 7d"))?;
+    let n: f64 = n.parse().map_err(|_| format!("`{s}` is not a duration: write it like 30s, 5m, 1h or 7d"))?;
     let mult = match unit {
         "ms" => 1e3,
         "s" => 1e6,
@@ -140,7 +138,7 @@ pub fn parse_duration(s: &str) -> Result<Micros, String> {
         _ => return Err(format!("`{s}` has no known unit: use ms, s, m, h, d or w (e.g. 15m)")),
     };
     let us = n * mult;
-    if !(us >= 1.0 && us < 1e17) {
+    if !(1.0..1e17).contains(&us) {
         return Err(format!("`{s}` is not a positive duration"));
     }
     Ok(us as i64)

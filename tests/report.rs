@@ -61,7 +61,9 @@ const PRICES: &str = r#"{"models":{
   "tt-gamma":{"input":5e-7,"output":1e-6}}}"#;
 
 fn list_price(e: &E) -> Option<f64> {
-    price(e.model).map(|(i, o, cr)| (e.prompt.saturating_sub(e.cache_read)) as f64 * i + e.cache_read as f64 * cr + e.completion as f64 * o)
+    price(e.model).map(|(i, o, cr)| {
+        (e.prompt.saturating_sub(e.cache_read)) as f64 * i + e.cache_read as f64 * cr + e.completion as f64 * o
+    })
 }
 
 /// (cost charged, unpriced?, saved) per the contract.

@@ -32,11 +32,8 @@ impl NativeParser {
     /// Parses one line (without its newline). Call [`recycle`](Self::recycle) with the
     /// event when done to keep the ingest path free of allocations.
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Event<'a>, ParseError> {
-        let mut ev = Event {
-            status: 200,
-            properties: recycle_properties(std::mem::take(&mut self.spare)),
-            ..Event::default()
-        };
+        let mut ev =
+            Event { status: 200, properties: recycle_properties(std::mem::take(&mut self.spare)), ..Event::default() };
         // One UTF-8 check for the whole line is much cheaper than serde_json's check
         // of every string on its own.
         let Ok(text) = std::str::from_utf8(line) else {
@@ -44,9 +41,7 @@ impl NativeParser {
             return Err(ParseError::Invalid("line is not valid UTF-8".into()));
         };
         let mut de = serde_json::Deserializer::from_str(text);
-        let result = de
-            .deserialize_map(EventVisitor { ev: &mut ev })
-            .and_then(|()| de.end());
+        let result = de.deserialize_map(EventVisitor { ev: &mut ev }).and_then(|()| de.end());
         match result {
             Ok(()) => Ok(ev),
             Err(e) => {
@@ -577,9 +572,15 @@ mod tests {
         assert_eq!(e.created_at, 1_714_564_800_250_000);
         assert_eq!((e.provider(), e.model(), e.status), ("openai", "gpt-4o", 429));
         assert_eq!((e.latency_ms, e.ttft_ms), (Some(812.5), Some(120.0)));
-        assert_eq!((e.prompt_tokens, e.completion_tokens, e.cache_read_tokens, e.reasoning_tokens), (1000, 200, 300, 50));
+        assert_eq!(
+            (e.prompt_tokens, e.completion_tokens, e.cache_read_tokens, e.reasoning_tokens),
+            (1000, 200, 300, 50)
+        );
         assert_eq!(e.cost_usd, Some(0.0123));
-        assert_eq!((e.user(), e.session(), e.retry, e.feedback, e.seq), (Some("u-1"), Some("s-1"), 1, Some(true), Some(7)));
+        assert_eq!(
+            (e.user(), e.session(), e.retry, e.feedback, e.seq),
+            (Some("u-1"), Some("s-1"), 1, Some(true), Some(7))
+        );
         assert_eq!(e.properties.len(), 2);
         assert_eq!(e.properties[1], (Cow::Borrowed("Environment"), Cow::Borrowed("prod")));
         assert!(matches!(e.model, Some(Cow::Borrowed(_))), "strings borrow from the line");

@@ -542,7 +542,12 @@ mod tests {
     fn merge_equals_recording_everything_in_one() {
         let events: Vec<_> = (0..100u32)
             .map(|i| {
-                let mut e = ev(["x", "y", "z"][i as usize % 3], ["p", "q"][i as usize % 2], [200, 500][(i % 7 == 0) as usize], f64::from(i));
+                let mut e = ev(
+                    ["x", "y", "z"][i as usize % 3],
+                    ["p", "q"][i as usize % 2],
+                    [200, 500][(i % 7 == 0) as usize],
+                    f64::from(i),
+                );
                 e.created_at = i64::from(i) * 1000;
                 e.session_id = Some(Cow::Owned(format!("s{}", i % 5)));
                 e

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Benchmarks for tokentop, reproducible on any machine (figures in the README were
+# measured on a 2-core, 24 GiB machine). Not part of `cargo test`.
+#
+#   scripts/bench.sh report    # report over 1,000,000 events: throughput and peak memory
+#   scripts/bench.sh engine    # live engine: 24 h at 1,000 req/s, peak memory
+#   scripts/bench.sh           # both
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+tmp=${TMPDIR:-/tmp}/tokentop-bench
+mkdir -p "$tmp"
+cargo build --release --quiet --bin tokentop --examples
+
+if [[ $what == report || $what == all ]]; then
+  events=$tmp/events-1m.jsonl
+  [[ -s $events ]] || ./target/release/examples/gen_events 1000000 > "$events"
+  echo "input: $(wc -l < "$events") events, $(du -m "$events" | cut -f1) MB"
+  cat "$events" > /dev/null # into the page cache
+  if command -v hyperfine > /dev/null; then
+    hyperfine --warmup 2 --runs 10 "./target/release/tokentop report $events"
+  else
+    for _ in 1 2 3 4 5; do /usr/bin/time -f "%e s" ./target/release/tokentop report "$events" > /dev/null; done
+  fi
+  /usr/bin/time -f "peak RSS %M KiB, %e s wall, %P CPU" ./target/release/tokentop report "$events" > /dev/null
+fi
+
+if [[ $what == engine || $what == all ]]; then
+  TOKENTOP_WINDOWS=1m,5m,15m,1h,6h,24h,7d ./target/release/examples/engine_memory 24 1000 50 100000
+fi
