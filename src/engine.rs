@@ -139,19 +139,23 @@ impl Tier {
         t > now - self.window - self.width
     }
 
-    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, limits: Limits) {
+    /// The stats of the slab holding time `t`, created if need be.
+    fn slab_at(&mut self, t: Micros, limits: Limits) -> &mut Stats {
         let start = t.div_euclid(self.width) * self.width;
         // Events arrive mostly in order: look from the newest slab backwards.
         let pos = self.slabs.iter().rposition(|s| s.start <= start);
-        let slab = match pos {
-            Some(i) if self.slabs[i].start == start => &mut self.slabs[i],
+        match pos {
+            Some(i) if self.slabs[i].start == start => &mut self.slabs[i].stats,
             _ => {
                 let at = pos.map_or(0, |i| i + 1);
                 self.slabs.insert(at, Slab { start, stats: Stats::new(limits) });
-                &mut self.slabs[at]
+                &mut self.slabs[at].stats
             }
-        };
-        slab.stats.record(ev, x);
+        }
+    }
+
+    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, limits: Limits) {
+        self.slab_at(t, limits).record(ev, x);
         self.series.record_at(t, ev, x);
     }
 
@@ -324,6 +328,34 @@ impl Engine {
         self.remember(ev, &x);
     }
 
+    /// Adds requests that a source aggregated itself (say a fleet's pre-computed
+    /// minute), as if their events had all happened at time `t`.
+    pub fn ingest_aggregate(&mut self, t: Micros, stats: &Stats) {
+        self.counts.events += stats.total.requests;
+        if self.clock == Clock::EventTime {
+            self.tick(t);
+        }
+        let t = t.min(self.now);
+        if !self.tiers.iter().any(|tier| tier.holds(t, self.now)) {
+            self.counts.late += stats.total.requests;
+            return;
+        }
+        let point = stats.as_point();
+        for tier in &mut self.tiers {
+            if tier.holds(t, self.now) {
+                tier.slab_at(t, self.limits).merge(stats);
+                tier.series.merge_point_at(t, &point);
+            }
+        }
+        for (user, agg) in stats.users.iter() {
+            self.last_seen.record(key_hash(user), agg.last_active.min(self.now));
+        }
+        if stats.users.other().is_some() {
+            // Users folded away upstream cannot be counted exactly.
+            self.last_seen.overflow_at = Some(t);
+        }
+    }
+
     fn remember(&mut self, ev: &Event, x: &Sample) {
         if self.recent_cap == 0 {
             return;
@@ -474,6 +506,32 @@ mod tests {
         // "old" is in an overlapping slab but not in the last 60 s.
         assert_eq!(e.window_stats(60 * S).3, ActiveUsers { count: 2, exact: true });
         assert_eq!(e.window_stats(3_600 * S).3, ActiveUsers { count: 3, exact: true });
+    }
+
+    #[test]
+    fn pre_aggregated_data_merges_like_events() {
+        let events: Vec<_> =
+            (0..20i32).map(|i| ev(1_000 * S - i64::from(i) * S, &format!("u{}", i % 4), f64::from(i))).collect();
+        let mut one = engine(Clock::Wall, 1_000 * S);
+        events.iter().for_each(|e| one.ingest(e));
+        // The same events, aggregated upstream per 10 s and handed over as two parts.
+        let mut two = engine(Clock::Wall, 1_000 * S);
+        for chunk in events.chunks(10) {
+            let mut part = Stats::new(Limits::REPORT);
+            for e in chunk {
+                part.record(e, &Sample::new(e, cost_of(e, None)));
+            }
+            two.ingest_aggregate(chunk[0].created_at, &part);
+        }
+        let (a, b) = (
+            one.report(3_600 * S, &report::Options::default(), IngestReport::default()),
+            two.report(3_600 * S, &report::Options::default(), IngestReport::default()),
+        );
+        assert_eq!(a.summary.total_requests, b.summary.total_requests);
+        assert_eq!(a.summary.total_cost, b.summary.total_cost);
+        assert_eq!(a.summary.active_users, b.summary.active_users);
+        assert_eq!(a.latency.p95, b.latency.p95);
+        assert_eq!(b.series.iter().map(|p| p.requests).sum::<u64>(), 20);
     }
 
     #[test]

@@ -488,6 +488,22 @@ impl Stats {
     pub fn active_users(&self) -> u64 {
         self.distinct_users.count()
     }
+
+    /// These stats as one time-series point.
+    pub fn as_point(&self) -> series::Point {
+        let t = &self.total;
+        series::Point {
+            requests: t.requests,
+            errors: t.errors,
+            e4xx: t.e4xx,
+            e5xx: t.e5xx,
+            e429: t.e429,
+            cost: t.cost,
+            tokens: t.tokens(),
+            latency: t.latency.clone(),
+            ttft: self.ttft.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,12 @@ impl Series {
         &mut self.points[(idx - self.start) as usize]
     }
 
+    /// Adds a pre-aggregated point to the bucket of time `t`.
+    pub fn merge_point_at(&mut self, t: Micros, p: &Point) {
+        let idx = t.div_euclid(self.width);
+        self.point_at(idx).merge(p);
+    }
+
     /// Drops the buckets that end at or before `t`.
     pub fn prune_before(&mut self, t: Micros) {
         while !self.points.is_empty() && (self.start + 1) * self.width <= t {
