@@ -11,7 +11,10 @@ use crate::time::Micros;
 pub struct Event<'a> {
     pub request_id: Option<Cow<'a, str>>,
     pub created_at: Micros,
+    /// Normalised to LiteLLM's provider ids (`openai`, `azure`, `bedrock`, …).
     pub provider: Option<Cow<'a, str>>,
+    /// The provider as the source named it, when normalising changed it.
+    pub provider_raw: Option<Cow<'a, str>>,
     pub model: Option<Cow<'a, str>>,
     /// HTTP status; 0 means no response (network error, timeout).
     pub status: u16,
@@ -42,7 +45,12 @@ pub struct Event<'a> {
 /// The name shown for a missing provider or model.
 pub const UNKNOWN: &str = "unknown";
 
-impl Event<'_> {
+impl<'a> Event<'a> {
+    /// An empty event (status 200) that fills a recycled property buffer.
+    pub fn with_properties(properties: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> Event<'a> {
+        Event { status: 200, properties, ..Event::default() }
+    }
+
     pub fn provider(&self) -> &str {
         self.provider.as_deref().filter(|s| !s.is_empty()).unwrap_or(UNKNOWN)
     }

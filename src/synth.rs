@@ -303,6 +303,7 @@ impl Synth {
             request_id: Some(Cow::Owned(format!("req-{:016x}-{:08x}", r.next_u64(), self.seq))),
             created_at: self.t,
             provider: Some(Cow::Borrowed(model.provider)),
+            provider_raw: None,
             model: Some(model.name.clone()),
             status,
             latency_ms: Some(latency),

@@ -9,14 +9,12 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserializer as _;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, MapAccess, Visitor};
 
 use super::ParseError;
+use super::json::{Key, PropertiesSeed, Scalar, Skip, describe, duration, integer, show};
 use crate::event::{Event, recycle_properties};
 use crate::time::{self, Micros};
-
-/// Latency and TTFT above this many milliseconds are rejected as nonsense.
-const MAX_DURATION_MS: f64 = 1e12;
 
 /// Parses native event lines, reusing its buffers from one line to the next.
 #[derive(Default)]
@@ -32,21 +30,18 @@ impl NativeParser {
     /// Parses one line (without its newline). Call [`recycle`](Self::recycle) with the
     /// event when done to keep the ingest path free of allocations.
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<Event<'a>, ParseError> {
-        let mut ev =
-            Event { status: 200, properties: recycle_properties(std::mem::take(&mut self.spare)), ..Event::default() };
+        let mut ev = Event::with_properties(recycle_properties(std::mem::take(&mut self.spare)));
         // One UTF-8 check for the whole line is much cheaper than serde_json's check
         // of every string on its own.
-        let Ok(text) = std::str::from_utf8(line) else {
-            self.recycle(ev);
-            return Err(ParseError::Invalid("line is not valid UTF-8".into()));
+        let result = match std::str::from_utf8(line) {
+            Ok(text) => parse_into(text, &mut ev).map_err(|e| ParseError::Invalid(describe(&e))),
+            Err(_) => Err(ParseError::Invalid("line is not valid UTF-8".into())),
         };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let result = de.deserialize_map(EventVisitor { ev: &mut ev }).and_then(|()| de.end());
         match result {
             Ok(()) => Ok(ev),
             Err(e) => {
                 self.recycle(ev);
-                Err(ParseError::Invalid(describe(&e)))
+                Err(e)
             }
         }
     }
@@ -56,6 +51,13 @@ impl NativeParser {
     }
 }
 
+/// Parses a native line into `ev` (fresh from [`Event::with_properties`]).
+pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(EventVisitor { ev })?;
+    de.end()
+}
+
 /// Writes an event as one line of tokentop's schema (with its newline), omitting
 /// absent and default fields. The inverse of [`NativeParser::parse`].
 pub fn write_line(ev: &Event, out: &mut Vec<u8>) {
@@ -63,6 +65,7 @@ pub fn write_line(ev: &Event, out: &mut Vec<u8>) {
         request_id: ev.request_id.as_deref(),
         created_at: time::format_rfc3339(ev.created_at),
         provider: ev.provider.as_deref(),
+        provider_raw: ev.provider_raw.as_deref(),
         model: ev.model.as_deref(),
         status: ev.status,
         latency_ms: ev.latency_ms,
@@ -103,6 +106,9 @@ struct Out<'a> {
     created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<&'a str>,
+    /// The provider as the source named it, when normalising changed it (ignored on input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_raw: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
     status: u16,
@@ -160,90 +166,6 @@ impl serde::Serialize for Props<'_> {
             m.serialize_entry(&**k, &**v)?;
         }
         m.end()
-    }
-}
-
-/// serde_json's messages end in "at line 1 column N"; for a single line only the column matters.
-fn describe(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    match msg.rfind(" at line ") {
-        Some(i) => format!("{} (column {})", &msg[..i], e.column()),
-        None => msg,
-    }
-}
-
-/// A JSON value as one field sees it, before the field's own rules are applied.
-enum Scalar<'de> {
-    Null,
-    Bool(bool),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    Str(Cow<'de, str>),
-}
-
-impl Scalar<'_> {
-    fn kind(&self) -> &'static str {
-        match self {
-            Scalar::Null => "null",
-            Scalar::Bool(_) => "a boolean",
-            Scalar::U64(_) | Scalar::I64(_) | Scalar::F64(_) => "a number",
-            Scalar::Str(_) => "a string",
-        }
-    }
-}
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string, number, boolean or null")
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Bool(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Scalar::U64(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Scalar::I64(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Scalar::F64(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v)))
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Scalar<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor)
-    }
-}
-
-/// An object key, borrowed unless it holds escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match d.deserialize_str(ScalarVisitor)? {
-            Scalar::Str(s) => Ok(Key(s)),
-            other => Err(de::Error::custom(format!("expected a string key, found {}", other.kind()))),
-        }
     }
 }
 
@@ -423,123 +345,6 @@ fn set_field<'de>(
         }
     }
     Ok(())
-}
-
-fn show(v: &Scalar) -> String {
-    match v {
-        Scalar::U64(n) => n.to_string(),
-        Scalar::I64(n) => n.to_string(),
-        Scalar::F64(f) => f.to_string(),
-        other => other.kind().to_string(),
-    }
-}
-
-/// Integral numbers (`12` or `12.0`); fractions, negatives and booleans are errors.
-fn integer(v: &Scalar) -> Result<Option<u64>, ()> {
-    match *v {
-        Scalar::Null => Ok(None),
-        Scalar::U64(n) => Ok(Some(n)),
-        Scalar::F64(f) if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 => Ok(Some(f as u64)),
-        _ => Err(()),
-    }
-}
-
-fn duration(v: &Scalar) -> Result<Option<f64>, ()> {
-    let f = match *v {
-        Scalar::Null => return Ok(None),
-        Scalar::U64(n) => n as f64,
-        Scalar::F64(f) => f,
-        _ => return Err(()),
-    };
-    if f.is_finite() && (0.0..=MAX_DURATION_MS).contains(&f) { Ok(Some(f)) } else { Err(()) }
-}
-
-/// Skips a value of an unknown field. Unlike `IgnoredAny` it descends through
-/// `deserialize_any`, so serde_json's nesting limit applies and a line nested
-/// thousands deep is rejected instead of accepted.
-struct Skip;
-
-impl<'de> de::Deserialize<'de> for Skip {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<IgnoredAny, Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-}
-
-struct PropertiesSeed<'p, 'de> {
-    out: &'p mut Vec<(Cow<'de, str>, Cow<'de, str>)>,
-}
-
-impl<'de> DeserializeSeed<'de> for PropertiesSeed<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PropertiesSeed<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("field `properties`: an object of string values")
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-            match map.next_value::<Scalar<'de>>()? {
-                Scalar::Null => {}
-                Scalar::Str(v) => match self.out.iter_mut().find(|(old, _)| *old == k) {
-                    Some(slot) => slot.1 = v,
-                    None => self.out.push((k, v)),
-                },
-                other => {
-                    return Err(de::Error::custom(format!(
-                        "property `{k}`: expected a string value, found {}",
-                        other.kind()
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
