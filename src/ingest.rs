@@ -16,8 +16,8 @@ use memchr::memchr;
 use thiserror::Error;
 
 use crate::event::Event;
-use crate::parse::native::NativeParser;
-use crate::parse::{MAX_LINE_BYTES, ParseError, trim_line};
+use crate::parse::helicone::{self, CsvColumns};
+use crate::parse::{Format, LineParser, MAX_LINE_BYTES, ParseError, Parsed, trim_line};
 
 /// Bytes per work unit: large enough that the per-range cost vanishes, small enough
 /// that two workers finish within a few milliseconds of each other.
@@ -93,10 +93,12 @@ pub struct LineError {
 /// What reading found, besides the events themselves.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counts {
-    /// Lines read, blank ones included.
+    /// Lines read, blank ones included (for CSV: rows, the header included).
     pub lines: u64,
     pub events: u64,
     pub parse_errors: u64,
+    /// Records that are not LLM calls (OpenTelemetry spans of other operations).
+    pub skipped: u64,
     /// The first few bad lines, in input order.
     pub first_errors: Vec<LineError>,
 }
@@ -105,6 +107,8 @@ struct Range {
     input: usize,
     start: u64,
     end: u64,
+    /// A Helicone CSV export: read whole, by one worker, with a CSV reader.
+    csv: bool,
 }
 
 /// What one range produced; line numbers inside are relative to the range.
@@ -112,28 +116,54 @@ struct Range {
 struct RangeResult {
     lines: u64,
     events: u64,
+    skipped: u64,
     errors: u64,
     first_errors: Vec<(u64, ParseError)>,
 }
 
 impl RangeResult {
     /// Counts the outcome of the line just counted in `lines`.
-    fn record(&mut self, r: Result<(), ParseError>) {
+    fn record(&mut self, r: Result<Parsed, ParseError>) {
         match r {
-            Ok(()) => self.events += 1,
-            Err(e) => {
-                self.errors += 1;
-                if self.first_errors.len() < KEPT_ERRORS {
-                    self.first_errors.push((self.lines, e));
-                }
+            Ok(p) => {
+                self.events += u64::from(p.events);
+                self.skipped += u64::from(p.skipped);
             }
+            Err(e) => self.error(self.lines, e),
+        }
+    }
+
+    fn error(&mut self, line: u64, e: ParseError) {
+        self.errors += 1;
+        if self.first_errors.len() < KEPT_ERRORS {
+            self.first_errors.push((line, e));
         }
     }
 }
 
-/// Reads every input to its end on `threads` workers. `make` creates a worker's state,
-/// `visit` folds one event into it; the states come back for the caller to merge.
-pub fn read_all<S, M, V>(inputs: &[Input], threads: usize, make: M, visit: V) -> Result<(Vec<S>, Counts), InputError>
+/// Whether an input is a Helicone CSV export: forced, or recognised by its header.
+fn is_csv(input: &Input, forced: Option<Format>) -> Result<bool, InputError> {
+    match forced {
+        Some(f) => Ok(f == Format::HeliconeCsv),
+        None => {
+            let mut head = vec![0u8; 4096.min(input.len as usize)];
+            let n = input.read_at(&mut head, 0)?;
+            let first = head[..n].split(|&b| b == b'\n').next().unwrap_or_default();
+            Ok(helicone::is_csv_header(&String::from_utf8_lossy(first)))
+        }
+    }
+}
+
+/// Reads every input to its end on `threads` workers, each line in the format it is
+/// in (or `format`, when forced). `make` creates a worker's state, `visit` folds one
+/// event into it; the states come back for the caller to merge.
+pub fn read_all<S, M, V>(
+    inputs: &[Input],
+    threads: usize,
+    format: Option<Format>,
+    make: M,
+    visit: V,
+) -> Result<(Vec<S>, Counts), InputError>
 where
     S: Send,
     M: Fn() -> S + Sync,
@@ -141,10 +171,14 @@ where
 {
     let mut ranges = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
+        if input.len > 0 && is_csv(input, format)? {
+            ranges.push(Range { input: i, start: 0, end: input.len, csv: true });
+            continue;
+        }
         let mut start = 0;
         while start < input.len {
             let end = (start + RANGE_BYTES).min(input.len);
-            ranges.push(Range { input: i, start, end });
+            ranges.push(Range { input: i, start, end, csv: false });
             start = end;
         }
     }
@@ -152,20 +186,18 @@ where
     let threads = threads.clamp(1, ranges.len().max(1));
     let worker = || -> Result<(S, Vec<(usize, RangeResult)>), InputError> {
         let mut state = make();
-        let mut parser = NativeParser::new();
+        let mut parser = LineParser::new(format);
         let mut buf = vec![0u8; MAX_LINE_BYTES + READ_BYTES];
         let mut done = Vec::new();
         loop {
             let r = next.fetch_add(1, Ordering::Relaxed);
             let Some(range) = ranges.get(r) else { break };
-            let res = read_range(&inputs[range.input], range, &mut buf, &mut |line| match parser.parse(line) {
-                Ok(ev) => {
-                    visit(&mut state, &ev);
-                    parser.recycle(ev);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            })?;
+            let input = &inputs[range.input];
+            let res = if range.csv {
+                read_csv(input, &mut |ev| visit(&mut state, ev))?
+            } else {
+                read_range(input, range, &mut buf, &mut |line| parser.parse(line, &mut |ev| visit(&mut state, ev)))?
+            };
             done.push((r, res));
         }
         Ok((state, done))
@@ -193,6 +225,7 @@ where
         }
         counts.lines += res.lines;
         counts.events += res.events;
+        counts.skipped += res.skipped;
         counts.parse_errors += res.errors;
         for (line, error) in res.first_errors {
             if counts.first_errors.len() < KEPT_ERRORS {
@@ -210,7 +243,7 @@ fn read_range(
     input: &Input,
     range: &Range,
     buf: &mut [u8],
-    on_line: &mut dyn FnMut(&[u8]) -> Result<(), ParseError>,
+    on_line: &mut dyn FnMut(&[u8]) -> Result<Parsed, ParseError>,
 ) -> Result<RangeResult, InputError> {
     let mut res = RangeResult::default();
     // A range that does not start a file starts after the first newline at or past
@@ -280,6 +313,67 @@ fn read_range(
     }
 }
 
+/// `Read` over an input from its start, for the CSV reader.
+struct ReadFrom<'a> {
+    input: &'a Input,
+    pos: u64,
+}
+
+impl Read for ReadFrom<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(self.input.len.saturating_sub(self.pos) as usize);
+        let n = if want == 0 { 0 } else { self.input.file.read_at(&mut buf[..want], self.pos)? };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a Helicone CSV export: quoted fields may span lines, so it is read whole.
+fn read_csv(input: &Input, visit: &mut dyn FnMut(&Event)) -> Result<RangeResult, InputError> {
+    let mut res = RangeResult::default();
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(ReadFrom { input, pos: 0 });
+    let cols = match rdr.byte_headers() {
+        Ok(h) => CsvColumns::from_header(h),
+        Err(e) => {
+            res.lines = 1;
+            res.error(1, ParseError::Invalid(format!("helicone-csv: cannot read the header: {e}")));
+            return Ok(res);
+        }
+    };
+    res.lines = 1;
+    let mut rec = csv::ByteRecord::new();
+    let mut props = Vec::new();
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                res.lines += 1;
+                let line = rec.position().map_or(res.lines, |p| p.line());
+                let mut ev = Event::with_properties(crate::event::recycle_properties(std::mem::take(&mut props)));
+                match helicone::parse_csv_row(&cols, &rec, &mut ev) {
+                    Ok(()) => {
+                        crate::parse::normalize(&mut ev);
+                        visit(&ev);
+                        res.events += 1;
+                    }
+                    Err(e) => res.error(line, ParseError::Invalid(format!("helicone-csv: {e}"))),
+                }
+                props = crate::event::recycle_properties(ev.properties);
+            }
+            Err(e) => {
+                if let csv::ErrorKind::Io(source) = e.kind() {
+                    let source = io::Error::new(source.kind(), source.to_string());
+                    return Err(InputError::Read { path: input.name.clone(), source });
+                }
+                res.lines += 1;
+                let line = e.position().map_or(res.lines, |p| p.line());
+                res.error(line, ParseError::Invalid(format!("helicone-csv: {e}")));
+            }
+        }
+    }
+    Ok(res)
+}
+
 /// Reads up to `bytes` from the end of an input and returns its whole lines, for a
 /// cheap first look (the report's guess of the latest event time).
 pub fn tail_lines(input: &Input, bytes: u64) -> Result<Vec<u8>, InputError> {
@@ -330,9 +424,9 @@ mod tests {
         let mut start = 0;
         while start < input.len() {
             let end = (start + range_bytes).min(input.len());
-            let r = read_range(input, &Range { input: 0, start, end }, &mut buf, &mut |l| {
+            let r = read_range(input, &Range { input: 0, start, end, csv: false }, &mut buf, &mut |l| {
                 all.push(String::from_utf8_lossy(l).into_owned());
-                if l.starts_with(b"bad") { Err(ParseError::Invalid("bad".into())) } else { Ok(()) }
+                if l.starts_with(b"bad") { Err(ParseError::Invalid("bad".into())) } else { Ok(Parsed { events: 1, skipped: 0 }) }
             })
             .unwrap();
             total.lines += r.lines;
@@ -379,7 +473,7 @@ mod tests {
         }
         let (_f, inp) = input(&text);
         let (states, counts) =
-            read_all(&[inp], 2, || 0u64, |n: &mut u64, ev: &Event| *n += ev.created_at as u64 / 1000).unwrap();
+            read_all(&[inp], 2, None, || 0u64, |n: &mut u64, ev: &Event| *n += ev.created_at as u64 / 1000).unwrap();
         let expected: u64 = (0..300_000u64).filter(|&i| i != 250_000).sum();
         assert_eq!(states.iter().sum::<u64>(), expected);
         assert_eq!((counts.lines, counts.events, counts.parse_errors), (300_000, 299_999, 1));

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use tokentop::ingest::{self, Input};
+use tokentop::parse::Format;
 use tokentop::pricing::PriceTable;
 use tokentop::report::{self, By};
 use tokentop::text::sanitize;
@@ -44,21 +45,25 @@ struct ReportArgs {
     #[arg(long, default_value_t = 20)]
     top: usize,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    format: ReportFormat,
     /// Extra or replacement prices, in the shape of assets/pricing.json.
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Read every input as this format instead of detecting it per line:
+    /// tokentop, helicone, helicone-csv, litellm, otel.
+    #[arg(long, value_name = "NAME")]
+    input_format: Option<Format>,
     /// Input files; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     inputs: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+enum ReportFormat {
     Json,
     Table,
 }
@@ -87,7 +92,13 @@ fn run_report(args: ReportArgs) -> Result<ExitCode> {
         "all" => None,
         w => Some(parse_duration(w).map_err(anyhow::Error::msg).context("--window")?),
     };
-    let mut opts = report::Options { window, top: args.top, by: args.by, ..report::Options::default() };
+    let mut opts = report::Options {
+        window,
+        top: args.top,
+        by: args.by,
+        input_format: args.input_format,
+        ..report::Options::default()
+    };
     if let Some(t) = args.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
@@ -114,11 +125,11 @@ fn run_report(args: ReportArgs) -> Result<ExitCode> {
 
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Json => {
+        ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &outcome.report)?;
             writeln!(out)?;
         }
-        Format::Table => write!(out, "{}", report::table::render(&outcome.report))?,
+        ReportFormat::Table => write!(out, "{}", report::table::render(&outcome.report))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -429,7 +429,8 @@ fn bad_input_is_counted_and_survived() {
     assert_eq!(r["summary"]["total_requests"], 2);
     assert!(stderr.contains(":2: line is not valid UTF-8"), "{stderr}");
     assert!(stderr.contains(":3: line is longer than 1 MiB"), "{stderr}");
-    assert!(stderr.contains(":4: field `latency_ms`"), "{stderr}");
+    assert!(stderr.contains(":4: tokentop event: field `latency_ms`"), "{stderr}");
+    assert!(stderr.contains("found -1"), "the message shows the bad value: {stderr}");
 }
 
 #[test]

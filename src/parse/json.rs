@@ -94,6 +94,7 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
+/// A value for a message: numbers as they are, other values by kind.
 pub(crate) fn show(v: &Scalar) -> String {
     match v {
         Scalar::U64(n) => n.to_string(),

@@ -44,6 +44,17 @@ pub enum Format {
 impl Format {
     pub const NAMES: [&'static str; 5] = ["tokentop", "helicone", "helicone-csv", "litellm", "otel"];
 
+    /// What one record of this format is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Format::Tokentop => "tokentop event",
+            Format::Helicone => "Helicone record",
+            Format::HeliconeCsv => "Helicone CSV row",
+            Format::Litellm => "LiteLLM payload",
+            Format::Otel => "OTLP export",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Tokentop => "tokentop",
@@ -103,16 +114,16 @@ impl LineParser {
             Err(e) => e,
         };
         if self.forced.is_some() || is_syntax(&err) {
-            return Err(ParseError::Invalid(format!("{}: {}", first.name(), json::describe(&err))));
+            return Err(ParseError::Invalid(format!("{}: {}", first.noun(), json::describe(&err))));
         }
         match identify(text) {
-            Some(f) if f == first => Err(ParseError::Invalid(format!("{}: {}", f.name(), json::describe(&err)))),
+            Some(f) if f == first => Err(ParseError::Invalid(format!("{}: {}", f.noun(), json::describe(&err)))),
             Some(f) => match self.parse_as(f, text, emit) {
                 Ok(p) => {
                     self.last = f;
                     Ok(p)
                 }
-                Err(e) => Err(ParseError::Invalid(format!("{}: {}", f.name(), json::describe(&e)))),
+                Err(e) => Err(ParseError::Invalid(format!("{}: {}", f.noun(), json::describe(&e)))),
             },
             None => Err(ParseError::Invalid(format!(
                 "matches no input format (tried {}: none of created_at, request_created_at, startTime, resourceSpans)",
@@ -189,23 +200,32 @@ fn identify(text: &str) -> Option<Format> {
         .map(|(_, f)| f)
 }
 
-/// Provider names follow LiteLLM's ids, lower-case; the raw name is kept when it changes.
+/// Other tools' provider names and the LiteLLM id each stands for.
+const PROVIDER_ALIASES: [(&str, &str); 13] = [
+    ("azure.ai.openai", "azure"),
+    ("az.ai.openai", "azure"),
+    ("azure.ai.inference", "azure_ai"),
+    ("az.ai.inference", "azure_ai"),
+    ("aws.bedrock", "bedrock"),
+    ("aws", "bedrock"),
+    ("gcp.vertex_ai", "vertex_ai"),
+    ("gcp.gemini", "gemini"),
+    ("gcp.gen_ai", "gemini"),
+    ("google", "gemini"),
+    ("mistral_ai", "mistral"),
+    ("mistralai", "mistral"),
+    ("x_ai", "xai"),
+];
+
+/// Provider names follow LiteLLM's ids, lower-case; the raw name is kept when it
+/// changes. Allocates nothing for a name that is already an id.
 pub fn normalize(ev: &mut Event) {
     let Some(raw) = ev.provider.as_deref() else { return };
-    let lower = raw.to_ascii_lowercase();
-    let id = match lower.as_str() {
-        "azure.ai.openai" | "az.ai.openai" => "azure",
-        "azure.ai.inference" | "az.ai.inference" => "azure_ai",
-        "aws.bedrock" | "aws" => "bedrock",
-        "gcp.vertex_ai" => "vertex_ai",
-        "gcp.gemini" | "gcp.gen_ai" | "google" => "gemini",
-        "mistral_ai" | "mistralai" => "mistral",
-        "x_ai" => "xai",
-        "ibm.watsonx.ai" => "watsonx",
-        _ if lower == raw => return,
-        _ => "",
+    let normal: Cow<'static, str> = match PROVIDER_ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(raw)) {
+        Some((_, id)) => Cow::Borrowed(id),
+        None if raw.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Owned(raw.to_ascii_lowercase()),
+        None => return,
     };
-    let normal: Cow<'static, str> = if id.is_empty() { Cow::Owned(lower) } else { Cow::Borrowed(id) };
     ev.provider_raw = ev.provider.take();
     ev.provider = Some(normal);
 }
@@ -252,9 +272,9 @@ mod tests {
         let e = models(&mut p, r#"{"hello":"world"}"#).unwrap_err().to_string();
         assert!(e.contains("tried tokentop, helicone, litellm, otel"), "{e}");
         let e = models(&mut p, r#"{"startTime":1,"response_cost":"x"}"#).unwrap_err().to_string();
-        assert!(e.starts_with("litellm: field `response_cost`"), "{e}");
+        assert!(e.starts_with("LiteLLM payload: field `response_cost`"), "{e}");
         let e = models(&mut p, "{broken").unwrap_err().to_string();
-        assert!(e.starts_with("tokentop:") && e.contains("column"), "{e}");
+        assert!(e.starts_with("tokentop event:") && e.contains("column"), "{e}");
         let mut forced = LineParser::new(Some(Format::Helicone));
         let e = models(&mut forced, r#"{"created_at":1}"#).unwrap_err().to_string();
         assert!(e.contains("request_created_at"), "{e}");

@@ -274,7 +274,7 @@ fn set_field<'de>(
     v: Scalar<'de>,
 ) -> Result<(), String> {
     use Field::*;
-    let bad = |expected: &str, v: &Scalar| format!("field `{key}`: expected {expected}, found {}", v.kind());
+    let bad = |expected: &str, v: &Scalar| format!("field `{key}`: expected {expected}, found {}", show(v));
     match field {
         CreatedAt => {
             *created_at = match v {

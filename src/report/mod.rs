@@ -10,8 +10,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::ingest::{self, Counts, Input, InputError};
-use crate::parse::native::NativeParser;
-use crate::parse::trim_line;
+use crate::parse::{Format, LineParser, trim_line};
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::stats::series::{Series, bucket_for_span};
 use crate::stats::{Agg, Capped, Limits, OTHER, Sample, Stats, Usd, pct};
@@ -53,6 +52,8 @@ pub struct Options {
     pub threads: usize,
     pub prices: PriceTable,
     pub limits: Limits,
+    /// `--input-format`: read every line as this format instead of detecting it.
+    pub input_format: Option<Format>,
 }
 
 impl Default for Options {
@@ -64,6 +65,7 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             prices: PriceTable::builtin(),
             limits: Limits::REPORT,
+            input_format: None,
         }
     }
 }
@@ -117,6 +119,8 @@ pub struct IngestReport {
     pub late: u64,
     /// Valid events outside the window.
     pub outside_window: u64,
+    /// Records that are not LLM calls (OpenTelemetry spans of other operations).
+    pub skipped: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -547,7 +551,7 @@ pub struct Outcome {
 /// a second pass with the true end keeps the answer exact.
 pub fn run(inputs: &[Input], opts: &Options) -> Result<Outcome, InputError> {
     let guess = match opts.window {
-        Some(_) => latest_in_tails(inputs)?,
+        Some(_) => latest_in_tails(inputs, opts.input_format)?,
         None => None,
     };
     let mut passes = 1;
@@ -579,6 +583,7 @@ pub fn run(inputs: &[Input], opts: &Options) -> Result<Outcome, InputError> {
         parse_errors: counts.parse_errors,
         late: 0,
         outside_window: acc.outside,
+        skipped: counts.skipped,
     };
     let report = Report::build(&acc.stats, &acc.series, span, ActiveUsers::of(&acc.stats), ingest, opts);
     Ok(Outcome { report, counts, passes })
@@ -591,6 +596,7 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
     ingest::read_all(
         inputs,
         opts.threads,
+        opts.input_format,
         || Part {
             stats: Stats::new(opts.limits),
             series: Series::new(width),
@@ -615,17 +621,15 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
     )
 }
 
-/// The latest event time in the last 256 KiB of each input.
-fn latest_in_tails(inputs: &[Input]) -> Result<Option<Micros>, InputError> {
-    let mut parser = NativeParser::new();
+/// The latest event time in the last 256 KiB of each input (a guess: lines cut by the
+/// 256 KiB boundary, or CSV rows spanning lines, are simply not counted in it).
+fn latest_in_tails(inputs: &[Input], format: Option<Format>) -> Result<Option<Micros>, InputError> {
+    let mut parser = LineParser::new(format.filter(|f| *f != Format::HeliconeCsv));
     let mut latest = None;
     for input in inputs {
         let tail = ingest::tail_lines(input, 256 << 10)?;
         for line in tail.split(|&b| b == b'\n').filter_map(trim_line) {
-            if let Ok(ev) = parser.parse(line) {
-                latest = latest.max(Some(ev.created_at));
-                parser.recycle(ev);
-            }
+            let _ = parser.parse(line, &mut |ev| latest = latest.max(Some(ev.created_at)));
         }
     }
     Ok(latest)

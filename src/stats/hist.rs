@@ -80,11 +80,11 @@ fn bucket(i: usize) -> (u64, u64) {
     ((SUB + sub) * width, width)
 }
 
-/// Sparse histograms hold at most this many buckets (1 KiB) before turning dense
+/// Sparse histograms hold at most this many buckets (512 bytes) before turning dense
 /// (about 3.5 KiB for latencies between 5 ms and 60 s): most groups of a
 /// high-cardinality key see few requests, and a live window holds one histogram per
 /// group per time slab.
-const SPARSE_MAX: usize = 128;
+const SPARSE_MAX: usize = 64;
 
 #[derive(Debug, Clone)]
 enum Counts {
