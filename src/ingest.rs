@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use memchr::memchr;
 use thiserror::Error;
@@ -154,34 +154,28 @@ fn is_csv(input: &Input, forced: Option<Format>) -> Result<bool, InputError> {
     }
 }
 
-/// Reads every input to its end on `threads` workers, each line in the format it is
-/// in (or `format`, when forced). `make` creates a worker's state, `visit` folds one
-/// event into it; the states come back for the caller to merge.
-pub fn read_all<S, M, V>(
-    inputs: &[Input],
-    threads: usize,
-    format: Option<Format>,
-    make: M,
-    visit: V,
-) -> Result<(Vec<S>, Counts), InputError>
+/// How to read inputs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions<'a> {
+    /// Workers; with one, events arrive in input order.
+    pub threads: usize,
+    /// `--input-format`: read every line as this format instead of detecting it.
+    pub format: Option<Format>,
+    /// Bytes read so far, for a progress bar.
+    pub progress: Option<&'a AtomicU64>,
+}
+
+/// Reads every input to its end on `opts.threads` workers, each line in the format it
+/// is in. `make` creates a worker's state, `visit` folds one event into it; the states
+/// come back for the caller to merge.
+pub fn read_all<S, M, V>(inputs: &[Input], opts: ReadOptions, make: M, visit: V) -> Result<(Vec<S>, Counts), InputError>
 where
     S: Send,
     M: Fn() -> S + Sync,
     V: Fn(&mut S, &Event) + Sync,
 {
-    let mut ranges = Vec::new();
-    for (i, input) in inputs.iter().enumerate() {
-        if input.len > 0 && is_csv(input, format)? {
-            ranges.push(Range { input: i, start: 0, end: input.len, csv: true });
-            continue;
-        }
-        let mut start = 0;
-        while start < input.len {
-            let end = (start + RANGE_BYTES).min(input.len);
-            ranges.push(Range { input: i, start, end, csv: false });
-            start = end;
-        }
-    }
+    let (threads, format) = (opts.threads, opts.format);
+    let ranges = plan(inputs, format)?;
     let next = AtomicUsize::new(0);
     let threads = threads.clamp(1, ranges.len().max(1));
     let worker = || -> Result<(S, Vec<(usize, RangeResult)>), InputError> {
@@ -198,6 +192,9 @@ where
             } else {
                 read_range(input, range, &mut buf, &mut |line| parser.parse(line, &mut |ev| visit(&mut state, ev)))?
             };
+            if let Some(p) = opts.progress {
+                p.fetch_add(range.end - range.start, Ordering::Relaxed);
+            }
             done.push((r, res));
         }
         Ok((state, done))
@@ -216,10 +213,53 @@ where
             results[r] = Some(res);
         }
     }
+    let results = results.into_iter().map(|r| r.expect("every range was read")).collect();
+    Ok((states, tally(inputs, &ranges, results)))
+}
+
+/// Reads every input to its end on this thread, in order, calling `visit` with each event.
+pub fn read_each(inputs: &[Input], opts: ReadOptions, mut visit: impl FnMut(&Event)) -> Result<Counts, InputError> {
+    let ranges = plan(inputs, opts.format)?;
+    let mut parser = LineParser::new(opts.format);
+    let mut buf = vec![0u8; MAX_LINE_BYTES + READ_BYTES];
+    let mut results = Vec::with_capacity(ranges.len());
+    for range in &ranges {
+        let input = &inputs[range.input];
+        results.push(if range.csv {
+            read_csv(input, &mut visit)?
+        } else {
+            read_range(input, range, &mut buf, &mut |line| parser.parse(line, &mut visit))?
+        });
+        if let Some(p) = opts.progress {
+            p.fetch_add(range.end - range.start, Ordering::Relaxed);
+        }
+    }
+    Ok(tally(inputs, &ranges, results))
+}
+
+/// Cuts the inputs into ranges; a Helicone CSV export is one range.
+fn plan(inputs: &[Input], format: Option<Format>) -> Result<Vec<Range>, InputError> {
+    let mut ranges = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        if input.len > 0 && is_csv(input, format)? {
+            ranges.push(Range { input: i, start: 0, end: input.len, csv: true });
+            continue;
+        }
+        let mut start = 0;
+        while start < input.len {
+            let end = (start + RANGE_BYTES).min(input.len);
+            ranges.push(Range { input: i, start, end, csv: false });
+            start = end;
+        }
+    }
+    Ok(ranges)
+}
+
+/// Adds up what the ranges found, turning range-relative line numbers into real ones.
+fn tally(inputs: &[Input], ranges: &[Range], results: Vec<RangeResult>) -> Counts {
     let mut counts = Counts::default();
     let mut line_base = 0;
     for (range, res) in ranges.iter().zip(results) {
-        let res = res.expect("every range was read");
         if range.start == 0 {
             line_base = 0;
         }
@@ -235,7 +275,7 @@ where
         }
         line_base += res.lines;
     }
-    Ok((states, counts))
+    counts
 }
 
 /// Reads the lines that start inside `range`, handing each non-blank one to `on_line`.
@@ -426,7 +466,11 @@ mod tests {
             let end = (start + range_bytes).min(input.len());
             let r = read_range(input, &Range { input: 0, start, end, csv: false }, &mut buf, &mut |l| {
                 all.push(String::from_utf8_lossy(l).into_owned());
-                if l.starts_with(b"bad") { Err(ParseError::Invalid("bad".into())) } else { Ok(Parsed { events: 1, skipped: 0 }) }
+                if l.starts_with(b"bad") {
+                    Err(ParseError::Invalid("bad".into()))
+                } else {
+                    Ok(Parsed { events: 1, skipped: 0 })
+                }
             })
             .unwrap();
             total.lines += r.lines;
@@ -472,8 +516,13 @@ mod tests {
             }
         }
         let (_f, inp) = input(&text);
-        let (states, counts) =
-            read_all(&[inp], 2, None, || 0u64, |n: &mut u64, ev: &Event| *n += ev.created_at as u64 / 1000).unwrap();
+        let (states, counts) = read_all(
+            &[inp],
+            ReadOptions { threads: 2, ..ReadOptions::default() },
+            || 0u64,
+            |n: &mut u64, ev: &Event| *n += ev.created_at as u64 / 1000,
+        )
+        .unwrap();
         let expected: u64 = (0..300_000u64).filter(|&i| i != 250_000).sum();
         assert_eq!(states.iter().sum::<u64>(), expected);
         assert_eq!((counts.lines, counts.events, counts.parse_errors), (300_000, 299_999, 1));

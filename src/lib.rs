@@ -9,6 +9,8 @@
 
 pub mod engine;
 pub mod event;
+pub mod export;
+pub mod filter;
 pub mod ingest;
 pub mod parse;
 pub mod pricing;

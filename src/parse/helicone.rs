@@ -136,7 +136,12 @@ fn set<'de>(ev: &mut Event<'de>, p: &mut Pending, key: &str, v: Scalar<'de>) -> 
                 Scalar::U64(n) => Some(n.min(i64::MAX as u64) as i64),
                 Scalar::I64(n) => Some(n),
                 Scalar::F64(f) if f.fract() == 0.0 => Some(f as i64),
-                other => return Err(format!("field `response_status`: expected an integer, found {}", other.kind())),
+                other => {
+                    return Err(format!(
+                        "field `response_status`: expected an integer, found {}",
+                        super::json::show(&other)
+                    ));
+                }
             }
         }
         "delay_ms" => ev.latency_ms = want_duration(key, &v)?,

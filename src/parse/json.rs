@@ -100,6 +100,7 @@ pub(crate) fn show(v: &Scalar) -> String {
         Scalar::U64(n) => n.to_string(),
         Scalar::I64(n) => n.to_string(),
         Scalar::F64(f) => f.to_string(),
+        Scalar::Str(s) => format!("\"{}\"", crate::text::truncate(s, 40)),
         other => other.kind().to_string(),
     }
 }
@@ -217,7 +218,7 @@ pub(crate) fn want_str<'de>(key: &str, v: Scalar<'de>) -> Result<Option<Cow<'de,
     match v {
         Scalar::Null => Ok(None),
         Scalar::Str(s) => Ok(Some(s)),
-        other => Err(format!("field `{key}`: expected a string, found {}", other.kind())),
+        other => Err(format!("field `{key}`: expected a string, found {}", show(&other))),
     }
 }
 

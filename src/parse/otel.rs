@@ -397,7 +397,7 @@ fn nanos(key: &str, v: Scalar) -> Result<Option<i64>, String> {
         Scalar::Str(s) => s.parse::<i64>().map(Some).map_err(|_| format!("field `{key}`: `{s}` is not nanoseconds")),
         Scalar::U64(n) => Ok(Some(n.min(i64::MAX as u64) as i64)),
         Scalar::I64(n) => Ok(Some(n)),
-        other => Err(format!("field `{key}`: expected nanoseconds, found {}", other.kind())),
+        other => Err(format!("field `{key}`: expected nanoseconds, found {}", super::json::show(&other))),
     }
 }
 

@@ -593,10 +593,10 @@ pub fn run(inputs: &[Input], opts: &Options) -> Result<Outcome, InputError> {
 fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Part>, Counts), InputError> {
     let start = opts.window.zip(end).map(|(d, e)| e - d);
     let width = opts.window.map_or(MICROS_PER_SEC, bucket_for_span);
+    let read = ingest::ReadOptions { threads: opts.threads, format: opts.input_format, progress: None };
     ingest::read_all(
         inputs,
-        opts.threads,
-        opts.input_format,
+        read,
         || Part {
             stats: Stats::new(opts.limits),
             series: Series::new(width),

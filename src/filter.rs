@@ -1,0 +1,356 @@
+//! The filter language, shared by `export`, the console and alert rules.
+//!
+//! A filter is a list of terms separated by spaces. Terms on different fields must all
+//! match; terms repeating a field are alternatives (`status:429 status:5xx` keeps
+//! either); a term starting with `-` must not match. Text values match whole and
+//! case-insensitively, with `*` as a wildcard.
+//!
+//! | term | keeps requests … |
+//! | --- | --- |
+//! | `model:gpt-4o*` `provider:openai` `user:u-42` `session:s-1` | with that name |
+//! | `prop.Environment=production` (or `prop.Environment:production`) | with that property value |
+//! | `status:429` `status:5xx` `status:error` `status:ok` | with that status, class, any error (≥ 400 or 0), or 2xx |
+//! | `cache:hit` `cache:miss` | served from cache, or not |
+//! | `latency>5000` `ttft>=800` `cost>0.01` `tokens<100` | comparing ms, USD or tokens (`>`, `>=`, `<`, `<=`); `latency>5s` works too |
+//! | `error:*timeout*` | whose error message matches |
+
+use thiserror::Error;
+
+use crate::event::Event;
+
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("filter term `{term}`: {why}")]
+pub struct FilterError {
+    pub term: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Field {
+    Model,
+    Provider,
+    User,
+    Session,
+    Property,
+    Status,
+    Cache,
+    Latency,
+    Ttft,
+    Cost,
+    Tokens,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Test {
+    Text(String),
+    Property { key: String, value: String },
+    Status(u16),
+    StatusClass(u16),
+    AnyError,
+    Ok,
+    CacheHit(bool),
+    Compare { op: Op, value: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Term {
+    field: Field,
+    test: Test,
+    negated: bool,
+}
+
+/// A parsed filter; the empty filter keeps everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    terms: Vec<Term>,
+    text: String,
+}
+
+impl std::str::FromStr for Filter {
+    type Err = FilterError;
+    fn from_str(s: &str) -> Result<Filter, FilterError> {
+        Filter::parse(s)
+    }
+}
+
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Filter {
+    pub fn parse(s: &str) -> Result<Filter, FilterError> {
+        let mut terms: Vec<Term> = s.split_whitespace().map(parse_term).collect::<Result<_, _>>()?;
+        terms.sort_by_key(|t| (t.negated, t.field));
+        Ok(Filter { terms, text: s.split_whitespace().collect::<Vec<_>>().join(" ") })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// Whether `ev`, costing `cost_usd`, passes.
+    pub fn matches(&self, ev: &Event, cost_usd: f64) -> bool {
+        let mut i = 0;
+        while i < self.terms.len() {
+            let (field, negated) = (self.terms[i].field, self.terms[i].negated);
+            let mut j = i;
+            let mut any = false;
+            while j < self.terms.len() && self.terms[j].field == field && self.terms[j].negated == negated {
+                any |= term_matches(&self.terms[j], ev, cost_usd);
+                j += 1;
+            }
+            // Positive alternatives: one must hold; negated terms: none may hold.
+            if any == negated {
+                return false;
+            }
+            i = j;
+        }
+        true
+    }
+}
+
+fn bad(term: &str, why: impl Into<String>) -> FilterError {
+    FilterError { term: term.to_string(), why: why.into() }
+}
+
+const FIELDS_HELP: &str = "use model:, provider:, user:, session:, prop.KEY=, status:, cache:, error:, \
+     or latency / ttft / cost / tokens with > >= < <=";
+
+fn parse_term(raw: &str) -> Result<Term, FilterError> {
+    let (negated, t) = match raw.strip_prefix('-').or_else(|| raw.strip_prefix('!')) {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    for (name, field) in
+        [("latency", Field::Latency), ("ttft", Field::Ttft), ("cost", Field::Cost), ("tokens", Field::Tokens)]
+    {
+        if let Some(rest) = t.strip_prefix(name) {
+            let (op, value) = if let Some(v) = rest.strip_prefix(">=") {
+                (Op::Ge, v)
+            } else if let Some(v) = rest.strip_prefix("<=") {
+                (Op::Le, v)
+            } else if let Some(v) = rest.strip_prefix('>') {
+                (Op::Gt, v)
+            } else if let Some(v) = rest.strip_prefix('<') {
+                (Op::Lt, v)
+            } else {
+                return Err(bad(raw, format!("compare {name} with >, >=, < or <=, e.g. {name}>100")));
+            };
+            let value = number(value, matches!(field, Field::Latency | Field::Ttft))
+                .ok_or_else(|| bad(raw, format!("`{value}` is not a number")))?;
+            return Ok(Term { field, test: Test::Compare { op, value }, negated });
+        }
+    }
+    if let Some(rest) = t.strip_prefix("prop.") {
+        let Some((key, value)) = rest.split_once(['=', ':']).filter(|(k, _)| !k.is_empty()) else {
+            return Err(bad(raw, "write a property as prop.KEY=VALUE"));
+        };
+        return Ok(Term {
+            field: Field::Property,
+            test: Test::Property { key: key.into(), value: value.into() },
+            negated,
+        });
+    }
+    let Some((name, value)) = t.split_once(':') else { return Err(bad(raw, FIELDS_HELP)) };
+    if value.is_empty() {
+        return Err(bad(raw, "the value is empty"));
+    }
+    let (field, test) = match name {
+        "model" => (Field::Model, Test::Text(value.into())),
+        "provider" => (Field::Provider, Test::Text(value.into())),
+        "user" => (Field::User, Test::Text(value.into())),
+        "session" => (Field::Session, Test::Text(value.into())),
+        "error" => (Field::Error, Test::Text(value.into())),
+        "status" => {
+            (Field::Status, status(value).ok_or_else(|| bad(raw, "use a code (429), a class (4xx, 5xx), error or ok"))?)
+        }
+        "cache" => match value {
+            "hit" => (Field::Cache, Test::CacheHit(true)),
+            "miss" => (Field::Cache, Test::CacheHit(false)),
+            _ => return Err(bad(raw, "use cache:hit or cache:miss")),
+        },
+        _ => return Err(bad(raw, FIELDS_HELP)),
+    };
+    Ok(Term { field, test, negated })
+}
+
+fn status(v: &str) -> Option<Test> {
+    match v {
+        "error" | "errors" => Some(Test::AnyError),
+        "ok" | "2xx" => Some(Test::Ok),
+        _ if v.len() == 3 && v.ends_with("xx") => v[..1].parse().ok().map(|c: u16| Test::StatusClass(c * 100)),
+        _ => v.parse().ok().filter(|s| *s <= 999).map(Test::Status),
+    }
+}
+
+/// A number, or for durations also `500ms`, `5s`, `2m`.
+fn number(v: &str, duration: bool) -> Option<f64> {
+    if let Ok(n) = v.parse::<f64>() {
+        return n.is_finite().then_some(n);
+    }
+    if duration {
+        return crate::time::parse_duration(v).ok().map(|us| us as f64 / 1000.0);
+    }
+    None
+}
+
+fn term_matches(t: &Term, ev: &Event, cost: f64) -> bool {
+    match &t.test {
+        Test::Text(pattern) => {
+            let value = match t.field {
+                Field::Model => Some(ev.model()),
+                Field::Provider => Some(ev.provider()),
+                Field::User => ev.user(),
+                Field::Session => ev.session(),
+                _ => ev.error.as_deref(),
+            };
+            value.is_some_and(|v| glob(pattern, v))
+        }
+        Test::Property { key, value } => ev.properties.iter().any(|(k, v)| k == key && glob(value, v)),
+        Test::Status(s) => ev.status == *s,
+        Test::StatusClass(c) => (*c..*c + 100).contains(&ev.status),
+        Test::AnyError => ev.is_error(),
+        Test::Ok => (200..300).contains(&ev.status),
+        Test::CacheHit(hit) => ev.cache_hit == *hit,
+        Test::Compare { op, value } => {
+            let x = match t.field {
+                Field::Latency => ev.latency_ms,
+                Field::Ttft => ev.ttft_ms,
+                Field::Cost => Some(cost),
+                _ => Some((ev.prompt_tokens + ev.completion_tokens) as f64),
+            };
+            x.is_some_and(|x| match op {
+                Op::Gt => x > *value,
+                Op::Ge => x >= *value,
+                Op::Lt => x < *value,
+                Op::Le => x <= *value,
+            })
+        }
+    }
+}
+
+/// Whole-string, ASCII-case-insensitive match with `*` for any run of characters.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi].eq_ignore_ascii_case(&t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn ev() -> Event<'static> {
+        Event {
+            model: Some(Cow::Borrowed("gpt-4o-mini")),
+            provider: Some(Cow::Borrowed("openai")),
+            user_id: Some(Cow::Borrowed("u-42")),
+            status: 429,
+            latency_ms: Some(6_200.0),
+            ttft_ms: None,
+            prompt_tokens: 80,
+            completion_tokens: 10,
+            properties: vec![(Cow::Borrowed("Environment"), Cow::Borrowed("production"))],
+            error: Some(Cow::Borrowed("upstream timeout")),
+            ..Default::default()
+        }
+    }
+
+    fn keeps(f: &str) -> bool {
+        Filter::parse(f).unwrap().matches(&ev(), 0.02)
+    }
+
+    #[test]
+    fn terms() {
+        for f in [
+            "",
+            "model:gpt-4o*",
+            "model:GPT-4O-MINI",
+            "provider:openai status:429",
+            "status:4xx",
+            "status:error",
+            "status:200 status:429",
+            "user:u-42 prop.Environment=production",
+            "prop.Environment:prod*",
+            "latency>5000",
+            "latency>5s",
+            "cost>=0.02 tokens<100",
+            "cache:miss",
+            "-cache:hit",
+            "error:*timeout*",
+            "-model:claude* -provider:anthropic",
+        ] {
+            assert!(keeps(f), "{f} should keep the event");
+        }
+        for f in [
+            "model:gpt-4o",
+            "status:5xx",
+            "status:ok",
+            "latency>7000",
+            "ttft>0",
+            "cost>0.02",
+            "prop.Environment=staging",
+            "prop.Team=x",
+            "cache:hit",
+            "-status:429",
+            "user:u-4",
+            "model:gpt-4o-mini provider:anthropic",
+        ] {
+            assert!(!keeps(f), "{f} should drop the event");
+        }
+    }
+
+    #[test]
+    fn bad_filters_say_why() {
+        for (f, why) in [
+            ("latency=5", "compare latency"),
+            ("latency>fast", "not a number"),
+            ("colour:red", "use model:"),
+            ("status:teapot", "class"),
+            ("prop.=x", "prop.KEY=VALUE"),
+            ("cache:maybe", "cache:hit"),
+            ("model:", "empty"),
+        ] {
+            let e = Filter::parse(f).unwrap_err();
+            assert!(e.to_string().contains(why), "{f}: {e}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", ""));
+        assert!(glob("a*c", "abbbc"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*c", "abcd"));
+        assert!(glob("GPT-4o", "gpt-4O"));
+    }
+}
