@@ -90,9 +90,13 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
                         put(ev, Cow::Borrowed("tags"), Cow::Owned(tags));
                     }
                 }
-                k => {
+                k if is_field(k) => {
                     let v: Scalar<'de> = map.next_value()?;
                     set(ev, &mut p, k, v).map_err(de::Error::custom)?;
+                }
+                // messages, model_parameters, hidden_params, …
+                _ => {
+                    map.next_value::<Skip>()?;
                 }
             }
         }
@@ -100,6 +104,28 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
         finish(ev, p, start);
         Ok(())
     }
+}
+
+fn is_field(k: &str) -> bool {
+    matches!(
+        k,
+        "id" | "startTime"
+            | "endTime"
+            | "completionStartTime"
+            | "stream"
+            | "status"
+            | "model"
+            | "custom_llm_provider"
+            | "prompt_tokens"
+            | "completion_tokens"
+            | "response_cost"
+            | "cache_hit"
+            | "end_user"
+            | "session_id"
+            | "error_str"
+            | "model_group"
+            | "call_type"
+    )
 }
 
 fn set<'de>(ev: &mut Event<'de>, p: &mut Pending<'de>, key: &str, v: Scalar<'de>) -> Result<(), String> {
@@ -133,10 +159,11 @@ fn set<'de>(ev: &mut Event<'de>, p: &mut Pending<'de>, key: &str, v: Scalar<'de>
         "error_str" => p.error_message = p.error_message.take().or(want_str(key, v)?),
         "model_group" | "call_type" => {
             if let Some(s) = want_str(key, v)?.filter(|s| !s.is_empty()) {
-                put(ev, Cow::Owned(key.to_string()), s);
+                let name = if key == "call_type" { "call_type" } else { "model_group" };
+                put(ev, Cow::Borrowed(name), s);
             }
         }
-        _ => {}
+        _ => unreachable!("is_field lists every key handled here"),
     }
     Ok(())
 }
@@ -173,14 +200,15 @@ fn put<'de>(ev: &mut Event<'de>, k: Cow<'de, str>, v: Cow<'de, str>) {
 
 /// Whether a metadata key may be shown: nothing that could identify a credential.
 fn shareable(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    if ["hash", "secret", "password", "token", "authorization"].iter().any(|w| k.contains(w)) {
+    let k = key.as_bytes();
+    let has = |w: &str| k.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w.as_bytes()));
+    if ["hash", "secret", "password", "token", "authorization"].iter().any(|w| has(w)) {
         return false;
     }
-    if k.contains("api_key") {
+    if has("api_key") {
         return ["_alias", "_user_id", "_team_id", "_team_alias", "_org_id", "_end_user_id"]
             .iter()
-            .any(|s| k.ends_with(s));
+            .any(|s| k.len() >= s.len() && k[k.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes()));
     }
     true
 }

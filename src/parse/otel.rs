@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserializer as _;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::json::{Key, Scalar, Skip};
 use crate::event::Event;
@@ -423,8 +423,10 @@ impl<'de> Visitor<'de> for SpanSeed<'_, '_, 'de> {
                     status_error = error;
                     status_message = message;
                 }
+                // traceId, name, kind, events, links…: skipped without building strings
+                // (serde_json skips iteratively, so deep nesting cannot overflow the stack).
                 _ => {
-                    map.next_value::<Skip>()?;
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
         }
