@@ -4,7 +4,8 @@
 #
 #   scripts/bench.sh report    # report over 1,000,000 events: throughput and peak memory
 #   scripts/bench.sh engine    # live engine: 24 h at 1,000 req/s, peak memory
-#   scripts/bench.sh           # both
+#   scripts/bench.sh formats   # parser throughput of every input format
+#   scripts/bench.sh           # all three
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -23,6 +24,10 @@ if [[ $what == report || $what == all ]]; then
     for _ in 1 2 3 4 5; do /usr/bin/time -f "%e s" ./target/release/tokentop report "$events" > /dev/null; done
   fi
   /usr/bin/time -f "peak RSS %M KiB, %e s wall, %P CPU" ./target/release/tokentop report "$events" > /dev/null
+fi
+
+if [[ $what == formats || $what == all ]]; then
+  ./target/release/examples/format_throughput 300000
 fi
 
 if [[ $what == engine || $what == all ]]; then

@@ -15,6 +15,8 @@ pub mod ingest;
 pub mod parse;
 pub mod pricing;
 pub mod report;
+pub mod serve;
+pub mod source;
 pub mod stats;
 pub mod synth;
 pub mod text;

@@ -16,6 +16,8 @@ use tokentop::ingest::{self, Input};
 use tokentop::parse::Format;
 use tokentop::pricing::PriceTable;
 use tokentop::report::{self, By};
+use tokentop::serve::{self, Relay, ServeOptions};
+use tokentop::source::{self, SourceOptions, SourceSpec, SourceState, Update};
 use tokentop::text::sanitize;
 use tokentop::time::parse_duration;
 
@@ -42,6 +44,85 @@ enum Command {
     /// columns), with a progress line on stderr when it is a terminal. CSV has one
     /// column per schema field and one `prop.NAME` column per property key.
     Export(ExportArgs),
+    /// Relay the events of sources over WebSocket to any number of consoles.
+    ///
+    /// Every event gets a `seq`; a client that reconnects with `?since=SEQ` gets what it
+    /// missed from a bounded buffer (or a gap notice). Set TOKENTOP_SERVE_TOKEN to
+    /// require `Authorization: Bearer <token>`. Binds to 127.0.0.1 unless told otherwise.
+    Serve(ServeArgs),
+    /// Print realistic synthetic traffic as tokentop JSON lines, in real time.
+    ///
+    /// With incidents every 10 minutes (a 429 storm, a latency spike, a cost spike).
+    /// `--count N --fast` prints N events at once (for piping into `report -`).
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
+    /// Events kept for clients that reconnect with `since`.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    buffer: usize,
+    /// Events a client may fall behind before it is disconnected (it then resumes with `since`).
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
+    client_queue: usize,
+    /// Send new clients the buffered events of this last window (e.g. 1h).
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "1h")]
+    backfill: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key, serves wss://.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Read files to their end and stop following them.
+    #[arg(long)]
+    no_follow: bool,
+    #[command(flatten)]
+    ws: WsArgs,
+    /// Sources: files (followed), globs, `-`, ws:// URLs, or `demo`.
+    #[arg(required = true, value_name = "SOURCE")]
+    sources: Vec<String>,
+}
+
+/// Options for WebSocket sources.
+#[derive(clap::Args)]
+struct WsArgs {
+    /// Extra header for WebSocket sources, 'Name: value' (repeatable). For secrets use
+    /// TOKENTOP_WS_TOKEN, sent as a bearer token.
+    #[arg(long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+}
+
+impl WsArgs {
+    fn options(&self) -> Result<tokentop::source::ws::WsOptions> {
+        let mut o = tokentop::source::ws::WsOptions::default();
+        for h in &self.headers {
+            let Some((name, value)) = h.split_once(':') else {
+                bail!("--header expects 'Name: value'");
+            };
+            o.headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        Ok(o)
+    }
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Requests per second.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Seed: the same seed gives the same traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many events.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Print without waiting (timestamps still spaced at --rate, ending now).
+    #[arg(long)]
+    fast: bool,
 }
 
 #[derive(clap::Args)]
@@ -100,7 +181,12 @@ struct ReportArgs {
     /// tokentop, helicone, helicone-csv, litellm, otel.
     #[arg(long, value_name = "NAME")]
     input_format: Option<Format>,
-    /// Input files; `-` reads standard input.
+    /// For live sources (ws:// URLs, `demo`): how long to collect before reporting.
+    #[arg(long, value_name = "DURATION")]
+    duration: Option<String>,
+    #[command(flatten)]
+    ws: WsArgs,
+    /// Input files (`-` reads standard input); with --duration also ws:// URLs and `demo`.
     #[arg(required = true, value_name = "FILE")]
     inputs: Vec<String>,
 }
@@ -116,6 +202,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Report(args)) => run_report(args),
         Some(Command::Export(args)) => run_export(args),
+        Some(Command::Serve(args)) => run_serve(args),
+        Some(Command::Demo(args)) => run_demo(args),
         None => {
             println!("The live console is not built yet; until it is, use `tokentop report FILE`.\n");
             let _ = Cli::command().print_help();
@@ -155,7 +243,18 @@ fn run_report(args: ReportArgs) -> Result<ExitCode> {
         opts.prices = PriceTable::builtin();
         opts.prices.extend(extra);
     }
-    let inputs = args.inputs.iter().map(|p| Input::open(p)).collect::<Result<Vec<_>, _>>()?;
+    let specs: Vec<SourceSpec> = args.inputs.iter().map(|s| SourceSpec::parse(s)).collect();
+    let inputs = if specs.iter().any(SourceSpec::is_live_only) {
+        let Some(d) = &args.duration else {
+            bail!(
+                "a ws:// or demo source never ends: give --duration (e.g. --duration 30s) to report on what arrives meanwhile"
+            );
+        };
+        let d = parse_duration(d).map_err(anyhow::Error::msg).context("--duration")?;
+        vec![collect_live(&specs, &args.ws, std::time::Duration::from_micros(d as u64))?]
+    } else {
+        args.inputs.iter().map(|p| Input::open(p)).collect::<Result<Vec<_>, _>>()?
+    };
     let outcome = report::run(&inputs, &opts)?;
 
     print_bad_lines(&outcome.counts);
@@ -245,4 +344,125 @@ fn progress_line(done: &AtomicU64, finished: &AtomicBool, total: u64) {
         );
     }
     eprint!("\r\x1b[2K");
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Reads sources for `duration` (files to their end) into a temporary file, for `report`.
+fn collect_live(specs: &[SourceSpec], ws: &WsArgs, duration: std::time::Duration) -> Result<Input> {
+    let mut opts = SourceOptions { ws: ws.options()?, ..SourceOptions::default() };
+    opts.follow.follow = false;
+    let mut spool = tempfile::NamedTempFile::new().context("cannot create a temporary file for the live sources")?;
+    let names: Vec<String> = specs.iter().map(SourceSpec::display).collect();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        source::start(specs, &opts, tx);
+        let deadline = tokio::time::sleep(duration);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                feed = rx.recv() => match feed {
+                    None => break,
+                    Some(feed) => match feed.update {
+                        Update::Lines(lines) => spool.write_all(&lines).context("cannot write the temporary file")?,
+                        Update::State(SourceState::Failed(e)) => eprintln!("tokentop: {}: {}", names[feed.source], sanitize(&e)),
+                        Update::BadRecords { count, first } => {
+                            eprintln!("tokentop: {}: {count} bad records: {}", names[feed.source], sanitize(&first))
+                        }
+                        Update::Gap { missed, .. } => eprintln!("tokentop: {}: missed {missed} events", names[feed.source]),
+                        _ => {}
+                    },
+                },
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_background();
+    eprintln!("tokentop: collected for {:.0}s", duration.as_secs_f64());
+    let path = spool.into_temp_path();
+    let input = Input::open(path.to_str().context("temporary path is not UTF-8")?)?;
+    // The open file keeps the data; the path can go.
+    drop(path);
+    Ok(input)
+}
+
+fn run_serve(args: ServeArgs) -> Result<ExitCode> {
+    let specs: Vec<SourceSpec> = args.sources.iter().map(|s| SourceSpec::parse(s)).collect();
+    let mut sopts = SourceOptions { ws: args.ws.options()?, ..SourceOptions::default() };
+    sopts.follow.follow = !args.no_follow;
+    let opts = ServeOptions {
+        listen: args.listen,
+        buffer: args.buffer,
+        client_queue: args.client_queue,
+        token: std::env::var(serve::TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        tls: args.tls_cert.zip(args.tls_key),
+        backfill: args
+            .backfill
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--backfill")?,
+    };
+    let names: Vec<String> = specs.iter().map(SourceSpec::display).collect();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let relay = Relay::new(opts.buffer, opts.client_queue);
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        source::start(&specs, &sopts, tx);
+        tokio::spawn(serve::publish_feeds(relay.clone(), rx, names));
+        tokio::select! {
+            r = serve::serve(opts, relay) => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_demo(args: DemoArgs) -> Result<ExitCode> {
+    if !(args.rate > 0.0 && args.rate <= 1e7) {
+        bail!("--rate must be between 0 and 10,000,000 events per second");
+    }
+    let count = args.count.unwrap_or(u64::MAX);
+    // Fast output ends now; live output starts now.
+    let start = if args.fast && args.count.is_some() {
+        tokentop::time::now() - (count as f64 / args.rate * 1e6) as i64
+    } else {
+        tokentop::time::now()
+    };
+    let mut synth = tokentop::synth::Synth::new(args.seed, start, args.rate).with_incidents();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut line = Vec::with_capacity(1024);
+    let clock = std::time::Instant::now();
+    for _ in 0..count {
+        if !args.fast {
+            let due = synth.now() - start;
+            let ahead = due - clock.elapsed().as_micros() as i64;
+            if ahead > 0 {
+                out.flush().ok();
+                std::thread::sleep(std::time::Duration::from_micros(ahead as u64));
+            }
+        }
+        line.clear();
+        tokentop::parse::native::write_line(&synth.next_event(), &mut line);
+        if let Err(e) = out.write_all(&line) {
+            // A closed pipe (`tokentop demo | head`) is a normal end.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(e.into());
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -200,6 +200,8 @@ const ERRORS: &[(u16, &str)] = &[
 /// Generates events at a steady average rate from a start time.
 pub struct Synth {
     rng: Rng,
+    start: Micros,
+    incidents: bool,
     models: Vec<Model>,
     t: Micros,
     mean_gap_us: f64,
@@ -214,6 +216,8 @@ impl Synth {
     pub fn new(seed: u64, start: Micros, rate: f64) -> Self {
         Synth {
             rng: Rng::new(seed),
+            start,
+            incidents: false,
             models: MODELS.to_vec(),
             t: start,
             mean_gap_us: 1e6 / rate.max(1e-9),
@@ -243,6 +247,15 @@ impl Synth {
             })
             .collect();
         self.total_weight = self.models.iter().map(|m| m.weight).sum();
+        self
+    }
+
+    /// Adds a recurring incident schedule (every 10 minutes from the start): a 429
+    /// storm on `anthropic` in minute 2, a latency spike on `gpt-4o` in minute 5, and
+    /// a cost spike from `user-00042` in minute 8; so the console and alerts have
+    /// something to show.
+    pub fn with_incidents(mut self) -> Self {
+        self.incidents = true;
         self
     }
 
@@ -299,7 +312,7 @@ impl Synth {
         let retry = if status != 200 && r.chance(0.5) { 1 + r.below(3) } else { 0 };
         let feedback = r.chance(0.05).then(|| r.chance(0.8));
 
-        Event {
+        let mut ev = Event {
             request_id: Some(Cow::Owned(format!("req-{:016x}-{:08x}", r.next_u64(), self.seq))),
             created_at: self.t,
             provider: Some(Cow::Borrowed(model.provider)),
@@ -329,6 +342,40 @@ impl Synth {
             feedback,
             error: error.map(Cow::Borrowed),
             seq: None,
+        };
+        if self.incidents {
+            self.incident(&mut ev);
+        }
+        ev
+    }
+
+    fn incident(&mut self, ev: &mut Event<'static>) {
+        let minute = (ev.created_at - self.start).div_euclid(60_000_000).rem_euclid(10);
+        let r = &mut self.rng;
+        match minute {
+            2 if ev.provider() == "anthropic" && !ev.cache_hit && r.chance(0.7) => {
+                ev.status = 429;
+                ev.error = Some(Cow::Borrowed("rate limit exceeded"));
+                ev.latency_ms = Some((r.lognormal(40.0, 0.4) * 1000.0).round() / 1000.0);
+                ev.ttft_ms = None;
+                ev.completion_tokens = 0;
+                ev.cost_usd = None;
+                ev.retry = 1 + r.below(3);
+            }
+            5 if ev.model() == "gpt-4o" => {
+                ev.latency_ms = ev.latency_ms.map(|l| (l * 6.0 * 1000.0).round() / 1000.0);
+                ev.ttft_ms = ev.ttft_ms.map(|t| (t * 4.0 * 1000.0).round() / 1000.0);
+            }
+            8 if r.chance(0.3) => {
+                ev.user_id = Some(Cow::Borrowed("user-00042"));
+                ev.model = Some(Cow::Borrowed("claude-sonnet-4-5"));
+                ev.provider = Some(Cow::Borrowed("anthropic"));
+                ev.prompt_tokens = 40_000 + r.below(60_000);
+                ev.completion_tokens = 2_000 + r.below(4_000);
+                ev.cache_hit = false;
+                ev.cost_usd = None;
+            }
+            _ => {}
         }
     }
 }
@@ -336,6 +383,29 @@ impl Synth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incidents_happen_on_schedule() {
+        let mut s = Synth::new(9, 0, 20.0).with_incidents();
+        let (mut storm, mut anthropic_in_storm, mut slow, mut spender) = (0, 0, 0.0f64, 0);
+        while s.now() < 600_000_000 {
+            let e = s.next_event();
+            let minute = e.created_at / 60_000_000;
+            if minute == 2 && e.provider() == "anthropic" {
+                anthropic_in_storm += 1;
+                storm += u32::from(e.status == 429);
+            }
+            if minute == 5 && e.model() == "gpt-4o" {
+                slow = slow.max(e.latency_ms.unwrap_or(0.0));
+            }
+            if minute == 8 && e.user() == Some("user-00042") {
+                spender += 1;
+            }
+        }
+        assert!(f64::from(storm) > 0.5 * f64::from(anthropic_in_storm), "{storm} of {anthropic_in_storm}");
+        assert!(slow > 5_000.0, "{slow}");
+        assert!(spender > 200, "{spender}");
+    }
 
     #[test]
     fn deterministic_and_plausible() {

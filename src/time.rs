@@ -9,6 +9,11 @@ pub type Micros = i64;
 pub const MICROS_PER_MS: i64 = 1_000;
 pub const MICROS_PER_SEC: i64 = 1_000_000;
 
+/// The wall clock.
+pub fn now() -> Micros {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
 /// Parses an RFC 3339 timestamp that carries `Z` or a numeric offset.
 ///
 /// Hand-written because it runs once per event on the ingest path; it accepts

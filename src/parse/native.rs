@@ -61,6 +61,11 @@ pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>) -> Result<(),
 /// Writes an event as one line of tokentop's schema (with its newline), omitting
 /// absent and default fields. The inverse of [`NativeParser::parse`].
 pub fn write_line(ev: &Event, out: &mut Vec<u8>) {
+    write_line_with_seq(ev, ev.seq, out)
+}
+
+/// [`write_line`] with `seq` set to `seq` (the relay numbers the events it sends).
+pub fn write_line_with_seq(ev: &Event, seq: Option<u64>, out: &mut Vec<u8>) {
     let view = Out {
         request_id: ev.request_id.as_deref(),
         created_at: time::format_rfc3339(ev.created_at),
@@ -85,7 +90,7 @@ pub fn write_line(ev: &Event, out: &mut Vec<u8>) {
         retry: ev.retry,
         feedback: ev.feedback,
         error: ev.error.as_deref(),
-        seq: ev.seq,
+        seq,
     };
     serde_json::to_writer(&mut *out, &view).expect("writing to a Vec cannot fail");
     out.push(b'\n');

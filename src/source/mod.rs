@@ -1,0 +1,269 @@
+//! Sources: where events come from, live.
+//!
+//! Every source runs on its own (a thread for files, globs, standard input and the demo;
+//! a task for WebSocket streams) and sends [`Feed`]s: whole lines of events in any input
+//! format, and changes of its state. Sends block when the consumer is behind, so reading
+//! slows down instead of dropping events. Sources never parse for display and never draw.
+
+pub mod file;
+pub mod lines;
+pub mod ws;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::parse::native::write_line;
+use crate::synth::Synth;
+use lines::LineSplitter;
+
+/// A source as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    File(PathBuf),
+    Glob(String),
+    Stdin,
+    WebSocket(String),
+    Demo,
+}
+
+impl SourceSpec {
+    pub fn parse(s: &str) -> SourceSpec {
+        if s == "-" {
+            SourceSpec::Stdin
+        } else if s == "demo" {
+            SourceSpec::Demo
+        } else if s.starts_with("ws://") || s.starts_with("wss://") {
+            SourceSpec::WebSocket(s.to_string())
+        } else if file::is_glob(s) {
+            SourceSpec::Glob(s.to_string())
+        } else {
+            SourceSpec::File(PathBuf::from(s))
+        }
+    }
+
+    /// A name to show: URLs lose any credentials and token parameters.
+    pub fn display(&self) -> String {
+        match self {
+            SourceSpec::File(p) => p.display().to_string(),
+            SourceSpec::Glob(g) => g.clone(),
+            SourceSpec::Stdin => "stdin".into(),
+            SourceSpec::WebSocket(url) => ws::redact(url),
+            SourceSpec::Demo => "demo".into(),
+        }
+    }
+
+    pub fn is_live_only(&self) -> bool {
+        matches!(self, SourceSpec::WebSocket(_) | SourceSpec::Demo)
+    }
+}
+
+/// What a source is doing, for the status bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceState {
+    Starting,
+    /// A followed path that does not exist yet.
+    Waiting,
+    Following,
+    /// Read to its end, not following.
+    AtEnd,
+    Connecting,
+    Connected {
+        since: Option<u64>,
+    },
+    Reconnecting {
+        in_ms: u64,
+        attempt: u32,
+        error: String,
+    },
+    /// Given up: the message says what is wrong and what to do.
+    Failed(String),
+}
+
+impl std::fmt::Display for SourceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceState::Starting => f.write_str("starting"),
+            SourceState::Waiting => f.write_str("waiting for the file"),
+            SourceState::Following => f.write_str("following"),
+            SourceState::AtEnd => f.write_str("at end"),
+            SourceState::Connecting => f.write_str("connecting"),
+            SourceState::Connected { since: Some(s) } => write!(f, "connected (resumed after #{s})"),
+            SourceState::Connected { since: None } => f.write_str("connected"),
+            SourceState::Reconnecting { in_ms, attempt, error } => {
+                write!(f, "reconnecting in {:.1}s (attempt {attempt}): {error}", *in_ms as f64 / 1000.0)
+            }
+            SourceState::Failed(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// One thing a source reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// Whole lines (each ending in a newline), in any input format.
+    Lines(Vec<u8>),
+    State(SourceState),
+    /// Lines over 1 MiB, dropped.
+    TooLong(u64),
+    /// The followed file was truncated and is read again from its start.
+    Truncated,
+    /// A relay's buffer no longer reached back: `missed` events, `from..=to`, are lost.
+    Gap {
+        missed: u64,
+        from: u64,
+        to: u64,
+    },
+    /// Events delivered again after a resume (same `seq`), not counted twice.
+    Duplicates(u64),
+    /// Records a stream sent that are not events, with the first reason.
+    BadRecords {
+        count: u64,
+        first: String,
+    },
+}
+
+/// An update from source number `source` (its index in the list given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feed {
+    pub source: usize,
+    pub update: Update,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub follow: file::FollowOptions,
+    pub ws: ws::WsOptions,
+    pub demo_rate: f64,
+    pub demo_seed: u64,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions { follow: Default::default(), ws: Default::default(), demo_rate: 50.0, demo_seed: 1 }
+    }
+}
+
+/// Starts every source; updates arrive on `tx` tagged with the source's index.
+/// WebSocket sources need to be called from within a tokio runtime.
+pub fn start(specs: &[SourceSpec], opts: &SourceOptions, tx: mpsc::Sender<Feed>) {
+    for (i, spec) in specs.iter().enumerate() {
+        let blocking_tx = tx.clone();
+        let send = move |update: Update| blocking_tx.blocking_send(Feed { source: i, update }).is_ok();
+        match spec.clone() {
+            SourceSpec::File(path) => {
+                let fo = opts.follow;
+                spawn(format!("file {}", path.display()), move || {
+                    let mut send = send;
+                    file::follow(&path, fo, &mut send)
+                });
+            }
+            SourceSpec::Glob(pattern) => {
+                let fo = opts.follow;
+                spawn(format!("glob {pattern}"), move || follow_glob(&pattern, fo, send));
+            }
+            SourceSpec::Stdin => spawn("stdin".into(), move || read_stdin(send)),
+            SourceSpec::Demo => {
+                let (rate, seed) = (opts.demo_rate, opts.demo_seed);
+                spawn("demo".into(), move || demo(rate, seed, send));
+            }
+            SourceSpec::WebSocket(url) => {
+                let wo = opts.ws.clone();
+                let tx = tx.clone();
+                tokio::spawn(ws::run(url, i, wo, tx));
+            }
+        }
+    }
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new().name(name).spawn(f).expect("spawn a source thread");
+}
+
+/// Follows every file a glob matches, looking for new ones every second.
+fn follow_glob(pattern: &str, fo: file::FollowOptions, send: impl Fn(Update) -> bool + Clone + Send + 'static) {
+    let mut seen = std::collections::HashSet::new();
+    if !send(Update::State(SourceState::Following)) {
+        return;
+    }
+    loop {
+        match file::expand(pattern) {
+            Ok(paths) => {
+                for path in paths {
+                    if seen.insert(path.clone()) {
+                        let send = send.clone();
+                        // Each file reports its lines; the glob as a whole reports its state.
+                        spawn(format!("file {}", path.display()), move || {
+                            file::follow(&path, fo, &mut |u| match u {
+                                Update::State(SourceState::Failed(e)) => {
+                                    send(Update::BadRecords { count: 0, first: e })
+                                }
+                                Update::State(_) => true,
+                                u => send(u),
+                            })
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                send(Update::State(SourceState::Failed(e)));
+                return;
+            }
+        }
+        if !fo.follow {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn read_stdin(send: impl Fn(Update) -> bool) {
+    send(Update::State(SourceState::Following));
+    let mut splitter = LineSplitter::default();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        let mut lines = Vec::new();
+        match stdin.read(&mut buf) {
+            Ok(0) => {
+                splitter.finish(&mut lines);
+                if !lines.is_empty() {
+                    send(Update::Lines(lines));
+                }
+                send(Update::State(SourceState::AtEnd));
+                return;
+            }
+            Ok(n) => splitter.push(&buf[..n], &mut lines),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                send(Update::State(SourceState::Failed(format!("cannot read standard input: {e}"))));
+                return;
+            }
+        }
+        if !lines.is_empty() && !send(Update::Lines(lines)) {
+            return;
+        }
+    }
+}
+
+/// The built-in traffic generator, in real time from now.
+fn demo(rate: f64, seed: u64, send: impl Fn(Update) -> bool) {
+    send(Update::State(SourceState::Following));
+    let start = crate::time::now();
+    let mut synth = Synth::new(seed, start, rate).with_incidents();
+    let clock = std::time::Instant::now();
+    loop {
+        let mut lines = Vec::new();
+        // Everything due by now, in one batch.
+        let now = start + clock.elapsed().as_micros() as i64;
+        while synth.now() <= now {
+            write_line(&synth.next_event(), &mut lines);
+        }
+        if !lines.is_empty() && !send(Update::Lines(lines)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,413 @@
+//! WebSocket streams: a tokentop relay (`tokentop serve`) or any gateway that sends
+//! events as text messages (one event, a JSON array of events, or events separated by
+//! newlines).
+//!
+//! The client reconnects forever with exponential backoff and jitter (from 250 ms to
+//! 30 s), resumes a relay with `?since=SEQ` so a dropped connection loses nothing,
+//! drops events it already has (same `seq`), reports gaps the relay announces, pings
+//! the server and drops a connection that stays silent. Secrets (the bearer token,
+//! header values) are never shown: not in states, errors or logs.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::{Feed, SourceState, Update};
+use crate::parse::native::write_line;
+use crate::parse::{LineParser, trim_line};
+
+/// The environment variable holding a bearer token for WebSocket sources.
+pub const TOKEN_ENV: &str = "TOKENTOP_WS_TOKEN";
+
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    /// Extra request headers (`--header 'Name: value'`).
+    pub headers: Vec<(String, String)>,
+    /// Sent as `Authorization: Bearer …`.
+    pub token: Option<String>,
+    /// Larger messages are refused (the connection is dropped and resumed).
+    pub max_message: usize,
+    pub ping_every: Duration,
+    /// A connection silent for this long (no message, no pong) is dropped.
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_first: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            headers: Vec::new(),
+            token: std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+            max_message: 16 << 20,
+            ping_every: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            backoff_first: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A URL without credentials or token-like query parameters, for display.
+pub fn redact(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***@{}", &base[..s + 3], &base[at + 1..]),
+        _ => base.to_string(),
+    };
+    if query.is_empty() {
+        return base;
+    }
+    let q: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _))
+                if ["token", "key", "secret", "auth", "password"]
+                    .iter()
+                    .any(|s| k.to_ascii_lowercase().contains(s)) =>
+            {
+                format!("{k}=***")
+            }
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", q.join("&"))
+}
+
+/// The URL with `since=N` set (replacing any `since` already there).
+fn with_since(url: &str, since: Option<u64>) -> String {
+    let Some(since) = since else { return url.to_string() };
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut parts: Vec<&str> = query.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("since=")).collect();
+    let s = format!("since={since}");
+    parts.push(&s);
+    format!("{base}?{}", parts.join("&"))
+}
+
+/// Exponential backoff with "equal jitter": half the delay fixed, half random.
+struct Backoff {
+    next: Duration,
+    first: Duration,
+    max: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    fn delay(&mut self) -> Duration {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let half = self.next / 2;
+        let jitter = half.mul_f64((self.seed >> 11) as f64 / (1u64 << 53) as f64);
+        self.next = (self.next * 2).min(self.max);
+        half + jitter
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+#[derive(Deserialize)]
+struct Gap {
+    #[serde(rename = "type")]
+    kind: String,
+    missed: u64,
+    from: u64,
+    to: u64,
+}
+
+/// What one connection attempt ended with.
+enum Ended {
+    /// The consumer is gone: stop for good.
+    Stop,
+    /// Reconnect, showing this reason.
+    Retry(String),
+}
+
+/// Connects to `url` and streams its events to `tx` as source number `source`, forever
+/// (until the receiver is dropped).
+pub async fn run(url: String, source: usize, opts: WsOptions, tx: mpsc::Sender<Feed>) {
+    let mut last_seq: Option<u64> = None;
+    let mut backoff = Backoff {
+        next: opts.backoff_first,
+        first: opts.backoff_first,
+        max: opts.backoff_max,
+        seed: (crate::time::now() as u64) | 1,
+    };
+    let mut attempt = 0u32;
+    let send = |update: Update| {
+        let tx = tx.clone();
+        async move { tx.send(Feed { source, update }).await.is_ok() }
+    };
+    loop {
+        if !send(Update::State(SourceState::Connecting)).await {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        let reason = match connect_and_stream(&url, source, &opts, &tx, &mut last_seq).await {
+            Ended::Stop => return,
+            Ended::Retry(reason) => reason,
+        };
+        // A connection that held for a while starts the backoff over.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff.reset();
+            attempt = 0;
+        }
+        attempt += 1;
+        let delay = backoff.delay();
+        let state = SourceState::Reconnecting { in_ms: delay.as_millis() as u64, attempt, error: reason };
+        if !send(Update::State(state)).await {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn connect_and_stream(
+    url: &str,
+    source: usize,
+    opts: &WsOptions,
+    tx: &mpsc::Sender<Feed>,
+    last_seq: &mut Option<u64>,
+) -> Ended {
+    let mut request = match with_since(url, *last_seq).into_client_request() {
+        Ok(r) => r,
+        Err(e) => return Ended::Retry(format!("invalid URL {}: {e}", redact(url))),
+    };
+    for (name, value) in &opts.headers {
+        match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            (Ok(n), Ok(v)) => {
+                request.headers_mut().insert(n, v);
+            }
+            _ => return Ended::Retry(format!("header `{name}` is not a valid HTTP header")),
+        }
+    }
+    if let Some(token) = &opts.token {
+        match HeaderValue::try_from(format!("Bearer {token}")) {
+            Ok(v) => {
+                request.headers_mut().insert("authorization", v);
+            }
+            Err(_) => return Ended::Retry(format!("{TOKEN_ENV} holds characters that cannot go in an HTTP header")),
+        }
+    }
+    let config =
+        WebSocketConfig::default().max_message_size(Some(opts.max_message)).max_frame_size(Some(opts.max_message));
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let (stream, _) = match tokio::time::timeout(opts.connect_timeout, connect).await {
+        Err(_) => return Ended::Retry(format!("no answer within {}s", opts.connect_timeout.as_secs())),
+        Ok(Err(e)) => return Ended::Retry(describe(&e)),
+        Ok(Ok(s)) => s,
+    };
+    if tx.send(Feed { source, update: Update::State(SourceState::Connected { since: *last_seq }) }).await.is_err() {
+        return Ended::Stop;
+    }
+    let (mut sink, mut stream) = stream.split();
+    let mut parser = LineParser::new(None);
+    let mut ping = tokio::time::interval(opts.ping_every);
+    ping.tick().await;
+    let mut silent_since = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                silent_since = tokio::time::Instant::now();
+                let msg = match msg {
+                    None => return Ended::Retry("the server closed the connection".into()),
+                    Some(Err(e)) => return Ended::Retry(describe(&e)),
+                    Some(Ok(m)) => m,
+                };
+                let text = match &msg {
+                    Message::Text(t) => t.as_str(),
+                    Message::Binary(b) => match std::str::from_utf8(b) {
+                        Ok(t) => t,
+                        Err(_) => {
+                            let bad = Update::BadRecords { count: 1, first: "a binary message that is not UTF-8 text".into() };
+                            if tx.send(Feed { source, update: bad }).await.is_err() {
+                                return Ended::Stop;
+                            }
+                            continue;
+                        }
+                    },
+                    Message::Close(frame) => {
+                        let why = frame.as_ref().map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                        return Ended::Retry(match why {
+                            Some(r) => format!("the server closed the connection: {}", crate::text::sanitize(&r)),
+                            None => "the server closed the connection".into(),
+                        });
+                    }
+                    _ => continue,
+                };
+                for update in handle(text, &mut parser, last_seq) {
+                    if tx.send(Feed { source, update }).await.is_err() {
+                        return Ended::Stop;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if silent_since.elapsed() > opts.idle_timeout {
+                    return Ended::Retry(format!("no data or pong for {}s", opts.idle_timeout.as_secs()));
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return Ended::Retry("the connection broke".into());
+                }
+            }
+        }
+    }
+}
+
+/// A connection error in words, without secrets (URLs are never echoed with them).
+fn describe(e: &WsError) -> String {
+    match e {
+        WsError::Http(resp) => {
+            let code = resp.status();
+            let hint = match code.as_u16() {
+                401 | 403 => format!(": set {TOKEN_ENV} (sent as a bearer token) or pass --header"),
+                404 => ": check the path (a tokentop relay serves /events)".into(),
+                _ => String::new(),
+            };
+            format!("the server refused the upgrade with HTTP {code}{hint}")
+        }
+        WsError::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused (is the server running?)".into(),
+            _ => format!("network error: {io}"),
+        },
+        WsError::Tls(t) => format!("TLS error: {t}"),
+        WsError::Capacity(c) => format!("message too large ({c})"),
+        WsError::Url(u) => format!("bad URL: {u}"),
+        other => other.to_string(),
+    }
+}
+
+/// Turns one message into updates: a gap notice, or events (as native lines) with
+/// duplicates dropped, and bad records counted.
+fn handle(text: &str, parser: &mut LineParser, last_seq: &mut Option<u64>) -> Vec<Update> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with("{\"type\"")
+        && let Ok(gap) = serde_json::from_str::<Gap>(trimmed)
+        && gap.kind == "gap"
+    {
+        *last_seq = Some(gap.to.max(last_seq.unwrap_or(0)));
+        return vec![Update::Gap { missed: gap.missed, from: gap.from, to: gap.to }];
+    }
+    let mut records: Vec<std::borrow::Cow<str>> = Vec::new();
+    let mut bad = 0u64;
+    let mut first_bad = String::new();
+    if trimmed.starts_with('[') {
+        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(trimmed) {
+            Ok(items) => records.extend(items.into_iter().map(|r| std::borrow::Cow::Borrowed(r.get()))),
+            Err(e) => {
+                bad += 1;
+                first_bad = format!("a message that is not a JSON array of events: {e}");
+            }
+        }
+    } else {
+        records.extend(text.split('\n').map(std::borrow::Cow::Borrowed));
+    }
+    let mut lines = Vec::new();
+    let mut dups = 0u64;
+    for record in &records {
+        let Some(record) = trim_line(record.as_bytes()) else { continue };
+        if record.len() > crate::parse::MAX_LINE_BYTES {
+            bad += 1;
+            if first_bad.is_empty() {
+                first_bad = "an event longer than 1 MiB".into();
+            }
+            continue;
+        }
+        let result = parser.parse(record, &mut |ev| {
+            if let Some(seq) = ev.seq {
+                if last_seq.is_some_and(|last| seq <= last) {
+                    dups += 1;
+                    return;
+                }
+                *last_seq = Some(seq);
+            }
+            write_line(ev, &mut lines);
+        });
+        if let Err(e) = result {
+            bad += 1;
+            if first_bad.is_empty() {
+                first_bad = e.to_string();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if !lines.is_empty() {
+        out.push(Update::Lines(lines));
+    }
+    if dups > 0 {
+        out.push(Update::Duplicates(dups));
+    }
+    if bad > 0 {
+        out.push(Update::BadRecords { count: bad, first: first_bad });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets_in_urls() {
+        assert_eq!(
+            redact("wss://user:pw@relay:9443/events?token=abc&since=4"),
+            "wss://***@relay:9443/events?token=***&since=4"
+        );
+        assert_eq!(redact("ws://localhost/events"), "ws://localhost/events");
+    }
+
+    #[test]
+    fn since_is_set_once() {
+        assert_eq!(with_since("ws://h/events", Some(7)), "ws://h/events?since=7");
+        assert_eq!(with_since("ws://h/events?since=3&x=1", Some(7)), "ws://h/events?x=1&since=7");
+        assert_eq!(with_since("ws://h/events", None), "ws://h/events");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff {
+            next: Duration::from_millis(250),
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+            seed: 42,
+        };
+        let delays: Vec<u128> = (0..12).map(|_| b.delay().as_millis()).collect();
+        assert!((125..=250).contains(&delays[0]), "{delays:?}");
+        assert!((250..=500).contains(&delays[1]), "{delays:?}");
+        assert!(delays.iter().all(|&d| d <= 30_000));
+        assert!(delays[11] >= 15_000, "capped at 30 s with half of it fixed: {delays:?}");
+        b.reset();
+        assert!(b.delay().as_millis() <= 250);
+    }
+
+    #[test]
+    fn messages_become_lines_without_duplicates() {
+        let mut p = LineParser::new(None);
+        let mut last = None;
+        let one = r#"{"created_at":1,"model":"a","seq":1}"#;
+        let arr = r#"[{"created_at":2,"model":"b","seq":2},{"created_at":3,"model":"c","seq":3}]"#;
+        let nl = "{\"created_at\":4,\"seq\":4}\n{\"created_at\":5}\nnot json";
+        assert!(matches!(&handle(one, &mut p, &mut last)[..], [Update::Lines(_)]));
+        assert!(
+            matches!(&handle(arr, &mut p, &mut last)[..], [Update::Lines(l)] if l.iter().filter(|&&b| b == b'\n').count() == 2)
+        );
+        assert_eq!(last, Some(3));
+        assert!(matches!(&handle(one, &mut p, &mut last)[..], [Update::Duplicates(1)]));
+        let u = handle(nl, &mut p, &mut last);
+        assert!(
+            matches!(&u[..], [Update::Lines(l), Update::BadRecords { count: 1, .. }] if l.iter().filter(|&&b| b == b'\n').count() == 2)
+        );
+        let gap = handle(r#"{"type":"gap","missed":5,"from":5,"to":9}"#, &mut p, &mut last);
+        assert_eq!(gap, vec![Update::Gap { missed: 5, from: 5, to: 9 }]);
+        assert_eq!(last, Some(9));
+    }
+}
