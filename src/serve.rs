@@ -8,7 +8,9 @@
 //! `{"type":"gap","missed":COUNT,"from":N+1,"to":FIRST_AVAILABLE-1}`. Without `since`, a
 //! client gets only new events (plus, with `--backfill`, the buffered events of the
 //! last window). A client whose queue overflows is disconnected and resumes with
-//! `since`: a slow client never stalls the others nor grows memory.
+//! `since`: a slow client never stalls the others nor grows memory. The close frame's
+//! reason ends with `since=N`, the last event sent to it, so even a client dropped
+//! before its first event knows where to resume.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -53,6 +55,13 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot load the TLS certificate or key: {0} (give PEM files with --tls-cert and --tls-key)")]
     Tls(String),
+}
+
+struct Joined {
+    gap: Option<String>,
+    backlog: Vec<Item>,
+    rx: broadcast::Receiver<Item>,
+    position: u64,
 }
 
 #[derive(Clone)]
@@ -112,13 +121,9 @@ impl Relay {
         self.inner.lock().expect("relay lock").next_seq - 1
     }
 
-    /// What a client connecting now gets first: a gap notice, the backlog, and its
-    /// subscription to what follows.
-    fn join(
-        &self,
-        since: Option<u64>,
-        backfill: Option<Micros>,
-    ) -> (Option<String>, Vec<Item>, broadcast::Receiver<Item>) {
+    /// What a client connecting now gets: a gap notice, the backlog, its subscription to
+    /// what follows, and where it stands (the last `seq` it has, or is deemed to have).
+    fn join(&self, since: Option<u64>, backfill: Option<Micros>) -> Joined {
         let inner = self.inner.lock().expect("relay lock");
         let rx = self.live.subscribe();
         let first = inner.buffer.front().map_or(inner.next_seq, |i| i.seq);
@@ -128,14 +133,16 @@ impl Relay {
                     format!(r#"{{"type":"gap","missed":{},"from":{},"to":{}}}"#, first - n - 1, n + 1, first - 1)
                 });
                 let skip = inner.buffer.partition_point(|i| i.seq <= n);
-                (gap, inner.buffer.iter().skip(skip).cloned().collect(), rx)
+                Joined { gap, backlog: inner.buffer.iter().skip(skip).cloned().collect(), rx, position: n }
             }
             None => {
                 let backlog = match backfill {
                     Some(d) => inner.buffer.iter().filter(|i| i.created_at > inner.latest - d).cloned().collect(),
                     None => Vec::new(),
                 };
-                (None, backlog, rx)
+                // A new client starts after what was published before it joined.
+                let position = inner.next_seq - 1;
+                Joined { gap: None, backlog, rx, position }
             }
         }
     }
@@ -230,11 +237,15 @@ fn refuse(code: StatusCode, why: &str) -> ErrorResponse {
     r
 }
 
+// The handshake callback's error type is tungstenite's `ErrorResponse`, whatever its size.
+#[allow(clippy::result_large_err)]
 async fn client<S>(stream: S, relay: Arc<Relay>, opts: &ServeOptions) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut since: Option<u64> = None;
+    // The client is subscribed inside the handshake, before it hears "101 Switching
+    // Protocols": once it is connected, it has every event published from then on.
+    let mut joined = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let path = req.uri().path();
         if path != "/" && path != "/events" {
@@ -246,20 +257,24 @@ where
                 return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
             }
         }
+        let mut since = None;
         for kv in req.uri().query().unwrap_or("").split('&') {
             if let Some(v) = kv.strip_prefix("since=") {
-                match v.parse() {
+                match v.parse::<u64>() {
                     Ok(n) => since = Some(n),
                     Err(_) => return Err(refuse(StatusCode::BAD_REQUEST, "since must be a whole number")),
                 }
             }
         }
+        joined = Some(relay.join(since, opts.backfill));
         Ok(resp)
     };
     let ws = tokio_tungstenite::accept_hdr_async(stream, callback).await.map_err(|e| e.to_string())?;
+    let Some(Joined { gap, backlog, mut rx, position }) = joined else {
+        return Err("handshake accepted without joining".into());
+    };
     let (mut sink, mut incoming) = ws.split();
-    let (gap, backlog, mut rx) = relay.join(since, opts.backfill);
-    let mut last = since.unwrap_or(0);
+    let mut last = position;
     if let Some(gap) = gap {
         sink.feed(Message::text(gap)).await.map_err(|e| e.to_string())?;
     }
@@ -286,13 +301,23 @@ where
                         }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let frame = CloseFrame { code: CloseCode::Again, reason: "too slow: reconnect with since".into() };
+                            // Everything fed so far is flushed before the close frame, so
+                            // `last` is exactly where the client stands.
+                            let reason = format!("too slow: reconnect with since={last}");
+                            let frame = CloseFrame { code: CloseCode::Again, reason: reason.into() };
                             let _ = timed(sink.send(Message::Close(Some(frame)))).await;
                             return Ok(());
                         }
                         Err(broadcast::error::RecvError::Closed) => return Ok(()),
                     }
-                    next = rx.try_recv().ok().map(Ok);
+                    // A lag seen here must end the connection too: the receiver has
+                    // already skipped ahead, and going on would lose events silently.
+                    next = match rx.try_recv() {
+                        Ok(item) => Some(Ok(item)),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(broadcast::error::RecvError::Lagged(n))),
+                        Err(broadcast::error::TryRecvError::Closed) => Some(Err(broadcast::error::RecvError::Closed)),
+                        Err(broadcast::error::TryRecvError::Empty) => None,
+                    };
                 }
                 done(timed(sink.flush()).await)?;
             }

@@ -238,6 +238,12 @@ async fn connect_and_stream(
                     },
                     Message::Close(frame) => {
                         let why = frame.as_ref().map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                        // A relay that drops us says where to resume.
+                        if let Some(n) = why.as_deref().and_then(|r| r.rsplit_once("since=")).and_then(|(_, n)| n.trim().parse::<u64>().ok())
+                            && last_seq.is_none_or(|l| l < n)
+                        {
+                            *last_seq = Some(n);
+                        }
                         return Ended::Retry(match why {
                             Some(r) => format!("the server closed the connection: {}", crate::text::sanitize(&r)),
                             None => "the server closed the connection".into(),
