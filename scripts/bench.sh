@@ -5,7 +5,8 @@
 #   scripts/bench.sh report    # report over 1,000,000 events: throughput and peak memory
 #   scripts/bench.sh engine    # live engine: 24 h at 1,000 req/s, peak memory
 #   scripts/bench.sh formats   # parser throughput of every input format
-#   scripts/bench.sh           # all three
+#   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
+#   scripts/bench.sh           # all four
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -28,6 +29,10 @@ fi
 
 if [[ $what == formats || $what == all ]]; then
   ./target/release/examples/format_throughput 300000
+fi
+
+if [[ $what == relay || $what == all ]]; then
+  ./target/release/examples/relay_bench 100000 10 4
 fi
 
 if [[ $what == engine || $what == all ]]; then
