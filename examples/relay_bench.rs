@@ -14,14 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
 use tokentop::parse::native::write_line;
 use tokentop::synth::Synth;
+use tokio_tungstenite::tungstenite::Message;
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn cpu_percent(pid: u32, window: Duration, work: impl FnOnce()) -> f64 {
@@ -81,7 +82,8 @@ async fn main() {
                 };
                 let text = msg.as_str();
                 // `seq` is the last field the relay writes.
-                let seq: u64 = text.rsplit_once("\"seq\":").and_then(|(_, s)| s.trim_end_matches('}').parse().ok()).unwrap_or(0);
+                let seq: u64 =
+                    text.rsplit_once("\"seq\":").and_then(|(_, s)| s.trim_end_matches('}').parse().ok()).unwrap_or(0);
                 in_order &= seq == next_seq;
                 next_seq = seq + 1;
                 count += 1;
@@ -120,11 +122,17 @@ async fn main() {
         }
         start.elapsed()
     });
-    let busy = cpu_percent(pid, Duration::ZERO, || while !producer.is_finished() {
-        std::thread::sleep(Duration::from_millis(50));
+    let busy = cpu_percent(pid, Duration::ZERO, || {
+        while !producer.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     });
     let took = producer.join().unwrap();
-    println!("wrote {total} events in {:.2}s ({:.0} events/s); relay used {busy:.0}% of one core meanwhile", took.as_secs_f64(), total as f64 / took.as_secs_f64());
+    println!(
+        "wrote {total} events in {:.2}s ({:.0} events/s); relay used {busy:.0}% of one core meanwhile",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64()
+    );
     for (i, h) in handles.into_iter().enumerate() {
         let (count, in_order) = h.await.unwrap();
         println!("client {i}: received {count} of {total}, seq without holes or repeats: {in_order}");

@@ -253,7 +253,7 @@ fn run_report(args: ReportArgs) -> Result<ExitCode> {
         let d = parse_duration(d).map_err(anyhow::Error::msg).context("--duration")?;
         vec![collect_live(&specs, &args.ws, std::time::Duration::from_micros(d as u64))?]
     } else {
-        args.inputs.iter().map(|p| Input::open(p)).collect::<Result<Vec<_>, _>>()?
+        open_inputs(&args.inputs)?
     };
     let outcome = report::run(&inputs, &opts)?;
 
@@ -301,7 +301,7 @@ fn run_export(args: ExportArgs) -> Result<ExitCode> {
         input_format: args.input_format,
         prices: PriceTable::builtin(),
     };
-    let inputs = args.inputs.iter().map(|p| Input::open(p)).collect::<Result<Vec<_>, _>>()?;
+    let inputs = open_inputs(&args.inputs)?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
@@ -465,4 +465,23 @@ fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Opens files, `-`, and the files a (quoted) glob matches now.
+fn open_inputs(specs: &[String]) -> Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for spec in specs {
+        if tokentop::source::file::is_glob(spec) {
+            let paths = tokentop::source::file::expand(spec).map_err(anyhow::Error::msg)?;
+            if paths.is_empty() {
+                bail!("`{spec}` matches no file");
+            }
+            for p in paths {
+                inputs.push(Input::open(&p.to_string_lossy())?);
+            }
+        } else {
+            inputs.push(Input::open(spec)?);
+        }
+    }
+    Ok(inputs)
 }

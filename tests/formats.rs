@@ -86,6 +86,18 @@ fn one_file_may_mix_formats() {
 }
 
 #[test]
+fn a_quoted_glob_reads_every_matching_file() {
+    let pattern = format!("{}/tests/data/*.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let out = tokentop(&["report", "--window", "all", &pattern]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // helicone (4) + litellm (4) + otel (4) samples, and their expected files (4 + 3 + 4 + 4).
+    assert_eq!(r["summary"]["total_requests"], 4 + 4 + 4 + 4 + 3 + 4 + 4);
+    let out = tokentop(&["report", "/nonexistent/*.jsonl"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches no file"));
+}
+
+#[test]
 fn forcing_a_format() {
     let out = tokentop(&["report", "--input-format", "helicone", "--window", "all", &data("litellm.jsonl")]);
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();

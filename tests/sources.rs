@@ -411,3 +411,33 @@ fn report_on_a_stream_needs_a_duration() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_serves_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let path = dir.path().join("gw.jsonl");
+    append(&path, "");
+    let r = relay(
+        &["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap(), path.to_str().unwrap()],
+        &[],
+    );
+    assert!(r.url.starts_with("wss://"), "{}", r.url);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(config));
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(&r.url, None, false, Some(connector)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append(&path, &format!("{}\n{}\n", event(1), event(2)));
+    let msgs = take(&mut ws, 2).await;
+    assert_eq!(seqs(&msgs), [1, 2]);
+
+    // A client that does not trust the certificate is refused by its own TLS check.
+    assert!(tokio_tungstenite::connect_async(&r.url).await.is_err());
+}
