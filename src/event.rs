@@ -51,6 +51,14 @@ impl<'a> Event<'a> {
         Event { status: 200, properties, ..Event::default() }
     }
 
+    /// Sets a property; a key given again replaces its earlier value (last one wins).
+    pub fn set_property(&mut self, key: Cow<'a, str>, value: Cow<'a, str>) {
+        match self.properties.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.properties.push((key, value)),
+        }
+    }
+
     pub fn provider(&self) -> &str {
         self.provider.as_deref().filter(|s| !s.is_empty()).unwrap_or(UNKNOWN)
     }

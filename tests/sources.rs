@@ -289,6 +289,22 @@ async fn a_client_that_falls_behind_is_dropped_and_resumes_without_loss() {
     assert_eq!(seen, expected, "in order, none twice");
 }
 
+/// Accepts a WebSocket upgrade, noting the query the client asked with.
+async fn accept_noting_query(
+    tcp: tokio::net::TcpStream,
+    queries: &mut Vec<String>,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    tokio_tungstenite::accept_hdr_async(
+        tcp,
+        |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+            queries.push(req.uri().query().unwrap_or("").to_string());
+            Ok(resp)
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// A WebSocket server that misbehaves in the ways real networks do.
 async fn misbehaving_server() -> (String, tokio::task::JoinHandle<Vec<String>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -305,15 +321,7 @@ async fn misbehaving_server() -> (String, tokio::task::JoinHandle<Vec<String>>) 
         let _ = tokio_tungstenite::accept_hdr_async(tcp, refuse).await;
         // 2: three events, garbage, a 10 MB message, then an abrupt close.
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_hdr_async(
-            tcp,
-            |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-                queries.push(req.uri().query().unwrap_or("").to_string());
-                Ok(resp)
-            },
-        )
-        .await
-        .unwrap();
+        let mut ws = accept_noting_query(tcp, &mut queries).await;
         for i in 1..=3u64 {
             ws.send(Message::text(format!(r#"{{"created_at":{i},"request_id":"r{i}","seq":{i}}}"#))).await.unwrap();
         }
@@ -323,15 +331,7 @@ async fn misbehaving_server() -> (String, tokio::task::JoinHandle<Vec<String>>) 
         drop(ws);
         // 3: the client resumes with since=3; a duplicate and two new events, then silence.
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_hdr_async(
-            tcp,
-            |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-                queries.push(req.uri().query().unwrap_or("").to_string());
-                Ok(resp)
-            },
-        )
-        .await
-        .unwrap();
+        let mut ws = accept_noting_query(tcp, &mut queries).await;
         for i in 3..=5u64 {
             ws.send(Message::text(format!(r#"{{"created_at":{i},"request_id":"r{i}","seq":{i}}}"#))).await.unwrap();
         }

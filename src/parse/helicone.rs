@@ -184,10 +184,7 @@ fn property<'de>(ev: &mut Event<'de>, k: Cow<'de, str>, v: Cow<'de, str>) {
     } else if k.eq_ignore_ascii_case("Helicone-Session-Path") {
         ev.session_path = Some(v);
     } else {
-        match ev.properties.iter_mut().find(|(old, _)| *old == k) {
-            Some(slot) => slot.1 = v,
-            None => ev.properties.push((k, v)),
-        }
+        ev.set_property(k, v);
     }
 }
 

@@ -174,8 +174,9 @@ impl<'de> Visitor<'de> for SkipVisitor {
     }
 }
 
+/// tokentop's `properties`: an object of strings (`null` values are absent).
 pub(crate) struct PropertiesSeed<'p, 'de> {
-    pub(crate) out: &'p mut Vec<(Cow<'de, str>, Cow<'de, str>)>,
+    pub(crate) ev: &'p mut crate::event::Event<'de>,
 }
 
 impl<'de> DeserializeSeed<'de> for PropertiesSeed<'_, 'de> {
@@ -197,10 +198,7 @@ impl<'de> Visitor<'de> for PropertiesSeed<'_, 'de> {
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             match map.next_value::<Scalar<'de>>()? {
                 Scalar::Null => {}
-                Scalar::Str(v) => match self.out.iter_mut().find(|(old, _)| *old == k) {
-                    Some(slot) => slot.1 = v,
-                    None => self.out.push((k, v)),
-                },
+                Scalar::Str(v) => self.ev.set_property(k, v),
                 other => {
                     return Err(de::Error::custom(format!(
                         "property `{k}`: expected a string value, found {}",

@@ -87,7 +87,7 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
                 "error_information" => map.next_value_seed(ErrorInfo { p: &mut p })?,
                 "request_tags" => {
                     if let Some(tags) = map.next_value_seed(Tags)? {
-                        put(ev, Cow::Borrowed("tags"), Cow::Owned(tags));
+                        ev.set_property(Cow::Borrowed("tags"), Cow::Owned(tags));
                     }
                 }
                 k if is_field(k) => {
@@ -160,7 +160,7 @@ fn set<'de>(ev: &mut Event<'de>, p: &mut Pending<'de>, key: &str, v: Scalar<'de>
         "model_group" | "call_type" => {
             if let Some(s) = want_str(key, v)?.filter(|s| !s.is_empty()) {
                 let name = if key == "call_type" { "call_type" } else { "model_group" };
-                put(ev, Cow::Borrowed(name), s);
+                ev.set_property(Cow::Borrowed(name), s);
             }
         }
         _ => unreachable!("is_field lists every key handled here"),
@@ -188,14 +188,6 @@ fn finish<'de>(ev: &mut Event<'de>, p: Pending<'de>, start: Micros) {
     ev.cache_read_tokens = p.usage.cached.or(p.usage.cache_read).unwrap_or(0);
     ev.cache_write_tokens = p.usage.cache_write.unwrap_or(0);
     ev.reasoning_tokens = p.usage.reasoning.unwrap_or(0);
-}
-
-/// Adds a property, the last value of a key winning.
-fn put<'de>(ev: &mut Event<'de>, k: Cow<'de, str>, v: Cow<'de, str>) {
-    match ev.properties.iter_mut().find(|(old, _)| *old == k) {
-        Some(slot) => slot.1 = v,
-        None => ev.properties.push((k, v)),
-    }
 }
 
 /// Whether a metadata key may be shown: nothing that could identify a credential.
@@ -243,7 +235,7 @@ impl<'de> Visitor<'de> for Metadata<'_, 'de> {
                     }
                 }
                 _ => match map.next_value()? {
-                    Skippable::Str(v) if !v.is_empty() && shareable(&k) => put(self.ev, k, v),
+                    Skippable::Str(v) if !v.is_empty() && shareable(&k) => self.ev.set_property(k, v),
                     _ => {}
                 },
             }

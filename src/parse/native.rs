@@ -192,7 +192,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
             let key = key.as_ref();
             if key == "properties" {
                 ev.properties.clear();
-                map.next_value_seed(PropertiesSeed { out: &mut ev.properties })?;
+                map.next_value_seed(PropertiesSeed { ev: &mut *ev })?;
                 continue;
             }
             let Some(field) = Field::from_key(key) else {
