@@ -23,7 +23,7 @@ use hashbrown::hash_map::Entry;
 use crate::event::Event;
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::report::{self, ActiveUsers, IngestReport, Report, Span};
-use crate::stats::series::{Series, bucket_for_span};
+use crate::stats::series::{Point, Series, bucket_for_span};
 use crate::stats::{HashIsKey, Limits, Sample, Stats, key_hash};
 use crate::time::{MICROS_PER_SEC, Micros};
 
@@ -134,9 +134,14 @@ impl Tier {
         Tier { window, width: slab_width(window), slabs: VecDeque::new(), series: Series::new(bucket_for_span(window)) }
     }
 
-    /// Whether time `t` is still inside this tier at `now`.
+    /// Whether time `t` is still inside this tier's slabs at `now`.
     fn holds(&self, t: Micros, now: Micros) -> bool {
         t > now - self.window - self.width
+    }
+
+    /// Whether time `t` is still inside this tier's series (two windows).
+    fn holds_in_series(&self, t: Micros, now: Micros) -> bool {
+        t > now - 2 * self.window - self.width
     }
 
     /// The stats of the slab holding time `t`, created if need be.
@@ -154,9 +159,13 @@ impl Tier {
         }
     }
 
-    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, limits: Limits) {
-        self.slab_at(t, limits).record(ev, x);
-        self.series.record_at(t, ev, x);
+    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, now: Micros, limits: Limits) {
+        if self.holds(t, now) {
+            self.slab_at(t, limits).record(ev, x);
+        }
+        if self.holds_in_series(t, now) {
+            self.series.record_at(t, ev, x);
+        }
     }
 
     fn evict(&mut self, now: Micros) {
@@ -164,7 +173,8 @@ impl Tier {
         while self.slabs.front().is_some_and(|s| s.start + self.width <= horizon) {
             self.slabs.pop_front();
         }
-        self.series.prune_before(horizon - self.width);
+        // The series keeps the window before too, for the screen's ▲/▼ changes.
+        self.series.prune_before(horizon - self.window - self.width);
     }
 }
 
@@ -318,9 +328,7 @@ impl Engine {
         let price = self.cache.get(&self.prices, ev.provider(), ev.model());
         let x = Sample::new(ev, cost_of(ev, price.as_ref()));
         for tier in &mut self.tiers {
-            if tier.holds(t, self.now) {
-                tier.record(t, ev, &x, self.limits);
-            }
+            tier.record(t, ev, &x, self.now, self.limits);
         }
         if let Some(u) = ev.user() {
             self.last_seen.record(key_hash(u), t);
@@ -394,6 +402,15 @@ impl Engine {
             None => ActiveUsers::of(&stats),
         };
         (stats, tier.series.clone(), span, users)
+    }
+
+    /// The window of length `window` before the current one, as one series point (for
+    /// the change shown on each KPI tile). Time-bucketed, so edges are bucket-aligned.
+    pub fn previous(&self, window: Micros) -> Point {
+        match self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last()) {
+            Some(tier) => tier.series.merged(self.now - 2 * window, self.now - window),
+            None => Point::default(),
+        }
     }
 
     /// The same report `tokentop report` prints, for the window ending now.
@@ -532,6 +549,17 @@ mod tests {
         assert_eq!(a.summary.active_users, b.summary.active_users);
         assert_eq!(a.latency.p95, b.latency.p95);
         assert_eq!(b.series.iter().map(|p| p.requests).sum::<u64>(), 20);
+    }
+
+    #[test]
+    fn the_previous_window_is_kept_for_changes() {
+        let mut e = engine(Clock::Wall, 10_000 * S);
+        for i in 0..120 {
+            e.ingest(&ev(10_000 * S - i * S, "u", 10.0));
+        }
+        // 60 events in the last minute and 60 in the minute before.
+        assert_eq!(e.previous(60 * S).requests, 60);
+        assert_eq!(e.window_stats(60 * S).1.merged(10_000 * S - 60 * S, 10_000 * S).requests, 60);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod event;
 pub mod export;
 pub mod filter;
 pub mod ingest;
+pub mod live;
 pub mod parse;
 pub mod pricing;
 pub mod report;

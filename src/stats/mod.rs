@@ -498,6 +498,7 @@ impl Stats {
             e4xx: t.e4xx,
             e5xx: t.e5xx,
             e429: t.e429,
+            cache_hits: t.cache_hits,
             cost: t.cost,
             tokens: t.tokens(),
             latency: t.latency.clone(),

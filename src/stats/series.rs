@@ -37,6 +37,7 @@ pub struct Point {
     pub e4xx: u64,
     pub e5xx: u64,
     pub e429: u64,
+    pub cache_hits: u64,
     pub cost: Usd,
     pub tokens: u64,
     pub latency: Dist,
@@ -50,6 +51,7 @@ impl Point {
         self.e4xx += u64::from((400..500).contains(&ev.status));
         self.e5xx += u64::from((500..600).contains(&ev.status));
         self.e429 += u64::from(ev.status == 429);
+        self.cache_hits += u64::from(x.cache_hit);
         self.cost += x.cost;
         self.tokens += ev.prompt_tokens + ev.completion_tokens;
         if let Some(l) = x.latency_ns {
@@ -66,6 +68,7 @@ impl Point {
         self.e4xx += o.e4xx;
         self.e5xx += o.e5xx;
         self.e429 += o.e429;
+        self.cache_hits += o.cache_hits;
         self.cost += o.cost;
         self.tokens += o.tokens;
         self.latency.merge(&o.latency);
@@ -159,6 +162,18 @@ impl Series {
                 self.point_at(o.start + i as i64).merge(p);
             }
         }
+    }
+
+    /// All buckets whose start lies in `(after, upto]`, merged into one point.
+    pub fn merged(&self, after: Micros, upto: Micros) -> Point {
+        let mut out = Point::default();
+        for (i, p) in self.points.iter().enumerate() {
+            let t = (self.start + i as i64) * self.width;
+            if t > after && t <= upto {
+                out.merge(p);
+            }
+        }
+        out
     }
 
     /// The buckets whose start lies in `[from, to]`, with empty ones filled in:

@@ -1,0 +1,239 @@
+//! Live ingest: turns what sources send into events for the engine, and keeps the
+//! status of every source for the status bar. The console owns one [`Live`].
+
+use std::borrow::Cow;
+
+use crate::engine::{Clock, Config, Engine, RecentRequest};
+use crate::event::Event;
+use crate::filter::Filter;
+use crate::parse::{LineParser, trim_line};
+use crate::pricing::{PriceCache, PriceTable, cost_of};
+use crate::source::{Feed, SourceState, Update};
+use crate::time::Micros;
+
+/// One source as the status bar shows it.
+#[derive(Debug, Clone)]
+pub struct SourceStatus {
+    pub name: String,
+    pub state: SourceState,
+    pub events: u64,
+    /// Lines or records that were not events (bad JSON, wrong types, over 1 MiB).
+    pub bad: u64,
+    /// Events a relay could no longer replay.
+    pub missed: u64,
+    pub duplicates: u64,
+    /// The latest problem, for the status bar.
+    pub last_error: Option<String>,
+}
+
+/// The engine fed by sources, with an optional filtered view of the same traffic.
+pub struct Live {
+    pub engine: Engine,
+    /// The engine of the current filter (drill-down), when one is set.
+    pub filtered: Option<(Filter, Engine, FilteredSince)>,
+    pub sources: Vec<SourceStatus>,
+    parser: LineParser,
+    prices: PriceTable,
+    cache: PriceCache,
+    config: Config,
+    /// Events ingested, for the ingest rate.
+    pub total: u64,
+}
+
+/// Where a filtered view's history begins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FilteredSince {
+    /// When the filter was set (wall clock).
+    pub at: Micros,
+    /// Recent requests replayed into it.
+    pub backfilled: usize,
+}
+
+impl Live {
+    pub fn new(names: Vec<String>, config: Config, prices: PriceTable, now: Micros) -> Live {
+        let sources = names
+            .into_iter()
+            .map(|name| SourceStatus {
+                name,
+                state: SourceState::Starting,
+                events: 0,
+                bad: 0,
+                missed: 0,
+                duplicates: 0,
+                last_error: None,
+            })
+            .collect();
+        Live {
+            engine: Engine::new(config.clone(), prices.clone(), now),
+            filtered: None,
+            sources,
+            parser: LineParser::new(None),
+            prices,
+            cache: PriceCache::default(),
+            config,
+            total: 0,
+        }
+    }
+
+    /// Moves every engine's clock.
+    pub fn tick(&mut self, now: Micros) {
+        self.engine.tick(now);
+        if let Some((_, e, _)) = &mut self.filtered {
+            e.tick(now);
+        }
+    }
+
+    /// Applies one update from a source.
+    pub fn feed(&mut self, feed: Feed) {
+        let Live { engine, filtered, sources, parser, prices, cache, total, .. } = self;
+        let status = &mut sources[feed.source];
+        match feed.update {
+            Update::Lines(lines) => {
+                for line in lines.split(|&b| b == b'\n').filter_map(trim_line) {
+                    let r = parser.parse(line, &mut |ev| {
+                        engine.ingest(ev);
+                        if let Some((f, fe, _)) = filtered.as_mut() {
+                            let price = cache.get(prices, ev.provider(), ev.model());
+                            if f.matches(ev, cost_of(ev, price.as_ref()).usd()) {
+                                fe.ingest(ev);
+                            }
+                        }
+                        status.events += 1;
+                        *total += 1;
+                    });
+                    if let Err(e) = r {
+                        status.bad += 1;
+                        status.last_error = Some(e.to_string());
+                    }
+                }
+            }
+            Update::State(s) => {
+                if let SourceState::Failed(e) | SourceState::Reconnecting { error: e, .. } = &s {
+                    status.last_error = Some(e.clone());
+                }
+                status.state = s;
+            }
+            Update::TooLong(n) => {
+                status.bad += n;
+                status.last_error = Some("a line longer than 1 MiB was skipped".into());
+            }
+            Update::Truncated => status.last_error = Some("truncated; read again from the start".into()),
+            Update::Gap { missed, from, to } => {
+                status.missed += missed;
+                status.last_error = Some(format!("missed {missed} events (#{from}..#{to})"));
+            }
+            Update::Duplicates(n) => status.duplicates += n,
+            Update::BadRecords { count, first } => {
+                status.bad += count;
+                status.last_error = Some(first);
+            }
+        }
+    }
+
+    /// Narrows the view to `filter` (or back to everything with `None`). The filtered
+    /// engine starts from the recent requests that match, then follows live traffic.
+    pub fn set_filter(&mut self, filter: Option<Filter>) {
+        self.filtered = filter.filter(|f| !f.is_empty()).map(|f| {
+            let now = self.engine.now();
+            let mut fe = Engine::new(Config { clock: self.config.clock, ..self.config.clone() }, self.prices.clone(), now);
+            let mut n = 0;
+            for r in self.engine.recent() {
+                let ev = r.as_event();
+                if f.matches(&ev, r.cost) {
+                    fe.ingest(&ev);
+                    n += 1;
+                }
+            }
+            (f, fe, FilteredSince { at: now, backfilled: n })
+        });
+    }
+
+    /// The engine the screen shows: the filtered one when a filter is set.
+    pub fn view(&self) -> &Engine {
+        self.filtered.as_ref().map_or(&self.engine, |(_, e, _)| e)
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.config.clock
+    }
+}
+
+impl RecentRequest {
+    /// The request as an event again (for replaying into a filtered view).
+    pub fn as_event(&self) -> Event<'_> {
+        fn s(v: &str) -> Option<Cow<'_, str>> {
+            (!v.is_empty()).then_some(Cow::Borrowed(v))
+        }
+        Event {
+            request_id: s(&self.request_id),
+            created_at: self.created_at,
+            provider: s(&self.provider),
+            provider_raw: None,
+            model: s(&self.model),
+            status: self.status,
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_tokens: 0,
+            reasoning_tokens: self.reasoning_tokens,
+            // What it cost is known: replay it as billed (cache hits and unpriced stay so).
+            cost_usd: (!self.unpriced && !self.cache_hit).then_some(self.cost),
+            cache_hit: self.cache_hit,
+            user_id: s(&self.user_id),
+            session_id: s(&self.session_id),
+            session_name: None,
+            session_path: s(&self.session_path),
+            properties: self.properties.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str()))).collect(),
+            retry: self.retry,
+            feedback: None,
+            error: s(&self.error),
+            seq: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::MICROS_PER_SEC;
+
+    fn live() -> Live {
+        let config = Config { windows: vec![3_600 * MICROS_PER_SEC], clock: Clock::EventTime, ..Config::default() };
+        Live::new(vec!["test".into()], config, PriceTable::default(), 0)
+    }
+
+    fn lines(events: &[(&str, u16)]) -> Feed {
+        let text: String = events
+            .iter()
+            .enumerate()
+            .map(|(i, (m, s))| format!(r#"{{"created_at":{},"model":"{m}","status":{s},"cost_usd":0.5}}"#, 1_000 + i) + "\n")
+            .collect();
+        Feed { source: 0, update: Update::Lines(text.into_bytes()) }
+    }
+
+    #[test]
+    fn feeds_events_and_counts_bad_lines() {
+        let mut l = live();
+        l.feed(lines(&[("a", 200), ("b", 500)]));
+        l.feed(Feed { source: 0, update: Update::Lines(b"{broken\n".to_vec()) });
+        assert_eq!((l.sources[0].events, l.sources[0].bad, l.total), (2, 1, 2));
+        let (stats, ..) = l.engine.window_stats(3_600 * MICROS_PER_SEC);
+        assert_eq!(stats.total.requests, 2);
+    }
+
+    #[test]
+    fn a_filter_backfills_from_recent_requests_then_follows() {
+        let mut l = live();
+        l.feed(lines(&[("a", 200), ("b", 500), ("a", 429)]));
+        l.set_filter(Some("model:a".parse().unwrap()));
+        assert_eq!(l.filtered.as_ref().unwrap().2.backfilled, 2);
+        l.feed(lines(&[("a", 200), ("b", 200)]));
+        let (stats, ..) = l.view().window_stats(3_600 * MICROS_PER_SEC);
+        assert_eq!(stats.total.requests, 3);
+        assert_eq!(stats.total.cost.to_f64(), 1.5);
+        l.set_filter(None);
+        assert_eq!(l.view().window_stats(3_600 * MICROS_PER_SEC).0.total.requests, 5);
+    }
+}
