@@ -22,3 +22,4 @@ pub mod stats;
 pub mod synth;
 pub mod text;
 pub mod time;
+pub mod ui;

@@ -135,7 +135,8 @@ impl Live {
     pub fn set_filter(&mut self, filter: Option<Filter>) {
         self.filtered = filter.filter(|f| !f.is_empty()).map(|f| {
             let now = self.engine.now();
-            let mut fe = Engine::new(Config { clock: self.config.clock, ..self.config.clone() }, self.prices.clone(), now);
+            let mut fe =
+                Engine::new(Config { clock: self.config.clock, ..self.config.clone() }, self.prices.clone(), now);
             let mut n = 0;
             for r in self.engine.recent() {
                 let ev = r.as_event();
@@ -185,7 +186,11 @@ impl RecentRequest {
             session_id: s(&self.session_id),
             session_name: None,
             session_path: s(&self.session_path),
-            properties: self.properties.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str()))).collect(),
+            properties: self
+                .properties
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                .collect(),
             retry: self.retry,
             feedback: None,
             error: s(&self.error),
@@ -208,7 +213,9 @@ mod tests {
         let text: String = events
             .iter()
             .enumerate()
-            .map(|(i, (m, s))| format!(r#"{{"created_at":{},"model":"{m}","status":{s},"cost_usd":0.5}}"#, 1_000 + i) + "\n")
+            .map(|(i, (m, s))| {
+                format!(r#"{{"created_at":{},"model":"{m}","status":{s},"cost_usd":0.5}}"#, 1_000 + i) + "\n"
+            })
             .collect();
         Feed { source: 0, update: Update::Lines(text.into_bytes()) }
     }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use tokentop::engine::Clock;
 use tokentop::export::{self, ExportFormat, ExportOptions};
 use tokentop::filter::Filter;
 use tokentop::ingest::{self, Input};
@@ -20,13 +21,66 @@ use tokentop::serve::{self, Relay, ServeOptions};
 use tokentop::source::{self, SourceOptions, SourceSpec, SourceState, Update};
 use tokentop::text::sanitize;
 use tokentop::time::parse_duration;
+use tokentop::ui::ConsoleOptions;
+use tokentop::ui::theme::{Theme, ThemeName};
 
-/// Watch LLM API traffic: requests, cost, latency, errors.
+/// Watch LLM API traffic live: requests, cost, latency, errors.
+///
+/// With no command, opens the console on the given sources (the demo when none is
+/// given). Keys: ? for help, q to quit.
 #[derive(Parser)]
-#[command(name = "tokentop", version, about, long_about = None)]
+#[command(name = "tokentop", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    console: ConsoleArgs,
+}
+
+#[derive(clap::Args)]
+struct ConsoleArgs {
+    /// Sources: files (followed), quoted globs, `-`, ws:// or wss:// URLs, or `demo` (the default).
+    #[arg(value_name = "SOURCE")]
+    sources: Vec<String>,
+    /// The window shown first: 1m, 5m, 15m, 1h, 6h, 24h or 7d ([ and ] change it).
+    #[arg(long, default_value = "1h")]
+    window: String,
+    /// Redraw at most this often.
+    #[arg(long, default_value = "100ms")]
+    refresh: String,
+    /// Colours: dark, light or mono.
+    #[arg(long, value_enum, default_value_t = ThemeArg::Dark)]
+    theme: ThemeArg,
+    /// No colours (also when NO_COLOR is set).
+    #[arg(long)]
+    no_color: bool,
+    /// Plain dots instead of braille in charts (for fonts without braille).
+    #[arg(long)]
+    ascii: bool,
+    /// Windows end at the wall clock (live traffic) or at the latest event (replaying old logs).
+    #[arg(long, value_enum, default_value_t = ClockArg::Wall)]
+    clock: ClockArg,
+    /// Extra or replacement prices, in the shape of assets/pricing.json.
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
+    /// Show times in UTC instead of local time.
+    #[arg(long)]
+    utc: bool,
+    #[command(flatten)]
+    ws: WsArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ThemeArg {
+    Dark,
+    Light,
+    Mono,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClockArg {
+    Wall,
+    Event,
 }
 
 #[derive(Subcommand)]
@@ -204,11 +258,7 @@ fn main() -> ExitCode {
         Some(Command::Export(args)) => run_export(args),
         Some(Command::Serve(args)) => run_serve(args),
         Some(Command::Demo(args)) => run_demo(args),
-        None => {
-            println!("The live console is not built yet; until it is, use `tokentop report FILE`.\n");
-            let _ = Cli::command().print_help();
-            Ok(ExitCode::SUCCESS)
-        }
+        None => run_console(cli.console),
     };
     match result {
         Ok(code) => code,
@@ -484,4 +534,47 @@ fn open_inputs(specs: &[String]) -> Result<Vec<Input>> {
         }
     }
     Ok(inputs)
+}
+
+fn load_prices(path: Option<&PathBuf>) -> Result<PriceTable> {
+    let mut prices = PriceTable::builtin();
+    if let Some(path) = path {
+        let text = ingest::read_to_string(path)?;
+        prices.extend(PriceTable::from_json(&text).with_context(|| format!("--prices {}", path.display()))?);
+    }
+    Ok(prices)
+}
+
+fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
+    if !std::io::stdout().is_terminal() {
+        bail!("the console needs a terminal; for numbers in a pipe or a file use `tokentop report`");
+    }
+    let sources = if args.sources.is_empty() { vec!["demo".to_string()] } else { args.sources };
+    let specs: Vec<SourceSpec> = sources.iter().map(|s| SourceSpec::parse(s)).collect();
+    let window = parse_duration(&args.window).map_err(anyhow::Error::msg).context("--window")?;
+    let refresh = parse_duration(&args.refresh).map_err(anyhow::Error::msg).context("--refresh")?;
+    let no_color = args.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let theme = match (no_color, args.theme) {
+        (true, _) | (_, ThemeArg::Mono) => ThemeName::Mono,
+        (_, ThemeArg::Dark) => ThemeName::Dark,
+        (_, ThemeArg::Light) => ThemeName::Light,
+    };
+    let opts = ConsoleOptions {
+        sources: specs,
+        source_options: SourceOptions { ws: args.ws.options()?, ..SourceOptions::default() },
+        window,
+        refresh: std::time::Duration::from_micros(refresh as u64),
+        theme: Theme::new(theme, !args.ascii),
+        clock: match args.clock {
+            ClockArg::Wall => Clock::Wall,
+            ClockArg::Event => Clock::EventTime,
+        },
+        prices: load_prices(args.prices.as_ref())?,
+        utc: args.utc,
+    };
+    let rt = runtime()?;
+    let result = rt.block_on(tokentop::ui::run(opts));
+    rt.shutdown_background();
+    result.context("terminal error")?;
+    Ok(ExitCode::SUCCESS)
 }

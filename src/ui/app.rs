@@ -1,0 +1,571 @@
+//! The console's state and what keys do to it. No terminal here: tests drive `App`
+//! directly and check the state, and the renderer only reads it.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::engine::RecentRequest;
+use crate::filter::Filter;
+use crate::live::{Live, SourceStatus};
+use crate::report::{self, Report};
+use crate::stats::series::Point;
+use crate::text::sanitize;
+use crate::time::{MICROS_PER_SEC, Micros};
+
+/// The views, in tab order (their number is their key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Models,
+    Providers,
+    Users,
+    Sessions,
+    Properties,
+    Requests,
+    Alerts,
+}
+
+impl View {
+    pub const ALL: [View; 8] = [
+        View::Overview,
+        View::Models,
+        View::Providers,
+        View::Users,
+        View::Sessions,
+        View::Properties,
+        View::Requests,
+        View::Alerts,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Models => "Models",
+            View::Providers => "Providers",
+            View::Users => "Users",
+            View::Sessions => "Sessions",
+            View::Properties => "Properties",
+            View::Requests => "Requests",
+            View::Alerts => "Alerts",
+        }
+    }
+
+    /// A label for narrow terminals.
+    pub fn short(self) -> &'static str {
+        match self {
+            View::Overview => "Over",
+            View::Models => "Model",
+            View::Providers => "Prov",
+            View::Users => "User",
+            View::Sessions => "Sess",
+            View::Properties => "Prop",
+            View::Requests => "Req",
+            View::Alerts => "Alert",
+        }
+    }
+
+    fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+}
+
+/// Everything a key can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    View(usize),
+    NextView,
+    PrevView,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    DrillDown,
+    Back,
+    Filter,
+    SortNext,
+    SortReverse,
+    ZoomIn,
+    ZoomOut,
+    Pause,
+    Help,
+    SlowestMode,
+}
+
+/// The default key bindings: a table, so they read at a glance (and can be remapped).
+pub fn default_keymap() -> Vec<(KeyCode, KeyModifiers, Action)> {
+    use KeyCode::*;
+    let none = KeyModifiers::NONE;
+    let mut map = vec![
+        (Char('q'), none, Action::Quit),
+        (Char('c'), KeyModifiers::CONTROL, Action::Quit),
+        (Tab, none, Action::NextView),
+        (BackTab, KeyModifiers::SHIFT, Action::PrevView),
+        (Up, none, Action::Up),
+        (Char('k'), none, Action::Up),
+        (Down, none, Action::Down),
+        (Char('j'), none, Action::Down),
+        (PageUp, none, Action::PageUp),
+        (PageDown, none, Action::PageDown),
+        (Home, none, Action::Home),
+        (Char('g'), none, Action::Home),
+        (End, none, Action::End),
+        (Char('G'), KeyModifiers::SHIFT, Action::End),
+        (Enter, none, Action::DrillDown),
+        (Esc, none, Action::Back),
+        (Char('/'), none, Action::Filter),
+        (Char('s'), none, Action::SortNext),
+        (Char('S'), KeyModifiers::SHIFT, Action::SortReverse),
+        (Char(']'), none, Action::ZoomOut),
+        (Char('+'), none, Action::ZoomOut),
+        (Char('['), none, Action::ZoomIn),
+        (Char('-'), none, Action::ZoomIn),
+        (Char(' '), none, Action::Pause),
+        (Char('?'), none, Action::Help),
+        (Char('l'), none, Action::SlowestMode),
+    ];
+    for (i, c) in ('1'..='8').enumerate() {
+        map.push((Char(c), none, Action::View(i)));
+    }
+    map
+}
+
+/// A line of text being typed (the filter).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prompt {
+    pub text: String,
+    pub error: Option<String>,
+}
+
+/// A table row: its name (for drill-down) and its cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub key: String,
+    pub cells: Vec<String>,
+    /// Numbers to sort by, one per column (text columns sort by `cells`).
+    pub sort: Vec<f64>,
+}
+
+/// What the screen shows, taken from the engine at most every redraw interval.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub report: Report,
+    pub previous: Point,
+    pub window: Micros,
+    pub now: Micros,
+    /// Newest first.
+    pub requests: Vec<RecentRequest>,
+    pub sessions: Vec<Row>,
+    pub sources: Vec<SourceStatus>,
+    pub events_per_sec: f64,
+    pub total: u64,
+    /// When the filtered view's history starts, if filtered.
+    pub filtered_since: Option<(Micros, usize)>,
+}
+
+pub struct App {
+    pub view: View,
+    pub windows: Vec<Micros>,
+    pub window: usize,
+    pub paused: Option<u64>,
+    pub selected: usize,
+    /// Per view: sort column and whether descending.
+    pub sort: [(usize, bool); 8],
+    /// The drill-down path; each entry is a filter term added by Enter or `/`.
+    pub path: Vec<String>,
+    pub prompt: Option<Prompt>,
+    pub help: bool,
+    pub slowest: bool,
+    /// A request opened with Enter in the Requests view.
+    pub detail: Option<RecentRequest>,
+    pub snapshot: Option<Snapshot>,
+    pub quit: bool,
+    keymap: Vec<(KeyCode, KeyModifiers, Action)>,
+    /// Rows on screen in the current table (set by the renderer, for paging).
+    pub page: usize,
+    /// Show times in UTC rather than local time.
+    pub utc: bool,
+}
+
+impl App {
+    pub fn new(windows: Vec<Micros>, window: Micros) -> App {
+        let idx = windows.iter().position(|w| *w >= window).unwrap_or(0);
+        App {
+            view: View::Overview,
+            windows,
+            window: idx,
+            paused: None,
+            selected: 0,
+            sort: [(1, true); 8],
+            path: Vec::new(),
+            prompt: None,
+            help: false,
+            slowest: false,
+            detail: None,
+            snapshot: None,
+            quit: false,
+            keymap: default_keymap(),
+            page: 10,
+            utc: false,
+        }
+    }
+
+    pub fn window(&self) -> Micros {
+        self.windows[self.window]
+    }
+
+    /// The filter in force: the drill-down path's terms together.
+    pub fn filter(&self) -> Option<Filter> {
+        (!self.path.is_empty()).then(|| self.path.join(" ").parse().expect("path terms were checked"))
+    }
+
+    /// Takes a new snapshot from the engine (unless paused).
+    pub fn refresh(&mut self, live: &Live, events_per_sec: f64) {
+        if self.paused.is_some() && self.snapshot.is_some() {
+            return;
+        }
+        let engine = live.view();
+        let window = self.window();
+        let opts = report::Options { top: 500, ..report::Options::default() };
+        let report = engine.report(window, &opts, report::IngestReport::default());
+        let (stats, ..) = engine.window_stats(window);
+        let mut sessions: Vec<Row> = stats
+            .sessions
+            .iter()
+            .map(|(id, s)| Row {
+                key: id.to_string(),
+                cells: vec![
+                    sanitize(id).into_owned(),
+                    s.name.as_deref().map(|n| sanitize(n).into_owned()).unwrap_or_default(),
+                    format!("{:.1}s", s.duration_micros() as f64 / 1e6),
+                    s.requests.to_string(),
+                    format!("${:.4}", s.cost.to_f64()),
+                    if s.errors == 0 { "ok".into() } else { format!("{} errors", s.errors) },
+                ],
+                sort: vec![0.0, 0.0, s.duration_micros() as f64, s.requests as f64, s.cost.to_f64(), s.errors as f64],
+            })
+            .collect();
+        sessions.sort_by(|a, b| b.sort[3].total_cmp(&a.sort[3]).then_with(|| a.key.cmp(&b.key)));
+        sessions.truncate(500);
+        let requests: Vec<RecentRequest> = engine.recent().rev().take(2_000).cloned().collect();
+        self.snapshot = Some(Snapshot {
+            report,
+            previous: engine.previous(window),
+            window,
+            now: engine.now(),
+            requests,
+            sessions,
+            sources: live.sources.clone(),
+            events_per_sec,
+            total: live.total,
+            filtered_since: live.filtered.as_ref().map(|(_, _, s)| (s.at, s.backfilled)),
+        });
+    }
+
+    /// What a key does. Returns whether the filter changed (the caller rebuilds the
+    /// filtered engine and takes a new snapshot).
+    pub fn key(&mut self, key: KeyEvent) -> bool {
+        if let Some(p) = self.prompt.clone() {
+            return self.prompt_key(key, p);
+        }
+        if self.detail.is_some() {
+            if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
+                self.detail = None;
+            }
+            return false;
+        }
+        let action = self
+            .keymap
+            .iter()
+            .find(|(c, m, _)| {
+                *c == key.code
+                    && (key.modifiers == *m
+                        || (*m == KeyModifiers::NONE
+                            && key.modifiers == KeyModifiers::SHIFT
+                            && matches!(c, KeyCode::Char(ch) if !ch.is_ascii_alphabetic())))
+            })
+            .map(|(_, _, a)| *a);
+        let Some(action) = action else { return false };
+        if self.help && !matches!(action, Action::Help | Action::Quit) {
+            self.help = false;
+            if action == Action::Back {
+                return false;
+            }
+        }
+        self.act(action)
+    }
+
+    fn act(&mut self, action: Action) -> bool {
+        let rows = self.rows_len();
+        match action {
+            Action::Quit => self.quit = true,
+            Action::View(i) => self.set_view(View::ALL[i.min(7)]),
+            Action::NextView => self.set_view(View::ALL[(self.view.index() + 1) % 8]),
+            Action::PrevView => self.set_view(View::ALL[(self.view.index() + 7) % 8]),
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Down => self.selected = (self.selected + 1).min(rows.saturating_sub(1)),
+            Action::PageUp => self.selected = self.selected.saturating_sub(self.page.max(1)),
+            Action::PageDown => self.selected = (self.selected + self.page.max(1)).min(rows.saturating_sub(1)),
+            Action::Home => self.selected = 0,
+            Action::End => self.selected = rows.saturating_sub(1),
+            Action::DrillDown => return self.drill_down(),
+            Action::Back => {
+                if self.path.pop().is_some() {
+                    self.selected = 0;
+                    return true;
+                }
+            }
+            Action::Filter => self.prompt = Some(Prompt::default()),
+            Action::SortNext => {
+                let (col, desc) = self.sort[self.view.index()];
+                let cols = self.columns().max(1);
+                self.sort[self.view.index()] = ((col + 1) % cols, desc);
+            }
+            Action::SortReverse => {
+                let s = &mut self.sort[self.view.index()];
+                s.1 = !s.1;
+            }
+            Action::ZoomIn => self.window = self.window.saturating_sub(1),
+            Action::ZoomOut => self.window = (self.window + 1).min(self.windows.len() - 1),
+            Action::Pause => {
+                self.paused = match self.paused {
+                    Some(_) => None,
+                    None => Some(self.snapshot.as_ref().map_or(0, |s| s.total)),
+                }
+            }
+            Action::Help => self.help = !self.help,
+            Action::SlowestMode => {
+                if self.view == View::Requests {
+                    self.slowest = !self.slowest;
+                    self.selected = 0;
+                }
+            }
+        }
+        false
+    }
+
+    fn set_view(&mut self, v: View) {
+        if v != self.view {
+            self.view = v;
+            self.selected = 0;
+        }
+    }
+
+    fn prompt_key(&mut self, key: KeyEvent, mut p: Prompt) -> bool {
+        match key.code {
+            KeyCode::Esc => {
+                self.prompt = None;
+                return false;
+            }
+            KeyCode::Enter => {
+                let text = p.text.trim().to_string();
+                if text.is_empty() {
+                    self.prompt = None;
+                    return false;
+                }
+                let mut candidate = self.path.clone();
+                candidate.push(text.clone());
+                return match candidate.join(" ").parse::<Filter>() {
+                    Ok(_) => {
+                        self.path.push(text);
+                        self.prompt = None;
+                        self.selected = 0;
+                        true
+                    }
+                    // A bad filter shows why and keeps the old one.
+                    Err(e) => {
+                        p.error = Some(e.to_string());
+                        self.prompt = Some(p);
+                        false
+                    }
+                };
+            }
+            KeyCode::Backspace => {
+                p.text.pop();
+                p.error = None;
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                p.text.push(c);
+                p.error = None;
+            }
+            _ => {}
+        }
+        self.prompt = Some(p);
+        false
+    }
+
+    /// Enter: narrow everything to the selected row (a model, provider, user, session
+    /// or property value), or open the selected request.
+    fn drill_down(&mut self) -> bool {
+        let Some(snap) = &self.snapshot else { return false };
+        let term = match self.view {
+            View::Models | View::Providers | View::Users | View::Properties | View::Sessions => {
+                let rows = self.rows();
+                let Some(row) = rows.get(self.selected) else { return false };
+                if row.key == crate::stats::OTHER {
+                    return false;
+                }
+                let quoted = |s: &str| if s.contains(char::is_whitespace) { None } else { Some(s.to_string()) };
+                match self.view {
+                    View::Models => quoted(&row.key).map(|k| format!("model:{k}")),
+                    View::Providers => quoted(&row.key).map(|k| format!("provider:{k}")),
+                    View::Users => quoted(&row.key).map(|k| format!("user:{k}")),
+                    View::Sessions => quoted(&row.key).map(|k| format!("session:{k}")),
+                    _ => row.key.split_once('=').and_then(|(k, v)| quoted(v).map(|v| format!("prop.{k}={v}"))),
+                }
+            }
+            View::Requests => {
+                let list = self.request_list();
+                self.detail = list.get(self.selected).map(|r| (*r).clone());
+                return false;
+            }
+            _ => None,
+        };
+        let _ = snap;
+        match term {
+            Some(t) if t.parse::<Filter>().is_ok() => {
+                self.path.push(t);
+                self.view = View::Overview;
+                self.selected = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The requests the Requests view lists: newest first, or slowest first.
+    pub fn request_list(&self) -> Vec<&RecentRequest> {
+        let Some(snap) = &self.snapshot else { return Vec::new() };
+        let mut list: Vec<&RecentRequest> = snap.requests.iter().collect();
+        if self.slowest {
+            list.sort_by(|a, b| b.latency_ms.unwrap_or(0.0).total_cmp(&a.latency_ms.unwrap_or(0.0)));
+        }
+        list
+    }
+
+    fn columns(&self) -> usize {
+        self.rows().first().map_or(1, |r| r.cells.len())
+    }
+
+    fn rows_len(&self) -> usize {
+        match self.view {
+            View::Requests => self.snapshot.as_ref().map_or(0, |s| s.requests.len()),
+            _ => self.rows().len(),
+        }
+    }
+
+    /// The rows of the current table view, sorted as chosen.
+    pub fn rows(&self) -> Vec<Row> {
+        let Some(snap) = &self.snapshot else { return Vec::new() };
+        let r = &snap.report;
+        let mut rows = match self.view {
+            View::Models => r.by_model.as_ref().map(|g| group_rows(&g.0)).unwrap_or_default(),
+            View::Providers => r.by_provider.as_ref().map(|g| group_rows(&g.0)).unwrap_or_default(),
+            View::Properties => r
+                .by_property
+                .0
+                .iter()
+                .flat_map(|(k, values)| {
+                    group_rows(&values.0).into_iter().map(move |mut row| {
+                        row.key = format!("{k}={}", row.key);
+                        row.cells[0] = sanitize(&row.key).into_owned();
+                        row
+                    })
+                })
+                .collect(),
+            View::Users => r
+                .users
+                .as_ref()
+                .map(|users| {
+                    users
+                        .iter()
+                        .map(|u| Row {
+                            key: u.user_id.clone(),
+                            cells: vec![
+                                sanitize(&u.user_id).into_owned(),
+                                u.request_count.to_string(),
+                                format!("${:.4}", u.total_cost),
+                                u.avg_latency.map_or("-".into(), |l| format!("{l:.0}")),
+                                format!("{:.1}%", u.error_rate),
+                                u.last_active.get(11..19).unwrap_or("").to_string(),
+                            ],
+                            sort: vec![
+                                0.0,
+                                u.request_count as f64,
+                                u.total_cost,
+                                u.avg_latency.unwrap_or(0.0),
+                                u.error_rate,
+                                0.0,
+                            ],
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            View::Sessions => snap.sessions.clone(),
+            _ => Vec::new(),
+        };
+        let (col, desc) = self.sort[self.view.index()];
+        if rows.first().is_some_and(|r| col < r.cells.len()) {
+            rows.sort_by(|a, b| {
+                let ord = if a.sort[col] == 0.0 && b.sort[col] == 0.0 {
+                    a.cells[col].cmp(&b.cells[col]).reverse()
+                } else {
+                    a.sort[col].total_cmp(&b.sort[col])
+                };
+                if desc { ord.reverse() } else { ord }
+            });
+        }
+        rows
+    }
+}
+
+/// The columns of the Models, Providers and Properties tables.
+pub const GROUP_COLUMNS: [&str; 11] =
+    ["NAME", "REQS", "SHARE", "COST", "COST/REQ", "P50", "P95", "P99", "TTFT", "ERR%", "429%"];
+
+fn group_rows(groups: &[(String, report::Group)]) -> Vec<Row> {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    groups
+        .iter()
+        .map(|(name, g)| Row {
+            key: name.clone(),
+            cells: vec![
+                sanitize(name).into_owned(),
+                g.requests.to_string(),
+                format!("{:.1}%", g.request_share),
+                format!("${:.2}", g.cost),
+                format!("${:.4}", g.cost_per_request),
+                ms(g.latency.p50),
+                ms(g.latency.p95),
+                ms(g.latency.p99),
+                ms(g.ttft_avg),
+                format!("{:.1}%", g.error_rate),
+                format!("{:.1}%", g.rate_429),
+            ],
+            sort: vec![
+                0.0,
+                g.requests as f64,
+                g.request_share,
+                g.cost,
+                g.cost_per_request,
+                g.latency.p50.unwrap_or(0.0),
+                g.latency.p95.unwrap_or(0.0),
+                g.latency.p99.unwrap_or(0.0),
+                g.ttft_avg.unwrap_or(0.0),
+                g.error_rate,
+                g.rate_429,
+            ],
+        })
+        .collect()
+}
+
+/// Window lengths as the status bar writes them.
+pub fn window_label(w: Micros) -> String {
+    crate::time::format_duration(w)
+}
+
+/// Seconds to a compact label for chart axes.
+pub fn seconds_label(s: i64) -> String {
+    crate::time::format_duration(s * MICROS_PER_SEC)
+}

@@ -1,0 +1,166 @@
+//! The live console.
+//!
+//! One task owns everything: it handles keys first (`select!` with `biased`, so a
+//! keypress never waits behind a burst of events), then drains source feeds in bounded
+//! batches into the engine, and redraws at most every `refresh` (100 ms) and only when
+//! something changed. With no input and no data it blocks; a 1 s tick moves the clock
+//! (windows roll with it). Frames go through a buffered writer wrapped in synchronized
+//! output, and ratatui writes only the cells that changed: no flicker over ssh.
+
+pub mod app;
+pub mod render;
+pub mod theme;
+
+use std::io::{self, BufWriter, Write};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use crossterm::terminal::{
+    self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use crossterm::{cursor, execute, queue};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use crate::engine::{Clock, Config};
+use crate::live::Live;
+use crate::pricing::PriceTable;
+use crate::source::{self, SourceOptions, SourceSpec};
+use crate::time::Micros;
+pub use app::App;
+use theme::Theme;
+
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    pub sources: Vec<SourceSpec>,
+    pub source_options: SourceOptions,
+    /// The window shown first.
+    pub window: Micros,
+    /// Redraw at most this often.
+    pub refresh: Duration,
+    pub theme: Theme,
+    pub clock: Clock,
+    pub prices: PriceTable,
+    /// Times in UTC rather than local time.
+    pub utc: bool,
+}
+
+/// Puts the terminal back as it was: raw mode off, main screen, cursor shown.
+pub fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+}
+
+/// Restores the terminal when dropped: on quit, on error, and while unwinding.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Runs the console until the user quits.
+pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
+    let names: Vec<String> = opts.sources.iter().map(SourceSpec::display).collect();
+    let config = Config { clock: opts.clock, recent: 20_000, ..Config::default() };
+    let now = match opts.clock {
+        Clock::Wall => crate::time::now(),
+        Clock::EventTime => 0,
+    };
+    let mut live = Live::new(names, config.clone(), opts.prices.clone(), now);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    source::start(&opts.sources, &opts.source_options, tx);
+
+    // A panic restores the terminal before its message is printed.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+    terminal::enable_raw_mode()?;
+    let _guard = TerminalGuard;
+    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+    let mut term = Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout())))?;
+    term.clear()?;
+
+    let mut app = App::new(config.windows.clone(), opts.window);
+    app.utc = opts.utc;
+    let mut input = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_draw = Instant::now() - opts.refresh;
+    let (mut dirty, mut data) = (true, true);
+    let (mut rate_at, mut rate_total, mut rate) = (Instant::now(), 0u64, 0.0f64);
+    loop {
+        let wait = opts.refresh.saturating_sub(last_draw.elapsed());
+        tokio::select! {
+            biased;
+            ev = input.next() => match ev {
+                Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => {
+                    if app.key(k) {
+                        live.set_filter(app.filter());
+                        data = true;
+                    }
+                    dirty = true;
+                }
+                Some(Ok(TermEvent::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => break,
+            },
+            feed = rx.recv(), if !data || last_draw.elapsed() < opts.refresh => match feed {
+                Some(feed) => {
+                    if live.clock() == Clock::Wall {
+                        live.tick(crate::time::now());
+                    }
+                    live.feed(feed);
+                    // Drain what is queued, bounded so keys are never kept waiting long.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(feed) => live.feed(feed),
+                            Err(_) => break,
+                        }
+                    }
+                    data = true;
+                }
+                None => {
+                    // Every source is gone (read to their ends): keep showing the last state.
+                    std::future::pending::<()>().await;
+                }
+            },
+            _ = tick.tick() => {
+                if live.clock() == Clock::Wall {
+                    live.tick(crate::time::now());
+                }
+                let secs = rate_at.elapsed().as_secs_f64();
+                rate = (live.total - rate_total) as f64 / secs.max(1e-3);
+                rate_at = Instant::now();
+                rate_total = live.total;
+                data = true;
+            },
+            _ = tokio::time::sleep(wait), if dirty || data => {}
+        }
+        if app.quit {
+            break;
+        }
+        if (dirty || data) && last_draw.elapsed() >= opts.refresh {
+            if data {
+                app.refresh(&live, rate);
+            }
+            draw(&mut term, &mut app, &opts.theme)?;
+            last_draw = Instant::now();
+            dirty = false;
+            data = false;
+        }
+    }
+    drop(term);
+    Ok(())
+}
+
+fn draw<W: Write>(term: &mut Terminal<CrosstermBackend<W>>, app: &mut App, theme: &Theme) -> io::Result<()> {
+    queue!(term.backend_mut(), BeginSynchronizedUpdate)?;
+    term.draw(|f| render::draw(f, app, theme))?;
+    execute!(term.backend_mut(), EndSynchronizedUpdate)?;
+    Ok(())
+}

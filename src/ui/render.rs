@@ -1,0 +1,627 @@
+//! Drawing: one function a screen region, reading only the `App` and its snapshot.
+//!
+//! ```text
+//!  tabs ─────────────────────────────────────── window
+//!  breadcrumb (when drilled down) / filter prompt
+//!  ┌ body: the view ───────────────────────────────────┐
+//!  │ Overview: KPI tiles, charts, bars by model/provider│
+//!  │ tables: Models, Providers, Users, Sessions, …      │
+//!  └────────────────────────────────────────────────────┘
+//!  key hints
+//!  status: sources · ingest rate · bad lines · window · paused · time
+//! ```
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, TableState,
+};
+
+use super::app::{App, GROUP_COLUMNS, Snapshot, View, window_label};
+use super::theme::Theme;
+use crate::engine::RecentRequest;
+use crate::source::SourceState;
+use crate::text::{sanitize, truncate};
+
+/// Smallest terminal the console draws in; below it says so.
+pub const MIN_SIZE: (u16, u16) = (60, 15);
+
+pub fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
+    let area = f.area();
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        let msg = format!("terminal too small ({}×{}, need {}×{})", area.width, area.height, MIN_SIZE.0, MIN_SIZE.1);
+        f.render_widget(Paragraph::new(truncate(&msg, area.width as usize).into_owned()), area);
+        return;
+    }
+    let top_lines = 1 + u16::from(!app.path.is_empty() || app.prompt.is_some());
+    let [tabs, crumbs, body, hints, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(top_lines - 1),
+        Constraint::Min(5),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_tabs(f, app, theme, tabs);
+    draw_crumbs(f, app, theme, crumbs);
+    match &app.snapshot {
+        None => f.render_widget(Paragraph::new("waiting for data…").style(theme.dim()), body),
+        Some(_) => match app.view {
+            View::Overview => draw_overview(f, app, theme, body),
+            View::Requests => draw_requests(f, app, theme, body),
+            View::Alerts => draw_alerts(f, theme, body),
+            _ => draw_table(f, app, theme, body),
+        },
+    }
+    draw_hints(f, app, theme, hints);
+    draw_status(f, app, theme, status);
+    if let Some(r) = app.detail.clone() {
+        draw_detail(f, &r, theme, area);
+    }
+    if app.help {
+        draw_help(f, theme, area);
+    }
+}
+
+fn draw_tabs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut spans = vec![Span::styled(" tokentop ", theme.accent())];
+    let compact = area.width < 110;
+    for (i, v) in View::ALL.iter().enumerate() {
+        let label = if compact { format!(" {}{} ", i + 1, v.short()) } else { format!(" {} {} ", i + 1, v.title()) };
+        let style = if *v == app.view { theme.selected() } else { Style::default() };
+        spans.push(Span::styled(label, style));
+    }
+    let right = format!(" window {} ", window_label(app.window()));
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    let pad = (area.width as usize).saturating_sub(used + right.len());
+    spans.push(Span::raw(" ".repeat(pad)));
+    spans.push(Span::styled(right, theme.accent()));
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_crumbs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let line = if let Some(p) = &app.prompt {
+        let mut spans = vec![Span::styled("/ filter: ", theme.accent()), Span::raw(p.text.clone()), Span::raw("▏")];
+        if let Some(e) = &p.error {
+            spans.push(Span::styled(format!("  {e}"), theme.bad()));
+        }
+        Line::from(spans)
+    } else {
+        let mut spans = vec![Span::styled("All", theme.accent())];
+        for term in &app.path {
+            spans.push(Span::raw(" › "));
+            spans.push(Span::styled(sanitize(term).into_owned(), theme.accent()));
+        }
+        if let Some((at, n)) = app.snapshot.as_ref().and_then(|s| s.filtered_since) {
+            spans.push(Span::styled(
+                format!("   (since {}, {n} recent requests replayed)  Esc back", clock(at, app.utc)),
+                theme.dim(),
+            ));
+        }
+        Line::from(spans)
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// A time of day, local or UTC.
+fn clock(t: i64, utc: bool) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .map(|d| {
+            if utc {
+                d.format("%H:%M:%S").to_string()
+            } else {
+                d.with_timezone(&chrono::Local).format("%H:%M:%S").to_string()
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// A number with thousands separators.
+fn int(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn usd(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("${:.0}", v)
+    } else if v >= 1.0 {
+        format!("${v:.2}")
+    } else {
+        format!("${v:.4}")
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v >= 10_000.0 => format!("{:.1}s", v / 1000.0),
+        Some(v) => format!("{v:.0}ms"),
+    }
+}
+
+/// One KPI tile: label, value, and the change against the previous window.
+struct Tile {
+    label: &'static str,
+    value: String,
+    now: Option<f64>,
+    before: Option<f64>,
+    /// Whether a rise is good news (requests) or bad (latency, errors).
+    up_is_good: bool,
+}
+
+fn tiles(s: &Snapshot) -> Vec<Tile> {
+    let r = &s.report;
+    let p = &s.previous;
+    let secs = s.window as f64 / 1e6;
+    let pct = |a: u64, b: u64| (b > 0).then(|| a as f64 * 100.0 / b as f64);
+    let t = |label, value, now, before, up_is_good| Tile { label, value, now, before, up_is_good };
+    vec![
+        t(
+            "Requests",
+            int(r.summary.total_requests),
+            Some(r.summary.total_requests as f64),
+            Some(p.requests as f64),
+            true,
+        ),
+        t(
+            "Req/s",
+            format!("{:.2}", r.summary.requests_per_second),
+            Some(r.summary.requests_per_second),
+            Some(p.requests as f64 / secs),
+            true,
+        ),
+        t("Cost", usd(r.cost.total), Some(r.cost.total), Some(p.cost.to_f64()), false),
+        t("Avg latency", ms(r.latency.avg), r.latency.avg, p.latency.moments.avg_ms(), false),
+        t("p50", ms(r.latency.p50), r.latency.p50, p.latency.percentile(50.0), false),
+        t("p95", ms(r.latency.p95), r.latency.p95, p.latency.percentile(95.0), false),
+        t("p99", ms(r.latency.p99), r.latency.p99, p.latency.percentile(99.0), false),
+        t("TTFT p50", ms(r.ttft.p50), r.ttft.p50, p.ttft.percentile(50.0), false),
+        t(
+            "Error rate",
+            format!("{:.2}%", r.errors.error_rate),
+            Some(r.errors.error_rate),
+            pct(p.errors, p.requests),
+            false,
+        ),
+        t("429s", int(r.errors.errors.e429), Some(r.errors.errors.e429 as f64), Some(p.e429 as f64), false),
+        t("Active users", int(r.summary.active_users), None, None, true),
+        t(
+            "Cache hits",
+            format!("{:.1}% {}", r.cache.hit_rate, usd(r.cache.cost_saved)),
+            Some(r.cache.hit_rate),
+            pct(p.cache_hits, p.requests),
+            true,
+        ),
+        t("Tokens", int(r.tokens.total_tokens), Some(r.tokens.total_tokens as f64), Some(p.tokens as f64), true),
+    ]
+}
+
+fn draw_tiles(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
+    let tiles = tiles(s);
+    let cols = (area.width / 20).clamp(1, tiles.len() as u16) as usize;
+    let width = area.width / cols as u16;
+    for (i, tile) in tiles.iter().enumerate() {
+        let (row, col) = ((i / cols) as u16, (i % cols) as u16);
+        if row * 2 + 1 >= area.height {
+            break;
+        }
+        let r = Rect { x: area.x + col * width, y: area.y + row * 2, width, height: 2 };
+        let delta = match (tile.now, tile.before) {
+            (Some(n), Some(b)) if b > 0.0 => {
+                let change = (n - b) / b * 100.0;
+                let better = (change > 0.0) == tile.up_is_good;
+                let style = if change.abs() < 0.5 {
+                    theme.dim()
+                } else if better {
+                    theme.good()
+                } else {
+                    theme.bad()
+                };
+                let arrow = if change >= 0.0 { "▲" } else { "▼" };
+                Span::styled(format!(" {arrow}{:.0}%", change.abs()), style)
+            }
+            _ => Span::raw(""),
+        };
+        let lines = vec![
+            Line::from(Span::styled(tile.label, theme.dim())),
+            Line::from(vec![Span::styled(tile.value.clone(), theme.header()), delta]),
+        ];
+        f.render_widget(Paragraph::new(lines), r);
+    }
+}
+
+fn draw_overview(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let Some(s) = &app.snapshot else { return };
+    let cols = (area.width / 20).clamp(1, 13) as u16;
+    let tile_rows = 13u16.div_ceil(cols);
+    let tiles_h = (tile_rows * 2).min(area.height.saturating_sub(4));
+    let rest = area.height.saturating_sub(tiles_h + 1);
+    let bars_h = if rest >= 14 { (rest / 3).clamp(4, 12) } else { 0 };
+    let [tiles, _, charts, bars] = Layout::vertical([
+        Constraint::Length(tiles_h),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(bars_h),
+    ])
+    .areas(area);
+    draw_tiles(f, s, theme, tiles);
+    draw_charts(f, s, theme, charts);
+    if bars_h > 0 {
+        let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bars);
+        let models = s.report.by_model.as_ref().map(|g| g.0.as_slice()).unwrap_or_default();
+        let providers = s.report.by_provider.as_ref().map(|g| g.0.as_slice()).unwrap_or_default();
+        draw_bars(f, "by model", models, theme, left);
+        draw_bars(f, "by provider", providers, theme, right);
+    }
+}
+
+/// Four charts over the window: requests/s, cost, latency percentiles, errors by class.
+fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
+    let pts = &s.report.series;
+    let bucket = s.report.series_bucket_seconds.max(1) as f64;
+    let n = pts.len().max(1) as f64;
+    let x = |i: usize| i as f64;
+    let rps: Vec<(f64, f64)> = pts.iter().enumerate().map(|(i, p)| (x(i), p.requests as f64 / bucket)).collect();
+    let cost: Vec<(f64, f64)> = pts.iter().enumerate().map(|(i, p)| (x(i), p.cost)).collect();
+    let p95: Vec<(f64, f64)> = pts.iter().enumerate().filter_map(|(i, p)| p.p95.map(|v| (x(i), v))).collect();
+    let errs: Vec<(f64, f64)> = pts.iter().enumerate().map(|(i, p)| (x(i), p.errors as f64)).collect();
+    let (w, h) = (area.width / 2, area.height / 2);
+    let cells = [
+        Rect { x: area.x, y: area.y, width: w, height: h },
+        Rect { x: area.x + w, y: area.y, width: area.width - w, height: h },
+        Rect { x: area.x, y: area.y + h, width: w, height: area.height - h },
+        Rect { x: area.x + w, y: area.y + h, width: area.width - w, height: area.height - h },
+    ];
+    let span = window_label(s.window);
+    let charts: [(&str, &str, &[(f64, f64)]); 4] = [
+        ("requests/s", "req/s", &rps),
+        ("cost per bucket", "USD", &cost),
+        ("latency p95", "ms", &p95),
+        ("errors per bucket", "errors", &errs),
+    ];
+    for (i, (title, unit, data)) in charts.iter().enumerate() {
+        let max = data.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9);
+        let marker = if theme.braille { Marker::Braille } else { Marker::Dot };
+        let ds = Dataset::default().marker(marker).graph_type(GraphType::Line).style(theme.series(i)).data(data);
+        let label = |v: f64| {
+            if *unit == "USD" {
+                usd(v)
+            } else if v >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        };
+        let chart = Chart::new(vec![ds])
+            .block(
+                Block::default().borders(Borders::TOP).title(Span::styled(format!(" {title} ({unit}) "), theme.dim())),
+            )
+            .x_axis(
+                Axis::default()
+                    .bounds([0.0, (n - 1.0).max(1.0)])
+                    .labels([Line::from(format!("-{span}")), Line::from("now")]),
+            )
+            .y_axis(Axis::default().bounds([0.0, max * 1.1]).labels([Line::from("0"), Line::from(label(max))]));
+        f.render_widget(chart, cells[i]);
+    }
+}
+
+/// Horizontal bars of requests (and cost) for the top groups; the rest as "other".
+fn draw_bars(f: &mut Frame, title: &str, groups: &[(String, crate::report::Group)], theme: &Theme, area: Rect) {
+    let block = Block::default().borders(Borders::TOP).title(Span::styled(format!(" {title} "), theme.dim()));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let rows = inner.height as usize;
+    let max = groups.iter().map(|(_, g)| g.requests).max().unwrap_or(1).max(1);
+    let name_w = 18usize.min(inner.width as usize / 3);
+    let bar_w = (inner.width as usize).saturating_sub(name_w + 22);
+    let mut shown: Vec<(String, u64, f64)> =
+        groups.iter().take(rows.saturating_sub(1).max(1)).map(|(n, g)| (n.clone(), g.requests, g.cost)).collect();
+    if groups.len() > shown.len() {
+        let rest = &groups[shown.len()..];
+        shown.push((
+            "other".into(),
+            rest.iter().map(|(_, g)| g.requests).sum(),
+            rest.iter().map(|(_, g)| g.cost).sum(),
+        ));
+    }
+    let lines: Vec<Line> = shown
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, reqs, cost))| {
+            let len = (reqs as f64 / max as f64 * bar_w as f64).round() as usize;
+            Line::from(vec![
+                Span::raw(format!("{:<name_w$} ", truncate(&sanitize(&name), name_w))),
+                Span::styled("█".repeat(len.min(bar_w)), theme.series(i)),
+                Span::raw(format!("{} {:>8} {:>9} ", " ".repeat(bar_w - len.min(bar_w)), int(reqs), usd(cost))),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_table(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
+    let rows = app.rows();
+    let (headers, widths): (Vec<&str>, Vec<Constraint>) = match app.view {
+        View::Users => (
+            vec!["USER", "REQS", "COST", "AVG ms", "ERR%", "LAST"],
+            vec![
+                Constraint::Min(16),
+                Constraint::Length(8),
+                Constraint::Length(11),
+                Constraint::Length(8),
+                Constraint::Length(7),
+                Constraint::Length(9),
+            ],
+        ),
+        View::Sessions => (
+            vec!["SESSION", "NAME", "DURATION", "REQS", "COST", "RESULT"],
+            vec![
+                Constraint::Min(14),
+                Constraint::Length(14),
+                Constraint::Length(10),
+                Constraint::Length(6),
+                Constraint::Length(11),
+                Constraint::Length(10),
+            ],
+        ),
+        _ => {
+            let narrow = area.width < 100;
+            let cols: Vec<&str> = GROUP_COLUMNS
+                .iter()
+                .copied()
+                .filter(|c| !narrow || !matches!(*c, "COST/REQ" | "TTFT" | "P50"))
+                .collect();
+            let widths =
+                cols.iter().map(|c| if *c == "NAME" { Constraint::Min(14) } else { Constraint::Length(9) }).collect();
+            (cols, widths)
+        }
+    };
+    let keep: Vec<usize> = match app.view {
+        View::Users | View::Sessions => (0..headers.len()).collect(),
+        _ => GROUP_COLUMNS.iter().enumerate().filter(|(_, c)| headers.contains(c)).map(|(i, _)| i).collect(),
+    };
+    let (sort_col, desc) = app.sort[View::ALL.iter().position(|v| *v == app.view).unwrap_or(0)];
+    let header = Row::new(keep.iter().map(|&i| {
+        let mark = if i == sort_col { if desc { "▼" } else { "▲" } } else { "" };
+        Cell::from(format!("{}{mark}", headers[keep.iter().position(|k| *k == i).unwrap_or(0)]))
+    }))
+    .style(theme.header());
+    let body: Vec<Row> = rows
+        .iter()
+        .map(|r| Row::new(keep.iter().map(|&i| Cell::from(truncate(&r.cells[i], 40).into_owned()))))
+        .collect();
+    app.page = area.height.saturating_sub(2) as usize;
+    let empty = body.is_empty();
+    let table = Table::new(body, widths).header(header).row_highlight_style(theme.selected()).block(
+        Block::default().borders(Borders::TOP).title(Span::styled(
+            format!(" {} · {} rows · s sort, S reverse, Enter drill down ", app.view.title(), rows.len()),
+            theme.dim(),
+        )),
+    );
+    let mut state =
+        TableState::default().with_selected((!empty).then_some(app.selected.min(rows.len().saturating_sub(1))));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn status_style(status: u16, theme: &Theme) -> Style {
+    match status {
+        200..=299 => theme.good(),
+        429 => theme.warn(),
+        0 | 400.. => theme.bad(),
+        _ => Style::default(),
+    }
+}
+
+fn draw_requests(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
+    app.page = area.height.saturating_sub(2) as usize;
+    let list = app.request_list();
+    let header = Row::new(["TIME", "MODEL", "PROVIDER", "STATUS", "LATENCY", "TTFT", "TOKENS", "COST", "USER"])
+        .style(theme.header());
+    let skip = app.selected.saturating_sub(area.height.saturating_sub(3) as usize);
+    let rows: Vec<Row> = list
+        .iter()
+        .skip(skip)
+        .take(area.height as usize)
+        .map(|r| {
+            Row::new(vec![
+                Cell::from(clock(r.created_at, app.utc)),
+                Cell::from(truncate(&sanitize(&r.model), 28).into_owned()),
+                Cell::from(truncate(&sanitize(&r.provider), 12).into_owned()),
+                Cell::from(Span::styled(r.status.to_string(), status_style(r.status, theme))),
+                Cell::from(ms(r.latency_ms)),
+                Cell::from(ms(r.ttft_ms)),
+                Cell::from(int(r.prompt_tokens + r.completion_tokens)),
+                Cell::from(if r.unpriced { "?".into() } else { usd(r.cost) }),
+                Cell::from(truncate(&sanitize(&r.user_id), 20).into_owned()),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(9),
+        Constraint::Min(14),
+        Constraint::Length(10),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Min(8),
+    ];
+    let mode = if app.slowest { "slowest first" } else { "newest first" };
+    let frozen = if app.paused.is_some() { ", frozen" } else { "" };
+    let title = format!(" Requests · {} · {mode}{frozen} · l slowest/newest, Enter details ", list.len());
+    let selected = app.selected - skip;
+    let table = Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(theme.selected())
+        .block(Block::default().borders(Borders::TOP).title(Span::styled(title, theme.dim())));
+    let mut state = TableState::default().with_selected((!list.is_empty()).then_some(selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_alerts(f: &mut Frame, theme: &Theme, area: Rect) {
+    let text = vec![
+        Line::from(Span::styled("No alert rules loaded.", theme.header())),
+        Line::from(""),
+        Line::from("Alert rules (thresholds and spikes on cost, latency, TTFT, errors and traffic) are"),
+        Line::from("configured in the config file; firing alerts show as a banner above the tabs."),
+    ];
+    f.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::TOP)), area);
+}
+
+fn popup(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width.saturating_sub(2));
+    let h = h.min(area.height.saturating_sub(2));
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+}
+
+fn draw_detail(f: &mut Frame, r: &RecentRequest, theme: &Theme, area: Rect) {
+    let area = popup(area, 76, 22);
+    let field = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<14}"), theme.dim()),
+            Span::raw(truncate(&sanitize(&v), 58).into_owned()),
+        ])
+    };
+    let mut lines = vec![
+        field("request", r.request_id.clone()),
+        field(
+            "time",
+            chrono::DateTime::from_timestamp_micros(r.created_at).map(|d| d.to_rfc3339()).unwrap_or_default(),
+        ),
+        field("model", r.model.clone()),
+        field("provider", r.provider.clone()),
+        field("status", r.status.to_string()),
+        field("latency", ms(r.latency_ms)),
+        field("ttft", ms(r.ttft_ms)),
+        field(
+            "tokens",
+            format!(
+                "{} in ({} cached), {} out ({} reasoning)",
+                r.prompt_tokens, r.cache_read_tokens, r.completion_tokens, r.reasoning_tokens
+            ),
+        ),
+        field(
+            "cost",
+            if r.unpriced {
+                "unpriced".into()
+            } else if r.cache_hit {
+                "cache hit ($0)".into()
+            } else {
+                usd(r.cost)
+            },
+        ),
+        field("user", r.user_id.clone()),
+        field("session", format!("{} {}", r.session_id, r.session_path)),
+        field("retry", r.retry.to_string()),
+        field("error", r.error.clone()),
+    ];
+    for (k, v) in &r.properties {
+        lines.push(field(&format!("{}", truncate(&sanitize(k), 13)), v.clone()));
+    }
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" request · Esc close ")),
+        area,
+    );
+}
+
+/// The keys, as shown by `?`.
+pub const HELP: [(&str, &str); 16] = [
+    ("q  Ctrl-C", "quit"),
+    ("1–8  Tab  Shift-Tab", "views"),
+    ("↑ ↓  j k  PgUp PgDn  Home End", "move"),
+    ("Enter", "drill down (or open a request)"),
+    ("Esc", "back along the path"),
+    ("/", "filter, e.g. model:gpt-4o* status:5xx latency>5000"),
+    ("s  S", "sort by the next column, reverse"),
+    ("[ ]  - +", "shorter / longer window (1m … 7d)"),
+    ("Space", "pause the screen (ingest goes on)"),
+    ("l", "requests: slowest first / newest first"),
+    ("?", "this help"),
+    ("", ""),
+    ("filter terms", "model: provider: user: session: prop.KEY=VALUE"),
+    ("", "status:429 status:5xx status:error cache:hit"),
+    ("", "latency>5s ttft>=800 cost>0.01 tokens<100 -term"),
+    ("", "Esc closes this help"),
+];
+
+fn draw_help(f: &mut Frame, theme: &Theme, area: Rect) {
+    let area = popup(area, 84, HELP.len() as u16 + 2);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<30}"), theme.accent()), Span::raw(*v)]))
+        .collect();
+    f.render_widget(Clear, area);
+    f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" keys ")), area);
+}
+
+fn draw_hints(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let hint = if app.prompt.is_some() {
+        "Enter apply · Esc cancel"
+    } else {
+        "q quit · 1-8 views · Enter drill down · Esc back · / filter · [ ] window · Space pause · ? help"
+    };
+    f.render_widget(Paragraph::new(truncate(hint, area.width as usize).into_owned()).style(theme.dim()), area);
+}
+
+fn draw_status(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut spans = Vec::new();
+    if let Some(s) = &app.snapshot {
+        for src in &s.sources {
+            let style = match src.state {
+                SourceState::Failed(_) | SourceState::Reconnecting { .. } => theme.bad(),
+                SourceState::Waiting | SourceState::Connecting => theme.warn(),
+                _ => theme.good(),
+            };
+            let state = match &src.state {
+                SourceState::Reconnecting { in_ms, .. } => format!("reconnecting in {:.0}s", *in_ms as f64 / 1000.0),
+                SourceState::Failed(_) => "error".into(),
+                other => other.to_string(),
+            };
+            spans.push(Span::raw(format!("{} ", truncate(&sanitize(&src.name), 24))));
+            spans.push(Span::styled(state, style));
+            if src.bad > 0 {
+                spans.push(Span::styled(format!(" {} bad", int(src.bad)), theme.warn()));
+            }
+            if src.missed > 0 {
+                spans.push(Span::styled(format!(" gap {}", int(src.missed)), theme.bad()));
+            }
+            spans.push(Span::raw(" · "));
+        }
+        spans.push(Span::raw(format!("{:.0} ev/s · ", s.events_per_sec)));
+        if let Some(at) = app.paused {
+            spans.push(Span::styled(
+                format!("PAUSED +{} ", int(s.total.saturating_sub(at))),
+                theme.warn().add_modifier(Modifier::REVERSED),
+            ));
+            spans.push(Span::raw(" · "));
+        }
+    }
+    let right = app.snapshot.as_ref().map_or_else(String::new, |s| clock(s.now, app.utc));
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    if used + right.len() + 1 > area.width as usize {
+        let keep = (area.width as usize).saturating_sub(right.len() + 1);
+        let text: String = spans.iter().map(|s| s.content.as_ref()).collect::<String>();
+        spans = vec![Span::raw(truncate(&text, keep).into_owned())];
+    }
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    spans.push(Span::raw(" ".repeat((area.width as usize).saturating_sub(used + right.len()))));
+    spans.push(Span::styled(right, theme.dim()));
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}

@@ -1,0 +1,209 @@
+//! The console's screens, drawn by ratatui's TestBackend from deterministic data
+//! (seeded synthetic traffic, replayed with the event-time clock), and its keys.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokentop::engine::{Clock, Config};
+use tokentop::live::Live;
+use tokentop::parse::native::write_line;
+use tokentop::pricing::PriceTable;
+use tokentop::source::{Feed, Update};
+use tokentop::synth::Synth;
+use tokentop::time::MICROS_PER_SEC;
+use tokentop::ui::App;
+use tokentop::ui::app::View;
+use tokentop::ui::render::draw;
+use tokentop::ui::theme::{Theme, ThemeName};
+
+const HOUR: i64 = 3_600 * MICROS_PER_SEC;
+
+fn live_with_traffic() -> Live {
+    let config = Config { clock: Clock::EventTime, ..Config::default() };
+    let mut live = Live::new(vec!["gateway.jsonl".into()], config, PriceTable::builtin(), 0);
+    let mut synth = Synth::new(42, 1_740_823_200_000_000, 5.0).with_incidents();
+    let mut lines = Vec::new();
+    for _ in 0..4_000 {
+        write_line(&synth.next_event(), &mut lines);
+    }
+    live.feed(Feed { source: 0, update: Update::State(tokentop::source::SourceState::Following) });
+    live.feed(Feed { source: 0, update: Update::Lines(lines) });
+    live
+}
+
+fn app(live: &Live) -> App {
+    let mut app = App::new(tokentop::engine::DEFAULT_WINDOWS.to_vec(), HOUR);
+    app.utc = true;
+    app.refresh(live, 0.0);
+    app
+}
+
+fn key(app: &mut App, code: KeyCode) -> bool {
+    app.key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn screen(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let theme = Theme::new(ThemeName::Mono, true);
+    term.draw(|f| draw(f, app, &theme)).unwrap();
+    term
+}
+
+fn text(term: &Terminal<TestBackend>) -> String {
+    let buf = term.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_view_at_both_sizes() {
+    let live = live_with_traffic();
+    for (w, h) in [(80, 24), (160, 48)] {
+        for (i, view) in View::ALL.iter().enumerate() {
+            let mut app = app(&live);
+            key(&mut app, KeyCode::Char(char::from(b'1' + i as u8)));
+            assert_eq!(app.view, *view);
+            let term = screen(&mut app, w, h);
+            insta::assert_snapshot!(format!("{}_{w}x{h}", view.title().to_lowercase()), term.backend());
+        }
+    }
+}
+
+#[test]
+fn overlays_and_drill_down() {
+    let live = live_with_traffic();
+    let mut a = app(&live);
+    key(&mut a, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_100x30", screen(&mut a, 100, 30).backend());
+
+    let mut a = app(&live);
+    key(&mut a, KeyCode::Char('7'));
+    key(&mut a, KeyCode::Enter);
+    assert!(a.detail.is_some());
+    insta::assert_snapshot!("request_detail_100x30", screen(&mut a, 100, 30).backend());
+
+    // Enter on the top model narrows everything to it, Esc goes back.
+    let mut live = live_with_traffic();
+    let mut a = app(&live);
+    key(&mut a, KeyCode::Char('2'));
+    let top = a.rows()[0].key.clone();
+    assert!(key(&mut a, KeyCode::Enter), "drilling down changes the filter");
+    assert_eq!(a.path, [format!("model:{top}")]);
+    assert_eq!(a.view, View::Overview);
+    live.set_filter(a.filter());
+    a.refresh(&live, 0.0);
+    let s = text(&screen(&mut a, 120, 40));
+    assert!(s.contains(&format!("All › model:{top}")), "{s}");
+    assert_eq!(a.snapshot.as_ref().unwrap().report.by_model.as_ref().unwrap().0.len(), 1, "only that model");
+    assert!(key(&mut a, KeyCode::Esc));
+    assert!(a.path.is_empty());
+}
+
+#[test]
+fn small_terminals_never_panic() {
+    let live = live_with_traffic();
+    for (w, h) in [(20, 5), (40, 10), (59, 14), (60, 15), (61, 16), (80, 24)] {
+        for view in 0..8u8 {
+            let mut a = app(&live);
+            key(&mut a, KeyCode::Char(char::from(b'1' + view)));
+            let s = text(&screen(&mut a, w, h));
+            if w < 60 || h < 15 {
+                assert!(s.contains("terminal too small"), "{w}x{h}: {s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn keys_change_the_state() {
+    let live = live_with_traffic();
+    let mut a = app(&live);
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.view, View::Models);
+    a.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    a.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    assert_eq!(a.view, View::Alerts);
+    // Window zoom: 1h → 15m → 1h → 6h; clamped at the ends.
+    key(&mut a, KeyCode::Char('['));
+    assert_eq!(a.window(), 900 * MICROS_PER_SEC);
+    key(&mut a, KeyCode::Char(']'));
+    key(&mut a, KeyCode::Char('+'));
+    assert_eq!(a.window(), 6 * HOUR);
+    for _ in 0..10 {
+        key(&mut a, KeyCode::Char(']'));
+    }
+    assert_eq!(a.window(), 7 * 24 * HOUR);
+    // Moving in a table.
+    key(&mut a, KeyCode::Char('2'));
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!(a.selected, 2);
+    key(&mut a, KeyCode::End);
+    assert_eq!(a.selected, a.rows().len() - 1);
+    key(&mut a, KeyCode::Home);
+    assert_eq!(a.selected, 0);
+    // Sorting: by requests descending first; S reverses; s moves to the next column.
+    let reqs: Vec<f64> = a.rows().iter().map(|r| r.sort[1]).collect();
+    assert!(reqs.windows(2).all(|w| w[0] >= w[1]));
+    a.key(KeyEvent::new(KeyCode::Char('S'), KeyModifiers::SHIFT));
+    let reqs: Vec<f64> = a.rows().iter().map(|r| r.sort[1]).collect();
+    assert!(reqs.windows(2).all(|w| w[0] <= w[1]));
+    key(&mut a, KeyCode::Char('s'));
+    assert_eq!(a.sort[1].0, 2);
+    // Pause freezes the snapshot.
+    key(&mut a, KeyCode::Char(' '));
+    assert!(a.paused.is_some());
+    key(&mut a, KeyCode::Char(' '));
+    assert!(a.paused.is_none());
+    // A bad filter shows why and keeps the old one.
+    key(&mut a, KeyCode::Char('/'));
+    for c in "latency>>5".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    assert!(!key(&mut a, KeyCode::Enter));
+    assert!(a.prompt.as_ref().unwrap().error.as_ref().unwrap().contains("latency>>5"));
+    key(&mut a, KeyCode::Esc);
+    assert!(a.prompt.is_none() && a.path.is_empty());
+    key(&mut a, KeyCode::Char('/'));
+    for c in "status:5xx".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    assert!(key(&mut a, KeyCode::Enter));
+    assert_eq!(a.path, ["status:5xx"]);
+    // Slowest mode sorts requests by latency.
+    key(&mut a, KeyCode::Char('7'));
+    key(&mut a, KeyCode::Char('l'));
+    let lat: Vec<f64> = a.request_list().iter().map(|r| r.latency_ms.unwrap_or(0.0)).collect();
+    assert!(lat.windows(2).all(|w| w[0] >= w[1]));
+    key(&mut a, KeyCode::Char('q'));
+    assert!(a.quit);
+}
+
+#[test]
+fn escape_sequences_from_events_never_reach_the_terminal() {
+    let config = Config { clock: Clock::EventTime, ..Config::default() };
+    let mut live = Live::new(vec!["evil".into()], config, PriceTable::builtin(), 0);
+    let evil = r#"{"created_at":1740823200000,"model":"gpt-4o\u001b[2J","user_id":"u-1\u001b]52;c;aGk=\u0007\u001b[31mred","properties":{"Env\u001b[H":"prod\u009b1m"},"error":"boom\u001b[?1049l"}"#;
+    live.feed(Feed { source: 0, update: Update::Lines(format!("{evil}\n").into_bytes()) });
+    for view in 0..8u8 {
+        let mut a = app(&live);
+        key(&mut a, KeyCode::Char(char::from(b'1' + view)));
+        if view == 6 {
+            key(&mut a, KeyCode::Enter);
+        }
+        let term = screen(&mut a, 160, 48);
+        let buf = term.backend().buffer();
+        for cell in buf.content() {
+            assert!(
+                !cell.symbol().chars().any(|c| c.is_control()),
+                "view {view}: control character in {:?}",
+                cell.symbol()
+            );
+        }
+    }
+    let mut a = app(&live);
+    key(&mut a, KeyCode::Char('4'));
+    assert!(text(&screen(&mut a, 160, 48)).contains("u-1]52;c;aGk=[31mred"));
+}
