@@ -81,9 +81,11 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
     }));
     terminal::enable_raw_mode()?;
     let _guard = TerminalGuard;
-    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+    // A fresh alternate screen, cleared without `Terminal::clear`, which asks the
+    // terminal where its cursor is: a slow link (or a terminal that does not answer)
+    // would make starting up fail.
+    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide, terminal::Clear(terminal::ClearType::All))?;
     let mut term = Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout())))?;
-    term.clear()?;
 
     let mut app = App::new(config.windows.clone(), opts.window);
     app.utc = opts.utc;

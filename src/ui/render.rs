@@ -127,7 +127,7 @@ fn int(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -246,7 +246,7 @@ fn draw_tiles(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
 
 fn draw_overview(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let Some(s) = &app.snapshot else { return };
-    let cols = (area.width / 20).clamp(1, 13) as u16;
+    let cols = (area.width / 20).clamp(1, 13);
     let tile_rows = 13u16.div_ceil(cols);
     let tiles_h = (tile_rows * 2).min(area.height.saturating_sub(4));
     let rest = area.height.saturating_sub(tiles_h + 1);
@@ -287,7 +287,8 @@ fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
         Rect { x: area.x + w, y: area.y + h, width: area.width - w, height: area.height - h },
     ];
     let span = window_label(s.window);
-    let charts: [(&str, &str, &[(f64, f64)]); 4] = [
+    type ChartSpec<'a> = (&'a str, &'a str, &'a [(f64, f64)]);
+    let charts: [ChartSpec; 4] = [
         ("requests/s", "req/s", &rps),
         ("cost per bucket", "USD", &cost),
         ("latency p95", "ms", &p95),

@@ -1,0 +1,123 @@
+//! End-to-end: the real binary in a pseudo-terminal, fed a file; keys pressed; the
+//! screen read through a terminal emulator; the terminal restored on quit.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+struct Console {
+    screen: Arc<Mutex<vt100::Parser>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+}
+
+impl Console {
+    fn start(args: &[&str]) -> Console {
+        let pty = native_pty_system()
+            .openpty(PtySize { rows: 30, cols: 110, pixel_width: 0, pixel_height: 0 })
+            .expect("a pseudo-terminal");
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_tokentop"));
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            std::num::NonZero::new(30).unwrap(),
+            std::num::NonZero::new(110).unwrap(),
+            0,
+        )));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let (s, r) = (screen.clone(), raw.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s.lock().unwrap().process(&buf[..n]);
+                r.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let writer = pty.master.take_writer().unwrap();
+        // Keep the master open for the child's lifetime.
+        std::mem::forget(pty.master);
+        Console { screen, raw, writer, child }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.contents().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("`{text}` never appeared; the screen:\n{}", self.contents());
+    }
+
+    fn press(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn drive_the_console_with_keys_and_quit_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.jsonl");
+    let mut lines = String::new();
+    for i in 0..300u64 {
+        let model = ["tt-alpha", "tt-beta"][(i % 2) as usize];
+        let status = if i % 10 == 0 { 503 } else { 200 };
+        lines.push_str(&format!(
+            "{{\"created_at\":{},\"model\":\"{model}\",\"provider\":\"openai\",\"status\":{status},\"latency_ms\":{},\"user_id\":\"u-{}\"}}\n",
+            1_740_823_200_000u64 + i * 1000,
+            100 + i,
+            i % 7
+        ));
+    }
+    std::fs::write(&path, lines).unwrap();
+    let mut c = Console::start(&["--clock", "event", "--utc", path.to_str().unwrap()]);
+
+    c.wait_for("Requests");
+    c.wait_for("300");
+    c.press("2");
+    c.wait_for("REQS");
+    c.wait_for("tt-alpha");
+    // Drill into the first model, then look at its requests.
+    c.press("\r");
+    c.wait_for("All › model:tt-");
+    c.press("7");
+    c.wait_for("newest first");
+    // A filter typed by hand.
+    c.press("\x1b");
+    std::thread::sleep(Duration::from_millis(200));
+    c.press("/status:5xx\r");
+    c.wait_for("status:5xx");
+    c.press("q");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = c.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "tokentop did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let raw = c.raw.lock().unwrap().clone();
+    let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(200)..]).into_owned();
+    assert!(tail.contains("\x1b[?1049l"), "left the alternate screen: {tail:?}");
+    assert!(tail.contains("\x1b[?25h"), "cursor shown again: {tail:?}");
+    assert!(!c.screen.lock().unwrap().screen().alternate_screen(), "back on the main screen");
+}
