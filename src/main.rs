@@ -66,6 +66,9 @@ struct ConsoleArgs {
     /// Show times in UTC instead of local time.
     #[arg(long)]
     utc: bool,
+    /// Events per second of the `demo` source.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
     #[command(flatten)]
     ws: WsArgs,
 }
@@ -561,7 +564,7 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     };
     let opts = ConsoleOptions {
         sources: specs,
-        source_options: SourceOptions { ws: args.ws.options()?, ..SourceOptions::default() },
+        source_options: SourceOptions { ws: args.ws.options()?, demo_rate: args.rate, ..SourceOptions::default() },
         window,
         refresh: std::time::Duration::from_micros(refresh as u64),
         theme: Theme::new(theme, !args.ascii),

@@ -38,6 +38,15 @@ fn app(live: &Live) -> App {
     app
 }
 
+/// Presses a key; takes a new snapshot when the app asks for one, as the console does.
+fn key_with(app: &mut App, live: &Live, code: KeyCode) -> bool {
+    let changed = app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    if app.needs_refresh {
+        app.refresh(live, 0.0);
+    }
+    changed
+}
+
 fn key(app: &mut App, code: KeyCode) -> bool {
     app.key(KeyEvent::new(code, KeyModifiers::NONE))
 }
@@ -63,7 +72,7 @@ fn every_view_at_both_sizes() {
     for (w, h) in [(80, 24), (160, 48)] {
         for (i, view) in View::ALL.iter().enumerate() {
             let mut app = app(&live);
-            key(&mut app, KeyCode::Char(char::from(b'1' + i as u8)));
+            key_with(&mut app, &live, KeyCode::Char(char::from(b'1' + i as u8)));
             assert_eq!(app.view, *view);
             let term = screen(&mut app, w, h);
             insta::assert_snapshot!(format!("{}_{w}x{h}", view.title().to_lowercase()), term.backend());
@@ -79,7 +88,7 @@ fn overlays_and_drill_down() {
     insta::assert_snapshot!("help_100x30", screen(&mut a, 100, 30).backend());
 
     let mut a = app(&live);
-    key(&mut a, KeyCode::Char('7'));
+    key_with(&mut a, &live, KeyCode::Char('7'));
     key(&mut a, KeyCode::Enter);
     assert!(a.detail.is_some());
     insta::assert_snapshot!("request_detail_100x30", screen(&mut a, 100, 30).backend());
@@ -107,7 +116,7 @@ fn small_terminals_never_panic() {
     for (w, h) in [(20, 5), (40, 10), (59, 14), (60, 15), (61, 16), (80, 24)] {
         for view in 0..8u8 {
             let mut a = app(&live);
-            key(&mut a, KeyCode::Char(char::from(b'1' + view)));
+            key_with(&mut a, &live, KeyCode::Char(char::from(b'1' + view)));
             let s = text(&screen(&mut a, w, h));
             if w < 60 || h < 15 {
                 assert!(s.contains("terminal too small"), "{w}x{h}: {s}");
@@ -173,7 +182,7 @@ fn keys_change_the_state() {
     assert!(key(&mut a, KeyCode::Enter));
     assert_eq!(a.path, ["status:5xx"]);
     // Slowest mode sorts requests by latency.
-    key(&mut a, KeyCode::Char('7'));
+    key_with(&mut a, &live, KeyCode::Char('7'));
     key(&mut a, KeyCode::Char('l'));
     let lat: Vec<f64> = a.request_list().iter().map(|r| r.latency_ms.unwrap_or(0.0)).collect();
     assert!(lat.windows(2).all(|w| w[0] >= w[1]));
@@ -189,7 +198,7 @@ fn escape_sequences_from_events_never_reach_the_terminal() {
     live.feed(Feed { source: 0, update: Update::Lines(format!("{evil}\n").into_bytes()) });
     for view in 0..8u8 {
         let mut a = app(&live);
-        key(&mut a, KeyCode::Char(char::from(b'1' + view)));
+        key_with(&mut a, &live, KeyCode::Char(char::from(b'1' + view)));
         if view == 6 {
             key(&mut a, KeyCode::Enter);
         }

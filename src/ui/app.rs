@@ -186,6 +186,8 @@ pub struct App {
     pub page: usize,
     /// Show times in UTC rather than local time.
     pub utc: bool,
+    /// The snapshot lacks what the view shows (the request list): take a new one.
+    pub needs_refresh: bool,
 }
 
 impl App {
@@ -208,6 +210,7 @@ impl App {
             keymap: default_keymap(),
             page: 10,
             utc: false,
+            needs_refresh: false,
         }
     }
 
@@ -222,17 +225,24 @@ impl App {
 
     /// Takes a new snapshot from the engine (unless paused).
     pub fn refresh(&mut self, live: &Live, events_per_sec: f64) {
-        if self.paused.is_some() && self.snapshot.is_some() {
+        if self.paused.is_some() && self.snapshot.is_some() && !self.needs_refresh {
             return;
         }
+        self.needs_refresh = false;
         let engine = live.view();
         let window = self.window();
         let opts = report::Options { top: 500, ..report::Options::default() };
-        let report = engine.report(window, &opts, report::IngestReport::default());
-        let (stats, ..) = engine.window_stats(window);
-        let mut sessions: Vec<Row> = stats
-            .sessions
-            .iter()
+        // One merge of the window's slabs serves the report and the sessions list.
+        let (stats, series, span, users) = engine.window_stats(window);
+        let ingest =
+            report::IngestReport { events: engine.counts().events, late: engine.counts().late, ..Default::default() };
+        let report = Report::build(&stats, &series, Some(span), users, ingest, &opts);
+        // Sort first, format only the rows kept.
+        let mut top: Vec<(&str, &crate::stats::SessionAgg)> = stats.sessions.iter().collect();
+        top.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(b.0)));
+        top.truncate(500);
+        let sessions: Vec<Row> = top
+            .into_iter()
             .map(|(id, s)| Row {
                 key: id.to_string(),
                 cells: vec![
@@ -246,9 +256,9 @@ impl App {
                 sort: vec![0.0, 0.0, s.duration_micros() as f64, s.requests as f64, s.cost.to_f64(), s.errors as f64],
             })
             .collect();
-        sessions.sort_by(|a, b| b.sort[3].total_cmp(&a.sort[3]).then_with(|| a.key.cmp(&b.key)));
-        sessions.truncate(500);
-        let requests: Vec<RecentRequest> = engine.recent().rev().take(2_000).cloned().collect();
+        // The request list is copied only while it is on screen.
+        let requests: Vec<RecentRequest> =
+            if self.view == View::Requests { engine.recent().rev().take(2_000).cloned().collect() } else { Vec::new() };
         self.snapshot = Some(Snapshot {
             report,
             previous: engine.previous(window),
@@ -349,6 +359,7 @@ impl App {
         if v != self.view {
             self.view = v;
             self.selected = 0;
+            self.needs_refresh = true;
         }
     }
 
