@@ -151,6 +151,8 @@ pub struct Row {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub report: Report,
+    /// The window's time series, bucket by bucket (start, point).
+    pub points: Vec<(Micros, Point)>,
     pub previous: Point,
     pub window: Micros,
     pub now: Micros,
@@ -237,6 +239,7 @@ impl App {
         let ingest =
             report::IngestReport { events: engine.counts().events, late: engine.counts().late, ..Default::default() };
         let report = Report::build(&stats, &series, Some(span), users, ingest, &opts);
+        let points = series.points(span.start + 1, span.end);
         // Sort first, format only the rows kept.
         let mut top: Vec<(&str, &crate::stats::SessionAgg)> = stats.sessions.iter().collect();
         top.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(b.0)));
@@ -261,6 +264,7 @@ impl App {
             if self.view == View::Requests { engine.recent().rev().take(2_000).cloned().collect() } else { Vec::new() };
         self.snapshot = Some(Snapshot {
             report,
+            points,
             previous: engine.previous(window),
             window,
             now: engine.now(),

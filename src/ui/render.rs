@@ -269,16 +269,35 @@ fn draw_overview(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     }
 }
 
-/// Four charts over the window: requests/s, cost, latency percentiles, errors by class.
+/// Four charts over the window: requests/s, cost, latency p50/p95/p99, errors by class.
 fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
-    let pts = &s.report.series;
     let bucket = s.report.series_bucket_seconds.max(1) as f64;
-    let n = pts.len().max(1) as f64;
-    let x = |i: usize| i as f64;
-    let rps: Vec<(f64, f64)> = pts.iter().enumerate().map(|(i, p)| (x(i), p.requests as f64 / bucket)).collect();
-    let cost: Vec<(f64, f64)> = pts.iter().enumerate().map(|(i, p)| (x(i), p.cost)).collect();
-    let p95: Vec<(f64, f64)> = pts.iter().enumerate().filter_map(|(i, p)| p.p95.map(|v| (x(i), v))).collect();
-    let errs: Vec<(f64, f64)> = pts.iter().enumerate().map(|(i, p)| (x(i), p.errors as f64)).collect();
+    let pts = &s.points;
+    let line = |get: &dyn Fn(&crate::stats::series::Point) -> Option<f64>| -> Vec<(f64, f64)> {
+        pts.iter().enumerate().filter_map(|(i, (_, p))| get(p).map(|v| (i as f64, v))).collect()
+    };
+    let charts: [(&str, &str, Vec<(&str, Vec<(f64, f64)>)>); 4] = [
+        ("requests/s", "req/s", vec![("req/s", line(&|p| Some(p.requests as f64 / bucket)))]),
+        ("cost per bucket", "USD", vec![("cost", line(&|p| Some(p.cost.to_f64())))]),
+        (
+            "latency",
+            "ms",
+            vec![
+                ("p50", line(&|p| p.latency.percentile(50.0))),
+                ("p95", line(&|p| p.latency.percentile(95.0))),
+                ("p99", line(&|p| p.latency.percentile(99.0))),
+            ],
+        ),
+        (
+            "errors per bucket",
+            "errors",
+            vec![
+                ("other 4xx", line(&|p| Some((p.e4xx - p.e429) as f64))),
+                ("5xx", line(&|p| Some(p.e5xx as f64))),
+                ("429", line(&|p| Some(p.e429 as f64))),
+            ],
+        ),
+    ];
     let (w, h) = (area.width / 2, area.height / 2);
     let cells = [
         Rect { x: area.x, y: area.y, width: w, height: h },
@@ -287,35 +306,24 @@ fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
         Rect { x: area.x + w, y: area.y + h, width: area.width - w, height: area.height - h },
     ];
     let span = window_label(s.window);
-    type ChartSpec<'a> = (&'a str, &'a str, &'a [(f64, f64)]);
-    let charts: [ChartSpec; 4] = [
-        ("requests/s", "req/s", &rps),
-        ("cost per bucket", "USD", &cost),
-        ("latency p95", "ms", &p95),
-        ("errors per bucket", "errors", &errs),
-    ];
-    for (i, (title, unit, data)) in charts.iter().enumerate() {
-        let max = data.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9);
-        let marker = if theme.braille { Marker::Braille } else { Marker::Dot };
-        let ds = Dataset::default().marker(marker).graph_type(GraphType::Line).style(theme.series(i)).data(data);
-        let label = |v: f64| {
-            if *unit == "USD" {
-                usd(v)
-            } else if v >= 100.0 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.1}")
-            }
-        };
-        let chart = Chart::new(vec![ds])
-            .block(
-                Block::default().borders(Borders::TOP).title(Span::styled(format!(" {title} ({unit}) "), theme.dim())),
-            )
-            .x_axis(
-                Axis::default()
-                    .bounds([0.0, (n - 1.0).max(1.0)])
-                    .labels([Line::from(format!("-{span}")), Line::from("now")]),
-            )
+    let n = pts.len().max(2) as f64;
+    let marker = if theme.braille { Marker::Braille } else { Marker::Dot };
+    for (i, (title, unit, series)) in charts.iter().enumerate() {
+        let max = series.iter().flat_map(|(_, d)| d.iter().map(|p| p.1)).fold(0.0f64, f64::max).max(1e-9);
+        let datasets: Vec<Dataset> = series
+            .iter()
+            .enumerate()
+            .map(|(j, (name, data))| {
+                let style = if series.len() > 1 { theme.series(j + 1) } else { theme.series(i) };
+                Dataset::default().name(*name).marker(marker).graph_type(GraphType::Line).style(style).data(data)
+            })
+            .collect();
+        let label = |v: f64| if *unit == "USD" { usd(v) } else if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") };
+        let names = if series.len() > 1 { series.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("/") } else { String::new() };
+        let chart = Chart::new(datasets)
+            .block(Block::default().borders(Borders::TOP).title(Span::styled(format!(" {title} {names} ({unit}) "), theme.dim())))
+            .legend_position(None)
+            .x_axis(Axis::default().bounds([0.0, n - 1.0]).labels([Line::from(format!("-{span}")), Line::from("now")]))
             .y_axis(Axis::default().bounds([0.0, max * 1.1]).labels([Line::from("0"), Line::from(label(max))]));
         f.render_widget(chart, cells[i]);
     }
