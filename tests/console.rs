@@ -216,3 +216,25 @@ fn escape_sequences_from_events_never_reach_the_terminal() {
     key(&mut a, KeyCode::Char('4'));
     assert!(text(&screen(&mut a, 160, 48)).contains("u-1]52;c;aGk=[31mred"));
 }
+
+#[test]
+fn e_exports_the_view_and_y_copies_the_selection() {
+    let live = live_with_traffic();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = app(&live);
+    key_with(&mut a, &live, KeyCode::Char('2'));
+    let path = a.export(dir.path()).unwrap();
+    let csv = std::fs::read_to_string(&path).unwrap();
+    assert!(csv.starts_with("NAME,REQS,SHARE,COST"), "{csv}");
+    assert_eq!(csv.lines().count(), a.rows().len() + 1);
+    key_with(&mut a, &live, KeyCode::Char('1'));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.export(dir.path()).unwrap()).unwrap()).unwrap();
+    assert_eq!(json["summary"]["total_requests"], 4000);
+    key_with(&mut a, &live, KeyCode::Char('7'));
+    let lines = std::fs::read_to_string(a.export(dir.path()).unwrap()).unwrap();
+    assert_eq!(lines.lines().count(), 2_000, "the request list as shown");
+    key(&mut a, KeyCode::Char('y'));
+    assert_eq!(a.copy.as_deref(), Some(a.request_list()[0].request_id.as_str()));
+    assert!(a.message.as_ref().unwrap().0.starts_with("copied req-"));
+}

@@ -91,6 +91,8 @@ pub enum Action {
     Pause,
     Help,
     SlowestMode,
+    Export,
+    Copy,
 }
 
 /// The default key bindings: a table, so they read at a glance (and can be remapped).
@@ -124,6 +126,8 @@ pub fn default_keymap() -> Vec<(KeyCode, KeyModifiers, Action)> {
         (Char(' '), none, Action::Pause),
         (Char('?'), none, Action::Help),
         (Char('l'), none, Action::SlowestMode),
+        (Char('e'), none, Action::Export),
+        (Char('y'), none, Action::Copy),
     ];
     for (i, c) in ('1'..='8').enumerate() {
         map.push((Char(c), none, Action::View(i)));
@@ -190,6 +194,10 @@ pub struct App {
     pub utc: bool,
     /// The snapshot lacks what the view shows (the request list): take a new one.
     pub needs_refresh: bool,
+    /// A line for the hint bar (what `e` wrote, what `y` copied), with when it was set.
+    pub message: Option<(String, std::time::Instant)>,
+    /// Text to put on the clipboard (OSC 52), for the terminal loop to send.
+    pub copy: Option<String>,
 }
 
 impl App {
@@ -213,6 +221,8 @@ impl App {
             page: 10,
             utc: false,
             needs_refresh: false,
+            message: None,
+            copy: None,
         }
     }
 
@@ -355,8 +365,69 @@ impl App {
                     self.selected = 0;
                 }
             }
+            Action::Export => {
+                let text = match self.export(std::path::Path::new(".")) {
+                    Ok(path) => format!("exported to {}", path.display()),
+                    Err(e) => format!("export failed: {e}"),
+                };
+                self.message = Some((text, std::time::Instant::now()));
+            }
+            Action::Copy => {
+                let text = match self.view {
+                    View::Requests => self.request_list().get(self.selected).map(|r| r.request_id.clone()),
+                    View::Overview | View::Alerts => None,
+                    _ => self.rows().get(self.selected).map(|r| r.key.clone()),
+                };
+                if let Some(t) = text.filter(|t| !t.is_empty()) {
+                    self.message = Some((format!("copied {}", sanitize(&t)), std::time::Instant::now()));
+                    self.copy = Some(t);
+                }
+            }
         }
         false
+    }
+
+    /// Writes the current view to a file in `dir`: the Overview as the report's JSON,
+    /// tables as CSV, the request list as JSON lines. Returns the path.
+    pub fn export(&self, dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+        let Some(snap) = &self.snapshot else { return Err(std::io::Error::other("no data yet")) };
+        let stamp = chrono::DateTime::from_timestamp_micros(snap.now)
+            .map(|d| d.format("%Y%m%d-%H%M%S").to_string())
+            .unwrap_or_default();
+        let name = self.view.title().to_lowercase();
+        let (path, bytes) = match self.view {
+            View::Overview | View::Alerts => (
+                dir.join(format!("tokentop-{name}-{stamp}.json")),
+                serde_json::to_vec_pretty(&snap.report).map_err(std::io::Error::other)?,
+            ),
+            View::Requests => {
+                let mut out = Vec::new();
+                for r in self.request_list() {
+                    crate::parse::native::write_line(&r.as_event(), &mut out);
+                }
+                (dir.join(format!("tokentop-{name}-{stamp}.jsonl")), out)
+            }
+            _ => {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let header: Vec<&str> = match self.view {
+                    View::Users => vec!["user", "requests", "cost", "avg_latency_ms", "error_rate", "last_active"],
+                    View::Sessions => vec!["session", "name", "duration", "requests", "cost", "result"],
+                    _ => GROUP_COLUMNS.iter().map(|c| c.trim()).collect(),
+                };
+                w.write_record(&header).map_err(std::io::Error::other)?;
+                for row in self.rows() {
+                    let mut cells = row.cells.clone();
+                    cells[0] = row.key.clone();
+                    w.write_record(&cells).map_err(std::io::Error::other)?;
+                }
+                (
+                    dir.join(format!("tokentop-{name}-{stamp}.csv")),
+                    w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?,
+                )
+            }
+        };
+        std::fs::write(&path, bytes)?;
+        Ok(path)
     }
 
     fn set_view(&mut self, v: View) {

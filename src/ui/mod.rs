@@ -157,6 +157,12 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
         if app.quit {
             break;
         }
+        if let Some(text) = app.copy.take() {
+            // OSC 52: the terminal (also over ssh, and tmux with set-clipboard) sets the clipboard.
+            let seq = format!("\x1b]52;c;{}\x07", base64(text.as_bytes()));
+            term.backend_mut().write_all(seq.as_bytes())?;
+            term.backend_mut().flush()?;
+        }
         let take_data = data && (last_data.elapsed() >= data_every || app.needs_refresh);
         if (dirty || take_data) && last_draw.elapsed() >= opts.refresh {
             if take_data {
@@ -178,4 +184,34 @@ fn draw<W: Write>(term: &mut Terminal<CrosstermBackend<W>>, app: &mut App, theme
     term.draw(|f| render::draw(f, app, theme))?;
     execute!(term.backend_mut(), EndSynchronizedUpdate)?;
     Ok(())
+}
+
+/// Standard base64, for OSC 52.
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"req-123"), "cmVxLTEyMw==");
+    }
 }

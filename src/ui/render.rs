@@ -318,10 +318,23 @@ fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
                 Dataset::default().name(*name).marker(marker).graph_type(GraphType::Line).style(style).data(data)
             })
             .collect();
-        let label = |v: f64| if *unit == "USD" { usd(v) } else if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") };
-        let names = if series.len() > 1 { series.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("/") } else { String::new() };
+        let label = |v: f64| {
+            if *unit == "USD" {
+                usd(v)
+            } else if v >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        };
+        let names =
+            if series.len() > 1 { series.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("/") } else { String::new() };
         let chart = Chart::new(datasets)
-            .block(Block::default().borders(Borders::TOP).title(Span::styled(format!(" {title} {names} ({unit}) "), theme.dim())))
+            .block(
+                Block::default()
+                    .borders(Borders::TOP)
+                    .title(Span::styled(format!(" {title} {names} ({unit}) "), theme.dim())),
+            )
             .legend_position(None)
             .x_axis(Axis::default().bounds([0.0, n - 1.0]).labels([Line::from(format!("-{span}")), Line::from("now")]))
             .y_axis(Axis::default().bounds([0.0, max * 1.1]).labels([Line::from("0"), Line::from(label(max))]));
@@ -562,8 +575,8 @@ pub const HELP: [(&str, &str); 16] = [
     ("[ ]  - +", "shorter / longer window (1m … 7d)"),
     ("Space", "pause the screen (ingest goes on)"),
     ("l", "requests: slowest first / newest first"),
+    ("e  y", "export the view to a file; copy the selection"),
     ("?", "this help"),
-    ("", ""),
     ("filter terms", "model: provider: user: session: prop.KEY=VALUE"),
     ("", "status:429 status:5xx status:error cache:hit"),
     ("", "latency>5s ttft>=800 cost>0.01 tokens<100 -term"),
@@ -581,6 +594,12 @@ fn draw_help(f: &mut Frame, theme: &Theme, area: Rect) {
 }
 
 fn draw_hints(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    if let Some((msg, at)) = &app.message
+        && at.elapsed() < std::time::Duration::from_secs(5)
+    {
+        f.render_widget(Paragraph::new(truncate(msg, area.width as usize).into_owned()).style(theme.accent()), area);
+        return;
+    }
     let hint = if app.prompt.is_some() {
         "Enter apply · Esc cancel"
     } else {
