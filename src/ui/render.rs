@@ -276,7 +276,9 @@ fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
     let line = |get: &dyn Fn(&crate::stats::series::Point) -> Option<f64>| -> Vec<(f64, f64)> {
         pts.iter().enumerate().filter_map(|(i, (_, p))| get(p).map(|v| (i as f64, v))).collect()
     };
-    let charts: [(&str, &str, Vec<(&str, Vec<(f64, f64)>)>); 4] = [
+    /// (title, unit, lines by name)
+    type Spec<'a> = (&'a str, &'a str, Vec<(&'a str, Vec<(f64, f64)>)>);
+    let charts: [Spec; 4] = [
         ("requests/s", "req/s", vec![("req/s", line(&|p| Some(p.requests as f64 / bucket)))]),
         ("cost per bucket", "USD", vec![("cost", line(&|p| Some(p.cost.to_f64())))]),
         (
