@@ -42,33 +42,36 @@ struct ConsoleArgs {
     /// Sources: files (followed), quoted globs, `-`, ws:// or wss:// URLs, or `demo` (the default).
     #[arg(value_name = "SOURCE")]
     sources: Vec<String>,
-    /// The window shown first: 1m, 5m, 15m, 1h, 6h, 24h or 7d ([ and ] change it).
-    #[arg(long, default_value = "1h")]
-    window: String,
-    /// Redraw at most this often.
-    #[arg(long, default_value = "100ms")]
-    refresh: String,
-    /// Colours: dark, light or mono.
-    #[arg(long, value_enum, default_value_t = ThemeArg::Dark)]
-    theme: ThemeArg,
+    /// Config file [default: ~/.config/tokentop/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The window shown first: 1m, 5m, 15m, 1h, 6h, 24h or 7d ([ and ] change it) [default: 1h].
+    #[arg(long)]
+    window: Option<String>,
+    /// Redraw at most this often [default: 100ms].
+    #[arg(long)]
+    refresh: Option<String>,
+    /// Colours [default: dark].
+    #[arg(long, value_enum)]
+    theme: Option<ThemeArg>,
     /// No colours (also when NO_COLOR is set).
     #[arg(long)]
     no_color: bool,
     /// Plain dots instead of braille in charts (for fonts without braille).
     #[arg(long)]
     ascii: bool,
-    /// Windows end at the wall clock (live traffic) or at the latest event (replaying old logs).
-    #[arg(long, value_enum, default_value_t = ClockArg::Wall)]
-    clock: ClockArg,
+    /// Windows end at the wall clock (live traffic) or at the latest event (replaying old logs) [default: wall].
+    #[arg(long, value_enum)]
+    clock: Option<ClockArg>,
     /// Extra or replacement prices, in the shape of assets/pricing.json.
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
     /// Show times in UTC instead of local time.
     #[arg(long)]
     utc: bool,
-    /// Events per second of the `demo` source.
-    #[arg(long, default_value_t = 50.0)]
-    rate: f64,
+    /// Events per second of the `demo` source [default: 50].
+    #[arg(long)]
+    rate: Option<f64>,
     #[command(flatten)]
     ws: WsArgs,
 }
@@ -552,28 +555,60 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     if !std::io::stdout().is_terminal() {
         bail!("the console needs a terminal; for numbers in a pipe or a file use `tokentop report`");
     }
-    let sources = if args.sources.is_empty() { vec!["demo".to_string()] } else { args.sources };
+    // Layered: command line, then the config file, then the defaults.
+    let file = tokentop::config::load(args.config.as_deref())?;
+    let keymap = tokentop::config::keymap(&file).map_err(anyhow::Error::msg)?;
+    let pick = |cli: Option<String>, file: &Option<String>, default: &str| {
+        cli.or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
+    };
+    let lower = |text: &Option<String>| text.as_ref().map(|t| t.to_ascii_lowercase());
+    let sources = if !args.sources.is_empty() {
+        args.sources
+    } else {
+        file.sources.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| vec!["demo".to_string()])
+    };
     let specs: Vec<SourceSpec> = sources.iter().map(|s| SourceSpec::parse(s)).collect();
-    let window = parse_duration(&args.window).map_err(anyhow::Error::msg).context("--window")?;
-    let refresh = parse_duration(&args.refresh).map_err(anyhow::Error::msg).context("--refresh")?;
+    let window =
+        parse_duration(&pick(args.window, &file.window, "1h")).map_err(anyhow::Error::msg).context("window")?;
+    let refresh =
+        parse_duration(&pick(args.refresh, &file.refresh, "100ms")).map_err(anyhow::Error::msg).context("refresh")?;
+    let theme = match args.theme {
+        Some(t) => t,
+        None => match lower(&file.theme).as_deref() {
+            None | Some("dark") => ThemeArg::Dark,
+            Some("light") => ThemeArg::Light,
+            Some("mono") => ThemeArg::Mono,
+            Some(other) => bail!("config file: theme `{other}`: use dark, light or mono"),
+        },
+    };
+    let clock = match args.clock {
+        Some(c) => c,
+        None => match lower(&file.clock).as_deref() {
+            None | Some("wall") => ClockArg::Wall,
+            Some("event") => ClockArg::Event,
+            Some(other) => bail!("config file: clock `{other}`: use wall or event"),
+        },
+    };
     let no_color = args.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let theme = match (no_color, args.theme) {
+    let theme = match (no_color, theme) {
         (true, _) | (_, ThemeArg::Mono) => ThemeName::Mono,
         (_, ThemeArg::Dark) => ThemeName::Dark,
         (_, ThemeArg::Light) => ThemeName::Light,
     };
+    let demo_rate = args.rate.or(file.demo_rate).unwrap_or(50.0);
     let opts = ConsoleOptions {
         sources: specs,
-        source_options: SourceOptions { ws: args.ws.options()?, demo_rate: args.rate, ..SourceOptions::default() },
+        source_options: SourceOptions { ws: args.ws.options()?, demo_rate, ..SourceOptions::default() },
         window,
         refresh: std::time::Duration::from_micros(refresh as u64),
-        theme: Theme::new(theme, !args.ascii),
-        clock: match args.clock {
+        theme: Theme::new(theme, !(args.ascii || file.ascii.unwrap_or(false))),
+        clock: match clock {
             ClockArg::Wall => Clock::Wall,
             ClockArg::Event => Clock::EventTime,
         },
-        prices: load_prices(args.prices.as_ref())?,
-        utc: args.utc,
+        prices: load_prices(args.prices.as_ref().or(file.prices.as_ref()))?,
+        utc: args.utc || file.utc.unwrap_or(false),
+        keymap,
     };
     let rt = runtime()?;
     let result = rt.block_on(tokentop::ui::run(opts));

@@ -230,6 +230,11 @@ impl App {
         self.windows[self.window]
     }
 
+    /// Replaces the key bindings (from the config file).
+    pub fn set_keymap(&mut self, keymap: Vec<(KeyCode, KeyModifiers, Action)>) {
+        self.keymap = keymap;
+    }
+
     /// The filter in force: the drill-down path's terms together.
     pub fn filter(&self) -> Option<Filter> {
         (!self.path.is_empty()).then(|| self.path.join(" ").parse().expect("path terms were checked"))

@@ -45,6 +45,7 @@ pub struct ConsoleOptions {
     pub prices: PriceTable,
     /// Times in UTC rather than local time.
     pub utc: bool,
+    pub keymap: Vec<(crossterm::event::KeyCode, crossterm::event::KeyModifiers, app::Action)>,
 }
 
 /// New data is taken from the engine at most this often.
@@ -93,6 +94,7 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
 
     let mut app = App::new(config.windows.clone(), opts.window);
     app.utc = opts.utc;
+    app.set_keymap(opts.keymap.clone());
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let data_every = opts.refresh.max(DATA_EVERY);
