@@ -6,7 +6,8 @@
 #   scripts/bench.sh engine    # live engine: 24 h at 1,000 req/s, peak memory
 #   scripts/bench.sh formats   # parser throughput of every input format
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
-#   scripts/bench.sh           # all four
+#   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
+#   scripts/bench.sh           # all five
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -33,6 +34,10 @@ fi
 
 if [[ $what == relay || $what == all ]]; then
   ./target/release/examples/relay_bench 100000 10 4
+fi
+
+if [[ $what == console || $what == all ]]; then
+  ./target/release/examples/console_bench 1 1000
 fi
 
 if [[ $what == engine || $what == all ]]; then
