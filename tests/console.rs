@@ -238,3 +238,57 @@ fn e_exports_the_view_and_y_copies_the_selection() {
     assert_eq!(a.copy.as_deref(), Some(a.request_list()[0].request_id.as_str()));
     assert!(a.message.as_ref().unwrap().0.starts_with("copied req-"));
 }
+
+#[test]
+fn the_command_line_completes_runs_and_remembers() {
+    let live = live_with_traffic();
+    let mut a = app(&live);
+    let type_text = |a: &mut App, text: &str| {
+        for c in text.chars() {
+            key(a, KeyCode::Char(c));
+        }
+    };
+    key(&mut a, KeyCode::Char(':'));
+    type_text(&mut a, "filt");
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.prompt.as_ref().unwrap().text, "filter ", "one command matches");
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Char(':'));
+    type_text(&mut a, "mod");
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.prompt.as_ref().unwrap().text, "model", "model and models share it");
+    type_text(&mut a, " gpt-4o-m");
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.prompt.as_ref().unwrap().text, "model gpt-4o-mini");
+    assert!(key(&mut a, KeyCode::Enter), "the filter changed");
+    assert_eq!(a.path, ["model:gpt-4o-mini"]);
+
+    key(&mut a, KeyCode::Char(':'));
+    type_text(&mut a, "window 15m");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.window(), 900 * MICROS_PER_SEC);
+
+    key(&mut a, KeyCode::Char(':'));
+    type_text(&mut a, "users");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.view, View::Users);
+
+    key(&mut a, KeyCode::Char(':'));
+    type_text(&mut a, "frobnicate");
+    key(&mut a, KeyCode::Enter);
+    assert!(a.prompt.as_ref().unwrap().error.as_ref().unwrap().contains("unknown command"));
+    key(&mut a, KeyCode::Esc);
+
+    // History: ↑ brings back earlier commands.
+    key(&mut a, KeyCode::Char(':'));
+    key(&mut a, KeyCode::Up);
+    assert_eq!(a.prompt.as_ref().unwrap().text, "frobnicate");
+    key(&mut a, KeyCode::Up);
+    assert_eq!(a.prompt.as_ref().unwrap().text, "users");
+    key(&mut a, KeyCode::Esc);
+
+    key(&mut a, KeyCode::Char(':'));
+    type_text(&mut a, "clear");
+    assert!(key(&mut a, KeyCode::Enter));
+    assert!(a.path.is_empty());
+}

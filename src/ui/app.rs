@@ -93,6 +93,7 @@ pub enum Action {
     SlowestMode,
     Export,
     Copy,
+    Command,
 }
 
 /// The default key bindings: a table, so they read at a glance (and can be remapped).
@@ -128,6 +129,7 @@ pub fn default_keymap() -> Vec<(KeyCode, KeyModifiers, Action)> {
         (Char('l'), none, Action::SlowestMode),
         (Char('e'), none, Action::Export),
         (Char('y'), none, Action::Copy),
+        (Char(':'), none, Action::Command),
     ];
     for (i, c) in ('1'..='8').enumerate() {
         map.push((Char(c), none, Action::View(i)));
@@ -135,12 +137,37 @@ pub fn default_keymap() -> Vec<(KeyCode, KeyModifiers, Action)> {
     map
 }
 
-/// A line of text being typed (the filter).
+/// A line of text being typed: a filter (`/`) or a command (`:`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prompt {
     pub text: String,
     pub error: Option<String>,
+    pub command: bool,
+    /// Position in the command history while browsing it with ↑ ↓.
+    pub history: Option<usize>,
 }
+
+/// The commands of the `:` line.
+pub const COMMANDS: [&str; 18] = [
+    "model",
+    "provider",
+    "user",
+    "session",
+    "filter",
+    "clear",
+    "window",
+    "export",
+    "overview",
+    "models",
+    "providers",
+    "users",
+    "sessions",
+    "properties",
+    "requests",
+    "alerts",
+    "help",
+    "quit",
+];
 
 /// A table row: its name (for drill-down) and its cells.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +225,8 @@ pub struct App {
     pub message: Option<(String, std::time::Instant)>,
     /// Text to put on the clipboard (OSC 52), for the terminal loop to send.
     pub copy: Option<String>,
+    /// Commands run from the `:` line, oldest first.
+    pub history: Vec<String>,
 }
 
 impl App {
@@ -223,6 +252,7 @@ impl App {
             needs_refresh: false,
             message: None,
             copy: None,
+            history: Vec::new(),
         }
     }
 
@@ -346,6 +376,7 @@ impl App {
                 }
             }
             Action::Filter => self.prompt = Some(Prompt::default()),
+            Action::Command => self.prompt = Some(Prompt { command: true, ..Prompt::default() }),
             Action::SortNext => {
                 let (col, desc) = self.sort[self.view.index()];
                 let cols = self.columns().max(1);
@@ -390,6 +421,20 @@ impl App {
             }
         }
         false
+    }
+
+    /// Writes the current view to `path`, or to a file named after it in the current
+    /// directory.
+    pub fn export_to(&self, path: Option<&std::path::Path>) -> std::io::Result<std::path::PathBuf> {
+        let written = self.export(std::path::Path::new("."))?;
+        match path {
+            None => Ok(written),
+            Some(p) => {
+                std::fs::rename(&written, p).or_else(|_| std::fs::copy(&written, p).map(|_| ()))?;
+                let _ = std::fs::remove_file(&written);
+                Ok(p.to_path_buf())
+            }
+        }
     }
 
     /// Writes the current view to a file in `dir`: the Overview as the report's JSON,
@@ -449,6 +494,37 @@ impl App {
                 self.prompt = None;
                 return false;
             }
+            KeyCode::Enter if p.command => {
+                let text = p.text.trim().to_string();
+                self.prompt = None;
+                if text.is_empty() {
+                    return false;
+                }
+                self.history.retain(|h| *h != text);
+                self.history.push(text.clone());
+                return match self.command(&text) {
+                    Ok(changed) => changed,
+                    Err(e) => {
+                        self.prompt = Some(Prompt { error: Some(e), ..p });
+                        false
+                    }
+                };
+            }
+            KeyCode::Tab if p.command => {
+                p.text = self.complete(&p.text);
+                p.error = None;
+            }
+            KeyCode::Up | KeyCode::Down if p.command && !self.history.is_empty() => {
+                let last = self.history.len() - 1;
+                let i = match (p.history, key.code) {
+                    (None, KeyCode::Up) => Some(last),
+                    (Some(i), KeyCode::Up) => Some(i.saturating_sub(1)),
+                    (Some(i), KeyCode::Down) if i < last => Some(i + 1),
+                    _ => None,
+                };
+                p.history = i;
+                p.text = i.map(|i| self.history[i].clone()).unwrap_or_default();
+            }
             KeyCode::Enter => {
                 let text = p.text.trim().to_string();
                 if text.is_empty() {
@@ -484,6 +560,104 @@ impl App {
         }
         self.prompt = Some(p);
         false
+    }
+
+    /// Runs a `:` command. Returns whether the filter changed.
+    fn command(&mut self, line: &str) -> Result<bool, String> {
+        let (cmd, arg) = line.split_once(char::is_whitespace).map_or((line, ""), |(c, a)| (c, a.trim()));
+        let need = |what: &str| if arg.is_empty() { Err(format!(":{cmd} needs {what}")) } else { Ok(()) };
+        let push = |app: &mut App, term: String| -> Result<bool, String> {
+            let mut candidate = app.path.clone();
+            candidate.push(term.clone());
+            candidate.join(" ").parse::<Filter>().map_err(|e| e.to_string())?;
+            app.path.push(term);
+            app.selected = 0;
+            Ok(true)
+        };
+        match cmd {
+            "model" | "provider" | "user" | "session" => {
+                need("a name")?;
+                push(self, format!("{cmd}:{arg}"))
+            }
+            "filter" => {
+                need("a filter expression")?;
+                push(self, arg.to_string())
+            }
+            "clear" => {
+                let changed = !self.path.is_empty();
+                self.path.clear();
+                Ok(changed)
+            }
+            "window" => {
+                need("a length, e.g. 15m")?;
+                let w = crate::time::parse_duration(arg)?;
+                self.window = self.windows.iter().position(|x| *x >= w).unwrap_or(self.windows.len() - 1);
+                self.needs_refresh = true;
+                Ok(false)
+            }
+            "export" => {
+                let path = if arg.is_empty() { None } else { Some(std::path::PathBuf::from(arg)) };
+                let text = match self.export_to(path.as_deref()) {
+                    Ok(p) => format!("exported to {}", p.display()),
+                    Err(e) => return Err(format!("export failed: {e}")),
+                };
+                self.message = Some((text, std::time::Instant::now()));
+                Ok(false)
+            }
+            "help" => {
+                self.help = true;
+                Ok(false)
+            }
+            "q" | "quit" => {
+                self.quit = true;
+                Ok(false)
+            }
+            _ => match View::ALL.iter().find(|v| v.title().eq_ignore_ascii_case(cmd)) {
+                Some(v) => {
+                    self.set_view(*v);
+                    Ok(false)
+                }
+                None => Err(format!(
+                    "unknown command `{cmd}`: Tab completes, e.g. :model gpt-4o, :window 15m, :export top.csv"
+                )),
+            },
+        }
+    }
+
+    /// Completes a command name, or the name after `model`, `provider` or `user`.
+    fn complete(&self, text: &str) -> String {
+        let (cmd, arg) = match text.split_once(' ') {
+            None => {
+                let matches: Vec<&str> = COMMANDS.iter().copied().filter(|c| c.starts_with(text)).collect();
+                return match matches.as_slice() {
+                    [one] => format!("{one} "),
+                    _ => common_prefix(&matches).unwrap_or(text).to_string(),
+                };
+            }
+            Some(x) => x,
+        };
+        let Some(snap) = &self.snapshot else { return text.to_string() };
+        let names: Vec<&str> = match cmd {
+            "model" => {
+                snap.report.by_model.as_ref().map(|g| g.0.iter().map(|(n, _)| n.as_str()).collect()).unwrap_or_default()
+            }
+            "provider" => snap
+                .report
+                .by_provider
+                .as_ref()
+                .map(|g| g.0.iter().map(|(n, _)| n.as_str()).collect())
+                .unwrap_or_default(),
+            "user" => {
+                snap.report.users.as_ref().map(|u| u.iter().map(|r| r.user_id.as_str()).collect()).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let matches: Vec<&str> =
+            names.into_iter().filter(|n| n.starts_with(arg) && !n.contains(char::is_whitespace)).collect();
+        match matches.as_slice() {
+            [one] => format!("{cmd} {one}"),
+            _ => format!("{cmd} {}", common_prefix(&matches).unwrap_or(arg)),
+        }
     }
 
     /// Enter: narrow everything to the selected row (a model, provider, user, session
@@ -609,6 +783,14 @@ impl App {
         }
         rows
     }
+}
+
+fn common_prefix<'a>(words: &[&'a str]) -> Option<&'a str> {
+    let first = *words.first()?;
+    let len = words
+        .iter()
+        .fold(first.len(), |len, w| first.bytes().zip(w.bytes()).take(len).take_while(|(a, b)| a == b).count());
+    Some(&first[..len])
 }
 
 /// The columns of the Models, Providers and Properties tables.

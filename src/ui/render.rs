@@ -87,7 +87,8 @@ fn draw_crumbs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         return;
     }
     let line = if let Some(p) = &app.prompt {
-        let mut spans = vec![Span::styled("/ filter: ", theme.accent()), Span::raw(p.text.clone()), Span::raw("▏")];
+        let label = if p.command { ":" } else { "/ filter: " };
+        let mut spans = vec![Span::styled(label, theme.accent()), Span::raw(p.text.clone()), Span::raw("▏")];
         if let Some(e) = &p.error {
             spans.push(Span::styled(format!("  {e}"), theme.bad()));
         }
@@ -577,7 +578,7 @@ pub const HELP: [(&str, &str); 16] = [
     ("[ ]  - +", "shorter / longer window (1m … 7d)"),
     ("Space", "pause the screen (ingest goes on)"),
     ("l", "requests: slowest first / newest first"),
-    ("e  y", "export the view to a file; copy the selection"),
+    ("e  y  :", "export view; copy selection; command (:model x, :window 15m)"),
     ("?", "this help"),
     ("filter terms", "model: provider: user: session: prop.KEY=VALUE"),
     ("", "status:429 status:5xx status:error cache:hit"),
@@ -602,7 +603,9 @@ fn draw_hints(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         f.render_widget(Paragraph::new(truncate(msg, area.width as usize).into_owned()).style(theme.accent()), area);
         return;
     }
-    let hint = if app.prompt.is_some() {
+    let hint = if app.prompt.as_ref().is_some_and(|p| p.command) {
+        "Enter run · Tab complete · ↑ ↓ history · Esc cancel · model provider user session filter clear window export"
+    } else if app.prompt.is_some() {
         "Enter apply · Esc cancel"
     } else {
         "q quit · 1-8 views · Enter drill down · Esc back · / filter · [ ] window · Space pause · ? help"
