@@ -32,6 +32,7 @@ pub struct ConfigFile {
     pub theme: Option<String>,
     pub ascii: Option<bool>,
     pub utc: Option<bool>,
+    pub mouse: Option<bool>,
     /// wall or event
     pub clock: Option<String>,
     pub prices: Option<PathBuf>,

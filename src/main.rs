@@ -72,6 +72,9 @@ struct ConsoleArgs {
     /// Events per second of the `demo` source [default: 50].
     #[arg(long)]
     rate: Option<f64>,
+    /// Use the mouse: wheel to scroll, click a tab or a row (off by default so text can be selected).
+    #[arg(long)]
+    mouse: bool,
     #[command(flatten)]
     ws: WsArgs,
 }
@@ -608,6 +611,7 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
         },
         prices: load_prices(args.prices.as_ref().or(file.prices.as_ref()))?,
         utc: args.utc || file.utc.unwrap_or(false),
+        mouse: args.mouse || file.mouse.unwrap_or(false),
         keymap,
     };
     let rt = runtime()?;

@@ -292,3 +292,26 @@ fn the_command_line_completes_runs_and_remembers() {
     assert!(key(&mut a, KeyCode::Enter));
     assert!(a.path.is_empty());
 }
+
+#[test]
+fn mouse_clicks_tabs_and_rows() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let live = live_with_traffic();
+    let mut a = app(&live);
+    screen(&mut a, 160, 48);
+    let click = |column, row| MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    };
+    let (x0, _) = a.tab_spans[3];
+    a.mouse(click(x0 + 1, 0));
+    assert_eq!(a.view, View::Users);
+    screen(&mut a, 160, 48);
+    let (y0, first) = a.first_row.unwrap();
+    a.mouse(click(5, y0 + 3));
+    assert_eq!(a.selected, first + 3);
+    a.mouse(MouseEvent { kind: MouseEventKind::ScrollDown, column: 5, row: 10, modifiers: KeyModifiers::NONE });
+    assert_eq!(a.selected, first + 4);
+}

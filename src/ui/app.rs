@@ -227,6 +227,10 @@ pub struct App {
     pub copy: Option<String>,
     /// Commands run from the `:` line, oldest first.
     pub history: Vec<String>,
+    /// Where the renderer put the tabs (x from, x to) and the first table row (y, index),
+    /// for mouse clicks.
+    pub tab_spans: Vec<(u16, u16)>,
+    pub first_row: Option<(u16, usize)>,
 }
 
 impl App {
@@ -253,6 +257,8 @@ impl App {
             message: None,
             copy: None,
             history: Vec::new(),
+            tab_spans: Vec::new(),
+            first_row: None,
         }
     }
 
@@ -560,6 +566,35 @@ impl App {
         }
         self.prompt = Some(p);
         false
+    }
+
+    /// A mouse event (with `--mouse`): the wheel moves, a click on a tab switches view,
+    /// a click on a table row selects it.
+    pub fn mouse(&mut self, m: crossterm::event::MouseEvent) {
+        use crossterm::event::{MouseButton, MouseEventKind};
+        match m.kind {
+            MouseEventKind::ScrollDown => {
+                self.act(Action::Down);
+            }
+            MouseEventKind::ScrollUp => {
+                self.act(Action::Up);
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                if m.row == 0 {
+                    if let Some(i) = self.tab_spans.iter().position(|(a, b)| (*a..*b).contains(&m.column)) {
+                        self.set_view(View::ALL[i]);
+                    }
+                } else if let Some((y0, first)) = self.first_row
+                    && m.row >= y0
+                {
+                    let i = first + usize::from(m.row - y0);
+                    if i < self.rows_len() {
+                        self.selected = i;
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Runs a `:` command. Returns whether the filter changed.

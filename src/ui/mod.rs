@@ -45,6 +45,8 @@ pub struct ConsoleOptions {
     pub prices: PriceTable,
     /// Times in UTC rather than local time.
     pub utc: bool,
+    /// Capture the mouse (off by default, so that text can be selected).
+    pub mouse: bool,
     pub keymap: Vec<(crossterm::event::KeyCode, crossterm::event::KeyModifiers, app::Action)>,
 }
 
@@ -54,7 +56,7 @@ const DATA_EVERY: Duration = Duration::from_millis(250);
 /// Puts the terminal back as it was: raw mode off, main screen, cursor shown.
 pub fn restore_terminal() {
     let _ = terminal::disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(io::stdout(), crossterm::event::DisableMouseCapture, LeaveAlternateScreen, cursor::Show);
 }
 
 /// Restores the terminal when dropped: on quit, on error, and while unwinding.
@@ -90,6 +92,9 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
     // terminal where its cursor is: a slow link (or a terminal that does not answer)
     // would make starting up fail.
     execute!(io::stdout(), EnterAlternateScreen, cursor::Hide, terminal::Clear(terminal::ClearType::All))?;
+    if opts.mouse {
+        execute!(io::stdout(), crossterm::event::EnableMouseCapture)?;
+    }
     let mut term = Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout())))?;
 
     let mut app = App::new(config.windows.clone(), opts.window);
@@ -116,6 +121,11 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
                         live.set_filter(app.filter());
                         data = true;
                     }
+                    data |= app.needs_refresh;
+                    dirty = true;
+                }
+                Some(Ok(TermEvent::Mouse(m))) => {
+                    app.mouse(m);
                     data |= app.needs_refresh;
                     dirty = true;
                 }

@@ -45,6 +45,7 @@ pub fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
         Constraint::Length(1),
     ])
     .areas(area);
+    app.first_row = None;
     draw_tabs(f, app, theme, tabs);
     draw_crumbs(f, app, theme, crumbs);
     match &app.snapshot {
@@ -66,12 +67,17 @@ pub fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
     }
 }
 
-fn draw_tabs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+fn draw_tabs(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     let mut spans = vec![Span::styled(" tokentop ", theme.accent())];
     let compact = area.width < 110;
+    let mut x = area.x + 10;
+    let mut tab_spans = Vec::with_capacity(8);
     for (i, v) in View::ALL.iter().enumerate() {
         let label = if compact { format!(" {}{} ", i + 1, v.short()) } else { format!(" {} {} ", i + 1, v.title()) };
         let style = if *v == app.view { theme.selected() } else { Style::default() };
+        let w = label.chars().count() as u16;
+        tab_spans.push((x, x + w));
+        x += w;
         spans.push(Span::styled(label, style));
     }
     let right = format!(" window {} ", window_label(app.window()));
@@ -80,6 +86,7 @@ fn draw_tabs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     spans.push(Span::raw(" ".repeat(pad)));
     spans.push(Span::styled(right, theme.accent()));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+    app.tab_spans = tab_spans;
 }
 
 fn draw_crumbs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -431,6 +438,8 @@ fn draw_table(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
         .map(|r| Row::new(keep.iter().map(|&i| Cell::from(truncate(&r.cells[i], 40).into_owned()))))
         .collect();
     app.page = area.height.saturating_sub(2) as usize;
+    let offset = app.selected.saturating_sub(app.page.saturating_sub(1));
+    app.first_row = Some((area.y + 2, offset));
     let empty = body.is_empty();
     let table = Table::new(body, widths).header(header).row_highlight_style(theme.selected()).block(
         Block::default().borders(Borders::TOP).title(Span::styled(
@@ -454,6 +463,7 @@ fn status_style(status: u16, theme: &Theme) -> Style {
 
 fn draw_requests(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     app.page = area.height.saturating_sub(2) as usize;
+    app.first_row = Some((area.y + 2, app.selected.saturating_sub(area.height.saturating_sub(3) as usize)));
     let list = app.request_list();
     let header = Row::new(["TIME", "MODEL", "PROVIDER", "STATUS", "LATENCY", "TTFT", "TOKENS", "COST", "USER"])
         .style(theme.header());
