@@ -315,3 +315,21 @@ fn mouse_clicks_tabs_and_rows() {
     a.mouse(MouseEvent { kind: MouseEventKind::ScrollDown, column: 5, row: 10, modifiers: KeyModifiers::NONE });
     assert_eq!(a.selected, first + 4);
 }
+
+#[test]
+fn a_session_opens_as_its_timeline() {
+    let mut live = live_with_traffic();
+    let mut a = app(&live);
+    key_with(&mut a, &live, KeyCode::Char('5'));
+    let top = a.rows()[0].key.clone();
+    assert!(key(&mut a, KeyCode::Enter));
+    assert_eq!(a.view, View::Requests);
+    live.set_filter(a.filter());
+    a.refresh(&live, 0.0);
+    let list = a.request_list();
+    assert!(!list.is_empty());
+    assert!(list.iter().all(|r| r.session_id == top));
+    assert!(list.windows(2).all(|w| w[0].created_at <= w[1].created_at), "oldest first");
+    let s = text(&screen(&mut a, 160, 48));
+    assert!(s.contains("session timeline") && s.contains("PATH"), "{s}");
+}

@@ -725,8 +725,10 @@ impl App {
         let _ = snap;
         match term {
             Some(t) if t.parse::<Filter>().is_ok() => {
+                // A session opens as its timeline; everything else on the Overview.
+                self.view = if t.starts_with("session:") { View::Requests } else { View::Overview };
+                self.needs_refresh = true;
                 self.path.push(t);
-                self.view = View::Overview;
                 self.selected = 0;
                 true
             }
@@ -734,12 +736,20 @@ impl App {
         }
     }
 
-    /// The requests the Requests view lists: newest first, or slowest first.
+    /// Whether the view is narrowed to one session (its requests read as a timeline).
+    pub fn in_session(&self) -> bool {
+        self.path.iter().any(|t| t.starts_with("session:"))
+    }
+
+    /// The requests the Requests view lists: newest first, slowest first, or, inside a
+    /// session, as its timeline (oldest first).
     pub fn request_list(&self) -> Vec<&RecentRequest> {
         let Some(snap) = &self.snapshot else { return Vec::new() };
         let mut list: Vec<&RecentRequest> = snap.requests.iter().collect();
         if self.slowest {
             list.sort_by(|a, b| b.latency_ms.unwrap_or(0.0).total_cmp(&a.latency_ms.unwrap_or(0.0)));
+        } else if self.in_session() {
+            list.reverse();
         }
         list
     }

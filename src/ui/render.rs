@@ -465,8 +465,10 @@ fn draw_requests(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     app.page = area.height.saturating_sub(2) as usize;
     app.first_row = Some((area.y + 2, app.selected.saturating_sub(area.height.saturating_sub(3) as usize)));
     let list = app.request_list();
-    let header = Row::new(["TIME", "MODEL", "PROVIDER", "STATUS", "LATENCY", "TTFT", "TOKENS", "COST", "USER"])
-        .style(theme.header());
+    let timeline = app.in_session();
+    let third = if timeline { "PATH" } else { "PROVIDER" };
+    let header =
+        Row::new(["TIME", "MODEL", third, "STATUS", "LATENCY", "TTFT", "TOKENS", "COST", "USER"]).style(theme.header());
     let skip = app.selected.saturating_sub(area.height.saturating_sub(3) as usize);
     let rows: Vec<Row> = list
         .iter()
@@ -476,7 +478,7 @@ fn draw_requests(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
             Row::new(vec![
                 Cell::from(clock(r.created_at, app.utc)),
                 Cell::from(truncate(&sanitize(&r.model), 28).into_owned()),
-                Cell::from(truncate(&sanitize(&r.provider), 12).into_owned()),
+                Cell::from(truncate(&sanitize(if timeline { &r.session_path } else { &r.provider }), 24).into_owned()),
                 Cell::from(Span::styled(r.status.to_string(), status_style(r.status, theme))),
                 Cell::from(ms(r.latency_ms)),
                 Cell::from(ms(r.ttft_ms)),
@@ -489,7 +491,7 @@ fn draw_requests(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     let widths = [
         Constraint::Length(9),
         Constraint::Min(14),
-        Constraint::Length(10),
+        Constraint::Length(if timeline { 24 } else { 10 }),
         Constraint::Length(6),
         Constraint::Length(8),
         Constraint::Length(7),
@@ -497,7 +499,13 @@ fn draw_requests(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
         Constraint::Length(9),
         Constraint::Min(8),
     ];
-    let mode = if app.slowest { "slowest first" } else { "newest first" };
+    let mode = if app.slowest {
+        "slowest first"
+    } else if timeline {
+        "session timeline, oldest first"
+    } else {
+        "newest first"
+    };
     let frozen = if app.paused.is_some() { ", frozen" } else { "" };
     let title = format!(" Requests · {} · {mode}{frozen} · l slowest/newest, Enter details ", list.len());
     let selected = app.selected - skip;
