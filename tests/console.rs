@@ -333,3 +333,33 @@ fn a_session_opens_as_its_timeline() {
     let s = text(&screen(&mut a, 160, 48));
     assert!(s.contains("session timeline") && s.contains("PATH"), "{s}");
 }
+
+#[test]
+fn firing_alerts_make_a_banner_and_fill_the_alerts_view() {
+    use tokentop::ui::app::{AlertRow, AlertState};
+    let live = live_with_traffic();
+    let mut a = app(&live);
+    let row = |rule: &str, group: Option<&str>, state, severity: &str, value, threshold| AlertRow {
+        rule: rule.into(),
+        group: group.map(Into::into),
+        state,
+        severity: severity.into(),
+        value,
+        threshold,
+        trend: vec![1, 3, 2, 8, 13],
+    };
+    a.alerts = vec![
+        row("p95-latency", None, AlertState::Ok, "warning", 812.0, 3000.0),
+        row("rate-limit", Some("provider=anthropic"), AlertState::Firing, "warning", 12.5, 5.0),
+        row("error-rate", None, AlertState::Firing, "critical", 7.2, 5.0),
+        row("traffic-stopped", None, AlertState::Pending, "critical", 0.0, 1.0),
+    ];
+    let s = text(&screen(&mut a, 160, 48));
+    let first = s.lines().next().unwrap();
+    assert!(
+        first.contains("2 firing: CRITICAL error-rate 7.20 > 5.00 · WARNING rate-limit [provider=anthropic]"),
+        "{first}"
+    );
+    key(&mut a, KeyCode::Char('8'));
+    insta::assert_snapshot!("alerts_with_rules_120x20", screen(&mut a, 120, 20).backend());
+}

@@ -178,6 +178,29 @@ pub struct Row {
     pub sort: Vec<f64>,
 }
 
+/// One alert as the banner and the Alerts view show it (fed by the alert rules).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub rule: String,
+    /// The group the rule watches (`provider=anthropic`), if it is grouped.
+    pub group: Option<String>,
+    pub state: AlertState,
+    /// `critical`, `warning`, …
+    pub severity: String,
+    pub value: f64,
+    pub threshold: f64,
+    /// Recent values, for a sparkline.
+    pub trend: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlertState {
+    Firing,
+    Pending,
+    Ok,
+    NoData,
+}
+
 /// What the screen shows, taken from the engine at most every redraw interval.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -231,6 +254,8 @@ pub struct App {
     /// for mouse clicks.
     pub tab_spans: Vec<(u16, u16)>,
     pub first_row: Option<(u16, usize)>,
+    /// Alert rules and their states; firing ones make the banner.
+    pub alerts: Vec<AlertRow>,
 }
 
 impl App {
@@ -259,6 +284,7 @@ impl App {
             history: Vec::new(),
             tab_spans: Vec::new(),
             first_row: None,
+            alerts: Vec::new(),
         }
     }
 
@@ -734,6 +760,18 @@ impl App {
             }
             _ => false,
         }
+    }
+
+    /// Firing alerts, most severe first (critical before warning), then by rule.
+    pub fn firing(&self) -> Vec<&AlertRow> {
+        let rank = |s: &str| match s {
+            "critical" => 0,
+            "warning" => 1,
+            _ => 2,
+        };
+        let mut f: Vec<&AlertRow> = self.alerts.iter().filter(|a| a.state == AlertState::Firing).collect();
+        f.sort_by(|a, b| rank(&a.severity).cmp(&rank(&b.severity)).then_with(|| a.rule.cmp(&b.rule)));
+        f
     }
 
     /// Whether the view is narrowed to one session (its requests read as a timeline).

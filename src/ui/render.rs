@@ -37,7 +37,9 @@ pub fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
         return;
     }
     let top_lines = 1 + u16::from(!app.path.is_empty() || app.prompt.is_some());
-    let [tabs, crumbs, body, hints, status] = Layout::vertical([
+    let banner_h = u16::from(!app.firing().is_empty());
+    let [banner, tabs, crumbs, body, hints, status] = Layout::vertical([
+        Constraint::Length(banner_h),
         Constraint::Length(1),
         Constraint::Length(top_lines - 1),
         Constraint::Min(5),
@@ -46,6 +48,7 @@ pub fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
     ])
     .areas(area);
     app.first_row = None;
+    draw_banner(f, app, theme, banner);
     draw_tabs(f, app, theme, tabs);
     draw_crumbs(f, app, theme, crumbs);
     match &app.snapshot {
@@ -53,7 +56,7 @@ pub fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
         Some(_) => match app.view {
             View::Overview => draw_overview(f, app, theme, body),
             View::Requests => draw_requests(f, app, theme, body),
-            View::Alerts => draw_alerts(f, theme, body),
+            View::Alerts => draw_alerts(f, app, theme, body),
             _ => draw_table(f, app, theme, body),
         },
     }
@@ -517,14 +520,90 @@ fn draw_requests(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     f.render_stateful_widget(table, area, &mut state);
 }
 
-fn draw_alerts(f: &mut Frame, theme: &Theme, area: Rect) {
-    let text = vec![
-        Line::from(Span::styled("No alert rules loaded.", theme.header())),
-        Line::from(""),
-        Line::from("Alert rules (thresholds and spikes on cost, latency, TTFT, errors and traffic) are"),
-        Line::from("configured in the config file; firing alerts show as a banner above the tabs."),
+/// A line across the top while alerts fire: the most severe first, with group, value and threshold.
+fn draw_banner(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let firing = app.firing();
+    let mut text = format!(" ▲ {} firing: ", firing.len());
+    for (i, a) in firing.iter().enumerate() {
+        if i > 0 {
+            text.push_str(" · ");
+        }
+        let group = a.group.as_deref().map(|g| format!(" [{}]", sanitize(g))).unwrap_or_default();
+        text.push_str(&format!(
+            "{} {}{group} {} > {}",
+            a.severity.to_uppercase(),
+            sanitize(&a.rule),
+            num(a.value),
+            num(a.threshold)
+        ));
+    }
+    let style = theme.bad().add_modifier(Modifier::REVERSED);
+    f.render_widget(Paragraph::new(truncate(&text, area.width as usize).into_owned()).style(style), area);
+}
+
+fn num(v: f64) -> String {
+    if v.abs() >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }
+}
+
+fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    if app.alerts.is_empty() {
+        let text = vec![
+            Line::from(Span::styled("No alert rules loaded.", theme.header())),
+            Line::from(""),
+            Line::from("Alert rules (thresholds and spikes on cost, latency, TTFT, errors and traffic) are"),
+            Line::from("configured in the config file; firing alerts show as a banner above the tabs."),
+        ];
+        f.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::TOP)), area);
+        return;
+    }
+    let mut rows: Vec<&crate::ui::app::AlertRow> = app.alerts.iter().collect();
+    rows.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.rule.cmp(&b.rule)));
+    let header = Row::new(["STATE", "SEVERITY", "RULE", "GROUP", "VALUE", "THRESHOLD", "TREND"]).style(theme.header());
+    let body: Vec<Row> = rows
+        .iter()
+        .map(|a| {
+            let (state, style) = match a.state {
+                crate::ui::app::AlertState::Firing => ("FIRING", theme.bad()),
+                crate::ui::app::AlertState::Pending => ("pending", theme.warn()),
+                crate::ui::app::AlertState::Ok => ("ok", theme.good()),
+                crate::ui::app::AlertState::NoData => ("no data", theme.dim()),
+            };
+            Row::new(vec![
+                Cell::from(Span::styled(state, style)),
+                Cell::from(a.severity.clone()),
+                Cell::from(truncate(&sanitize(&a.rule), 30).into_owned()),
+                Cell::from(a.group.as_deref().map(|g| truncate(&sanitize(g), 24).into_owned()).unwrap_or_default()),
+                Cell::from(num(a.value)),
+                Cell::from(num(a.threshold)),
+                Cell::from(sparkline(&a.trend)),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Min(16),
+        Constraint::Length(24),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(16),
     ];
-    f.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::TOP)), area);
+    let table = Table::new(body, widths).header(header).block(
+        Block::default()
+            .borders(Borders::TOP)
+            .title(Span::styled(format!(" Alerts · {} rules ", rows.len()), theme.dim())),
+    );
+    f.render_widget(table, area);
+}
+
+/// A one-line sparkline of block characters.
+fn sparkline(values: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    values.iter().map(|&v| if v == 0 { ' ' } else { BARS[((v * 7) / max) as usize] }).collect()
 }
 
 fn popup(area: Rect, w: u16, h: u16) -> Rect {
