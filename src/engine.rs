@@ -404,6 +404,15 @@ impl Engine {
         (stats, tier.series.clone(), span, users)
     }
 
+    /// A number per slab of the window ending now, oldest first (a row's sparkline).
+    pub fn trend(&self, window: Micros, pick: impl Fn(&Stats) -> u64) -> Vec<u64> {
+        let Some(tier) = self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last()) else {
+            return Vec::new();
+        };
+        let horizon = self.now - window;
+        tier.slabs.iter().filter(|s| s.start + tier.width > horizon).map(|s| pick(&s.stats)).collect()
+    }
+
     /// The window of length `window` before the current one, as one series point (for
     /// the change shown on each KPI tile). Time-bucketed, so edges are bucket-aligned.
     pub fn previous(&self, window: Micros) -> Point {

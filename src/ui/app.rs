@@ -218,6 +218,8 @@ pub struct Snapshot {
     pub total: u64,
     /// When the filtered view's history starts, if filtered.
     pub filtered_since: Option<(Micros, usize)>,
+    /// Requests per slab of the window, oldest first, by row key (`model:…`, `user:…`).
+    pub trends: std::collections::HashMap<String, Vec<u64>>,
 }
 
 pub struct App {
@@ -336,6 +338,39 @@ impl App {
                 sort: vec![0.0, 0.0, s.duration_micros() as f64, s.requests as f64, s.cost.to_f64(), s.errors as f64],
             })
             .collect();
+        // Sparklines for the rows of every table: requests per slab.
+        let mut trends = std::collections::HashMap::new();
+        if let Some(g) = &report.by_model {
+            for (name, _) in &g.0 {
+                trends.insert(
+                    format!("model:{name}"),
+                    engine.trend(window, |s| s.by_model.get(name).map_or(0, |a| a.requests)),
+                );
+            }
+        }
+        if let Some(g) = &report.by_provider {
+            for (name, _) in &g.0 {
+                trends.insert(
+                    format!("provider:{name}"),
+                    engine.trend(window, |s| s.by_provider.get(name).map_or(0, |a| a.requests)),
+                );
+            }
+        }
+        for (key, values) in &report.by_property.0 {
+            for (value, _) in &values.0 {
+                let t = engine
+                    .trend(window, |s| s.by_property.get(key).and_then(|v| v.get(value)).map_or(0, |a| a.requests));
+                trends.insert(format!("prop:{key}={value}"), t);
+            }
+        }
+        if let Some(users) = &report.users {
+            for u in users {
+                trends.insert(
+                    format!("user:{}", u.user_id),
+                    engine.trend(window, |s| s.users.get(&u.user_id).map_or(0, |a| a.requests)),
+                );
+            }
+        }
         // The request list is copied only while it is on screen.
         let requests: Vec<RecentRequest> =
             if self.view == View::Requests { engine.recent().rev().take(2_000).cloned().collect() } else { Vec::new() };
@@ -351,6 +386,7 @@ impl App {
             events_per_sec,
             total: live.total,
             filtered_since: live.filtered.as_ref().map(|(_, _, s)| (s.at, s.backfilled)),
+            trends,
         });
     }
 
@@ -801,6 +837,19 @@ impl App {
             View::Requests => self.snapshot.as_ref().map_or(0, |s| s.requests.len()),
             _ => self.rows().len(),
         }
+    }
+
+    /// A row's sparkline data, if any.
+    pub fn trend(&self, row: &Row) -> Option<&Vec<u64>> {
+        let snap = self.snapshot.as_ref()?;
+        let prefix = match self.view {
+            View::Models => "model:",
+            View::Providers => "provider:",
+            View::Users => "user:",
+            View::Properties => "prop:",
+            _ => return None,
+        };
+        snap.trends.get(&format!("{prefix}{}", row.key))
     }
 
     /// The rows of the current table view, sorted as chosen.

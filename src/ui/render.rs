@@ -431,14 +431,29 @@ fn draw_table(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
         _ => GROUP_COLUMNS.iter().enumerate().filter(|(_, c)| headers.contains(c)).map(|(i, _)| i).collect(),
     };
     let (sort_col, desc) = app.sort[View::ALL.iter().position(|v| *v == app.view).unwrap_or(0)];
-    let header = Row::new(keep.iter().map(|&i| {
-        let mark = if i == sort_col { if desc { "▼" } else { "▲" } } else { "" };
-        Cell::from(format!("{}{mark}", headers[keep.iter().position(|k| *k == i).unwrap_or(0)]))
-    }))
+    // A sparkline of each row's traffic over the window, where there is room.
+    let trends = area.width >= 120 && rows.first().is_some_and(|r| app.trend(r).is_some());
+    let mut widths = widths;
+    if trends {
+        widths.push(Constraint::Length(14));
+    }
+    let header = Row::new(
+        keep.iter()
+            .map(|&i| {
+                let mark = if i == sort_col { if desc { "▼" } else { "▲" } } else { "" };
+                Cell::from(format!("{}{mark}", headers[keep.iter().position(|k| *k == i).unwrap_or(0)]))
+            })
+            .chain(trends.then(|| Cell::from("TREND"))),
+    )
     .style(theme.header());
     let body: Vec<Row> = rows
         .iter()
-        .map(|r| Row::new(keep.iter().map(|&i| Cell::from(truncate(&r.cells[i], 40).into_owned()))))
+        .map(|r| {
+            let cells = keep.iter().map(|&i| Cell::from(truncate(&r.cells[i], 40).into_owned()));
+            let spark = trends
+                .then(|| Cell::from(Span::styled(sparkline(app.trend(r).map_or(&[][..], |t| t)), theme.series(0))));
+            Row::new(cells.chain(spark))
+        })
         .collect();
     app.page = area.height.saturating_sub(2) as usize;
     let offset = app.selected.saturating_sub(app.page.saturating_sub(1));
