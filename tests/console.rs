@@ -105,6 +105,7 @@ fn overlays_and_drill_down() {
     a.refresh(&live, 0.0);
     let s = text(&screen(&mut a, 120, 40));
     assert!(s.contains(&format!("All › model:{top}")), "{s}");
+    assert!(s.contains("status codes") && s.contains("latency") && s.contains("250ms–500ms"), "the detail panels: {s}");
     assert_eq!(a.snapshot.as_ref().unwrap().report.by_model.as_ref().unwrap().0.len(), 1, "only that model");
     assert!(key(&mut a, KeyCode::Esc));
     assert!(a.path.is_empty());

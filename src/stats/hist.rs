@@ -206,6 +206,19 @@ impl Dist {
         self.moments.max()
     }
 
+    /// How many values fall below each edge (ms) and above the previous one; the last
+    /// bin holds what is above the last edge. Bucket midpoints decide (exact below 128 µs).
+    pub fn bins(&self, edges_ms: &[f64]) -> Vec<u64> {
+        let mut out = vec![0u64; edges_ms.len() + 1];
+        for (i, c) in self.counts.iter() {
+            let (low, width) = bucket(i);
+            let ms = (low as f64 + (width - 1) as f64 / 2.0) / 1000.0;
+            let bin = edges_ms.iter().position(|e| ms < *e).unwrap_or(edges_ms.len());
+            out[bin] += u64::from(c);
+        }
+        out
+    }
+
     /// Bytes held on the heap (for memory accounting in benchmarks).
     pub fn heap_bytes(&self) -> usize {
         match &self.counts {
@@ -282,6 +295,15 @@ mod tests {
             assert_eq!(ba.percentile(q), one.percentile(q));
         }
         assert!(a.heap_bytes() <= SPARSE_MAX * 8);
+    }
+
+    #[test]
+    fn bins_count_every_value_once() {
+        let mut d = Dist::default();
+        for ms in [5.0, 50.0, 150.0, 150.0, 900.0, 4_000.0, 60_000.0] {
+            d.record(ms_to_ns(ms));
+        }
+        assert_eq!(d.bins(&[100.0, 1_000.0, 10_000.0]), vec![2, 3, 1, 1]);
     }
 
     #[test]

@@ -218,6 +218,8 @@ pub struct Snapshot {
     pub total: u64,
     /// When the filtered view's history starts, if filtered.
     pub filtered_since: Option<(Micros, usize)>,
+    /// Requests by latency range (see [`LATENCY_EDGES`]).
+    pub latency_bins: Vec<u64>,
     /// Requests per slab of the window, oldest first, by row key (`model:…`, `user:…`).
     pub trends: std::collections::HashMap<String, Vec<u64>>,
 }
@@ -338,6 +340,7 @@ impl App {
                 sort: vec![0.0, 0.0, s.duration_micros() as f64, s.requests as f64, s.cost.to_f64(), s.errors as f64],
             })
             .collect();
+        let latency_bins = stats.total.latency.bins(&LATENCY_EDGES);
         // Sparklines for the rows of every table: requests per slab.
         let mut trends = std::collections::HashMap::new();
         if let Some(g) = &report.by_model {
@@ -386,6 +389,7 @@ impl App {
             events_per_sec,
             total: live.total,
             filtered_since: live.filtered.as_ref().map(|(_, _, s)| (s.at, s.backfilled)),
+            latency_bins,
             trends,
         });
     }
@@ -924,6 +928,9 @@ fn common_prefix<'a>(words: &[&'a str]) -> Option<&'a str> {
         .fold(first.len(), |len, w| first.bytes().zip(w.bytes()).take(len).take_while(|(a, b)| a == b).count());
     Some(&first[..len])
 }
+
+/// The latency histogram's edges, in ms.
+pub const LATENCY_EDGES: [f64; 9] = [100.0, 250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0];
 
 /// The columns of the Models, Providers and Properties tables.
 pub const GROUP_COLUMNS: [&str; 11] =

@@ -273,10 +273,16 @@ fn draw_overview(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     draw_charts(f, s, theme, charts);
     if bars_h > 0 {
         let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bars);
-        let models = s.report.by_model.as_ref().map(|g| g.0.as_slice()).unwrap_or_default();
-        let providers = s.report.by_provider.as_ref().map(|g| g.0.as_slice()).unwrap_or_default();
-        draw_bars(f, "by model", models, theme, left);
-        draw_bars(f, "by provider", providers, theme, right);
+        if app.path.is_empty() {
+            let models = s.report.by_model.as_ref().map(|g| g.0.as_slice()).unwrap_or_default();
+            let providers = s.report.by_provider.as_ref().map(|g| g.0.as_slice()).unwrap_or_default();
+            draw_bars(f, "by model", models, theme, left);
+            draw_bars(f, "by provider", providers, theme, right);
+        } else {
+            // Drilled down: how its requests ended, and how long they took.
+            draw_counts(f, "status codes", &status_counts(s), theme, left);
+            draw_counts(f, "latency", &latency_counts(s), theme, right);
+        }
     }
 }
 
@@ -353,6 +359,61 @@ fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
             .y_axis(Axis::default().bounds([0.0, max * 1.1]).labels([Line::from("0"), Line::from(label(max))]));
         f.render_widget(chart, cells[i]);
     }
+}
+
+fn status_counts(s: &Snapshot) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = s.report.errors.by_status.0.iter().map(|(k, n)| (k.clone(), *n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+fn latency_counts(s: &Snapshot) -> Vec<(String, u64)> {
+    let edges = super::app::LATENCY_EDGES;
+    let label = |ms: f64| if ms >= 1000.0 { format!("{}s", ms / 1000.0) } else { format!("{ms}ms") };
+    s.latency_bins
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let name = match i {
+                0 => format!("< {}", label(edges[0])),
+                i if i == edges.len() => format!("≥ {}", label(edges[i - 1])),
+                i => format!("{}–{}", label(edges[i - 1]), label(edges[i])),
+            };
+            (name, *n)
+        })
+        .collect()
+}
+
+/// Labelled horizontal bars with counts and shares.
+fn draw_counts(f: &mut Frame, title: &str, rows: &[(String, u64)], theme: &Theme, area: Rect) {
+    let block = Block::default().borders(Borders::TOP).title(Span::styled(format!(" {title} "), theme.dim()));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let total: u64 = rows.iter().map(|r| r.1).sum::<u64>().max(1);
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1);
+    let bar_w = (inner.width as usize).saturating_sub(12 + 16);
+    let lines: Vec<Line> = rows
+        .iter()
+        .take(inner.height as usize)
+        .map(|(name, n)| {
+            let len = (*n as f64 / max as f64 * bar_w as f64).round() as usize;
+            let style = match name.parse::<u16>() {
+                Ok(code) => status_style(code, theme),
+                Err(_) => theme.series(0),
+            };
+            Line::from(vec![
+                Span::raw(format!("{:<12}", truncate(name, 12))),
+                Span::styled("█".repeat(len.min(bar_w)), style),
+                Span::raw(format!(
+                    "{} {:>7} {:>5.1}% ",
+                    " ".repeat(bar_w - len.min(bar_w)),
+                    int(*n),
+                    *n as f64 * 100.0 / total as f64
+                )),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
 }
 
 /// Horizontal bars of requests (and cost) for the top groups; the rest as "other".
