@@ -73,12 +73,14 @@ fn slab_width(window: Micros) -> Micros {
 /// Users whose last request time the engine tracks, for exact active-user counts.
 const EXACT_USERS: usize = 1_000_000;
 
-/// Last request time of every user seen within the longest window: 16 bytes a user,
-/// and the active users of any window are counted exactly, to the microsecond.
+/// First and last request time of every user seen within the longest window (24 bytes
+/// a user): the active users of any window are counted exactly, to the microsecond,
+/// and users new to the window are known.
 /// Past [`EXACT_USERS`] new users are no longer tracked and counts come from the
 /// slabs' HyperLogLog sketches until the untracked users have aged out.
 struct LastSeen {
-    map: HashMap<u64, Micros, BuildHasherDefault<HashIsKey>>,
+    /// user hash → (first seen, last seen)
+    map: HashMap<u64, (Micros, Micros), BuildHasherDefault<HashIsKey>>,
     /// When a user was last turned away for lack of room.
     overflow_at: Option<Micros>,
     pruned_at: Micros,
@@ -88,9 +90,13 @@ impl LastSeen {
     fn record(&mut self, hash: u64, t: Micros) {
         let full = self.map.len() >= EXACT_USERS;
         match self.map.entry(hash) {
-            Entry::Occupied(mut o) => *o.get_mut() = (*o.get()).max(t),
+            Entry::Occupied(mut o) => {
+                let (first, last) = o.get_mut();
+                *first = (*first).min(t);
+                *last = (*last).max(t);
+            }
             Entry::Vacant(v) if !full => {
-                v.insert(t);
+                v.insert((t, t));
             }
             Entry::Vacant(_) => self.overflow_at = Some(t),
         }
@@ -100,7 +106,7 @@ impl LastSeen {
     fn prune(&mut self, now: Micros, longest: Micros, every: Micros) {
         if now - self.pruned_at >= every {
             self.pruned_at = now;
-            self.map.retain(|_, t| *t > now - longest);
+            self.map.retain(|_, (_, last)| *last > now - longest);
             if self.overflow_at.is_some_and(|o| o <= now - longest) {
                 self.overflow_at = None;
             }
@@ -112,7 +118,7 @@ impl LastSeen {
         if self.overflow_at.is_some_and(|o| o > horizon) {
             return None;
         }
-        Some(self.map.values().filter(|&&t| t > horizon).count() as u64)
+        Some(self.map.values().filter(|(_, last)| *last > horizon).count() as u64)
     }
 }
 
@@ -402,6 +408,11 @@ impl Engine {
             None => ActiveUsers::of(&stats),
         };
         (stats, tier.series.clone(), span, users)
+    }
+
+    /// When a user was first seen (within the longest window kept).
+    pub fn first_seen(&self, user: &str) -> Option<Micros> {
+        self.last_seen.map.get(&key_hash(user)).map(|(first, _)| *first)
     }
 
     /// A number per slab of the window ending now, oldest first (a row's sparkline).

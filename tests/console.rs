@@ -364,3 +364,25 @@ fn firing_alerts_make_a_banner_and_fill_the_alerts_view() {
     key(&mut a, KeyCode::Char('8'));
     insta::assert_snapshot!("alerts_with_rules_120x20", screen(&mut a, 120, 20).backend());
 }
+
+#[test]
+fn user_segments_filter_the_users_view() {
+    let live = live_with_traffic();
+    let mut a = app(&live);
+    key_with(&mut a, &live, KeyCode::Char('4'));
+    let all = a.rows();
+    let active = a.snapshot.as_ref().unwrap().report.summary.active_users as usize;
+    key(&mut a, KeyCode::Char('p'));
+    let power = a.rows();
+    assert_eq!(power.len(), active.div_ceil(10).min(all.len()), "the top tenth");
+    assert!(power.iter().all(|r| r.sort[1] >= power.last().unwrap().sort[1]));
+    key(&mut a, KeyCode::Char('p'));
+    // Replayed from its start, every user of the window is new to the engine.
+    assert_eq!(a.rows().len(), all.len());
+    key(&mut a, KeyCode::Char('p'));
+    let at_risk = a.rows();
+    assert!(at_risk.len() < all.len());
+    assert!(text(&screen(&mut a, 160, 48)).contains("at-risk users"));
+    key(&mut a, KeyCode::Char('p'));
+    assert_eq!(a.rows().len(), all.len());
+}

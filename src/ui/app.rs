@@ -94,6 +94,7 @@ pub enum Action {
     Export,
     Copy,
     Command,
+    Segment,
 }
 
 /// The default key bindings: a table, so they read at a glance (and can be remapped).
@@ -130,6 +131,7 @@ pub fn default_keymap() -> Vec<(KeyCode, KeyModifiers, Action)> {
         (Char('e'), none, Action::Export),
         (Char('y'), none, Action::Copy),
         (Char(':'), none, Action::Command),
+        (Char('p'), none, Action::Segment),
     ];
     for (i, c) in ('1'..='8').enumerate() {
         map.push((Char(c), none, Action::View(i)));
@@ -178,6 +180,39 @@ pub struct Row {
     pub sort: Vec<f64>,
 }
 
+/// Segments of the Users view (`p` cycles them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Segment {
+    #[default]
+    All,
+    /// The top 10% of the window's users by requests.
+    Power,
+    /// First seen within the window.
+    New,
+    /// Traffic falling: fewer than half as many requests in the window's second half as in its first.
+    AtRisk,
+}
+
+impl Segment {
+    pub fn label(self) -> &'static str {
+        match self {
+            Segment::All => "all users",
+            Segment::Power => "power users (top 10%)",
+            Segment::New => "new users",
+            Segment::AtRisk => "at-risk users (traffic falling)",
+        }
+    }
+
+    fn next(self) -> Segment {
+        match self {
+            Segment::All => Segment::Power,
+            Segment::Power => Segment::New,
+            Segment::New => Segment::AtRisk,
+            Segment::AtRisk => Segment::All,
+        }
+    }
+}
+
 /// One alert as the banner and the Alerts view show it (fed by the alert rules).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
@@ -218,6 +253,8 @@ pub struct Snapshot {
     pub total: u64,
     /// When the filtered view's history starts, if filtered.
     pub filtered_since: Option<(Micros, usize)>,
+    /// Users first seen within the window.
+    pub new_users: std::collections::HashSet<String>,
     /// Requests by latency range (see [`LATENCY_EDGES`]).
     pub latency_bins: Vec<u64>,
     /// Requests per slab of the window, oldest first, by row key (`model:…`, `user:…`).
@@ -260,6 +297,8 @@ pub struct App {
     pub first_row: Option<(u16, usize)>,
     /// Alert rules and their states; firing ones make the banner.
     pub alerts: Vec<AlertRow>,
+    /// The Users view's segment.
+    pub segment: Segment,
 }
 
 impl App {
@@ -289,6 +328,7 @@ impl App {
             tab_spans: Vec::new(),
             first_row: None,
             alerts: Vec::new(),
+            segment: Segment::All,
         }
     }
 
@@ -341,6 +381,13 @@ impl App {
             })
             .collect();
         let latency_bins = stats.total.latency.bins(&LATENCY_EDGES);
+        let new_users = report
+            .users
+            .iter()
+            .flatten()
+            .filter(|u| engine.first_seen(&u.user_id).is_some_and(|t| t > span.start))
+            .map(|u| u.user_id.clone())
+            .collect();
         // Sparklines for the rows of every table: requests per slab.
         let mut trends = std::collections::HashMap::new();
         if let Some(g) = &report.by_model {
@@ -390,6 +437,7 @@ impl App {
             total: live.total,
             filtered_since: live.filtered.as_ref().map(|(_, _, s)| (s.at, s.backfilled)),
             latency_bins,
+            new_users,
             trends,
         });
     }
@@ -449,6 +497,12 @@ impl App {
             }
             Action::Filter => self.prompt = Some(Prompt::default()),
             Action::Command => self.prompt = Some(Prompt { command: true, ..Prompt::default() }),
+            Action::Segment => {
+                if self.view == View::Users {
+                    self.segment = self.segment.next();
+                    self.selected = 0;
+                }
+            }
             Action::SortNext => {
                 let (col, desc) = self.sort[self.view.index()];
                 let cols = self.columns().max(1);
@@ -843,6 +897,29 @@ impl App {
         }
     }
 
+    /// The users of the current segment.
+    fn segment_rows(&self, mut rows: Vec<Row>) -> Vec<Row> {
+        let Some(snap) = &self.snapshot else { return rows };
+        match self.segment {
+            Segment::All => {}
+            Segment::Power => {
+                // Users are listed by requests already; keep the top tenth (at least one).
+                rows.sort_by(|a, b| b.sort[1].total_cmp(&a.sort[1]));
+                let keep = snap.report.summary.active_users.div_ceil(10).max(1) as usize;
+                rows.truncate(keep);
+            }
+            Segment::New => rows.retain(|r| snap.new_users.contains(&r.key)),
+            Segment::AtRisk => rows.retain(|r| {
+                self.trend(r).is_some_and(|t| {
+                    let (a, b) = t.split_at(t.len() / 2);
+                    let (first, second): (u64, u64) = (a.iter().sum(), b.iter().sum());
+                    first >= 2 && second * 2 < first
+                })
+            }),
+        }
+        rows
+    }
+
     /// A row's sparkline data, if any.
     pub fn trend(&self, row: &Row) -> Option<&Vec<u64>> {
         let snap = self.snapshot.as_ref()?;
@@ -906,6 +983,9 @@ impl App {
             View::Sessions => snap.sessions.clone(),
             _ => Vec::new(),
         };
+        if self.view == View::Users && self.segment != Segment::All {
+            rows = self.segment_rows(rows);
+        }
         let (col, desc) = self.sort[self.view.index()];
         if rows.first().is_some_and(|r| col < r.cells.len()) {
             rows.sort_by(|a, b| {
@@ -933,8 +1013,8 @@ fn common_prefix<'a>(words: &[&'a str]) -> Option<&'a str> {
 pub const LATENCY_EDGES: [f64; 9] = [100.0, 250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0];
 
 /// The columns of the Models, Providers and Properties tables.
-pub const GROUP_COLUMNS: [&str; 11] =
-    ["NAME", "REQS", "SHARE", "COST", "COST/REQ", "P50", "P95", "P99", "TTFT", "ERR%", "429%"];
+pub const GROUP_COLUMNS: [&str; 13] =
+    ["NAME", "REQS", "SHARE", "COST", "COST/REQ", "P50", "P95", "P99", "TTFT", "ERR%", "429%", "CACHE%", "TOKENS"];
 
 fn group_rows(groups: &[(String, report::Group)]) -> Vec<Row> {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
@@ -954,6 +1034,8 @@ fn group_rows(groups: &[(String, report::Group)]) -> Vec<Row> {
                 ms(g.ttft_avg),
                 format!("{:.1}%", g.error_rate),
                 format!("{:.1}%", g.rate_429),
+                format!("{:.1}%", g.cache_hit_rate),
+                g.tokens.to_string(),
             ],
             sort: vec![
                 0.0,
@@ -967,6 +1049,8 @@ fn group_rows(groups: &[(String, report::Group)]) -> Vec<Row> {
                 g.ttft_avg.unwrap_or(0.0),
                 g.error_rate,
                 g.rate_429,
+                g.cache_hit_rate,
+                g.tokens as f64,
             ],
         })
         .collect()

@@ -522,7 +522,14 @@ fn draw_table(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     let empty = body.is_empty();
     let table = Table::new(body, widths).header(header).row_highlight_style(theme.selected()).block(
         Block::default().borders(Borders::TOP).title(Span::styled(
-            format!(" {} · {} rows · s sort, S reverse, Enter drill down ", app.view.title(), rows.len()),
+            match app.view {
+                View::Users => format!(
+                    " Users · {} · {} rows · p segment, s sort, Enter drill down ",
+                    app.segment.label(),
+                    rows.len()
+                ),
+                _ => format!(" {} · {} rows · s sort, S reverse, Enter drill down ", app.view.title(), rows.len()),
+            },
             theme.dim(),
         )),
     );
@@ -750,7 +757,7 @@ pub const HELP: [(&str, &str); 16] = [
     ("s  S", "sort by the next column, reverse"),
     ("[ ]  - +", "shorter / longer window (1m … 7d)"),
     ("Space", "pause the screen (ingest goes on)"),
-    ("l", "requests: slowest first / newest first"),
+    ("l  p", "requests: slowest/newest first; users: segment"),
     ("e  y  :", "export view; copy selection; command (:model x, :window 15m)"),
     ("?", "this help"),
     ("filter terms", "model: provider: user: session: prop.KEY=VALUE"),
