@@ -180,6 +180,19 @@ pub struct Row {
     pub sort: Vec<f64>,
 }
 
+/// One bucket of the Overview's charts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartPoint {
+    pub requests: u64,
+    pub cost: f64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub other_4xx: u64,
+    pub e5xx: u64,
+    pub e429: u64,
+}
+
 /// Segments of the Users view (`p` cycles them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Segment {
@@ -240,8 +253,8 @@ pub enum AlertState {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub report: Report,
-    /// The window's time series, bucket by bucket (start, point).
-    pub points: Vec<(Micros, Point)>,
+    /// The window's time series, one entry a bucket, computed once per snapshot.
+    pub chart: Vec<ChartPoint>,
     pub previous: Point,
     pub window: Micros,
     pub now: Micros,
@@ -360,7 +373,20 @@ impl App {
         let ingest =
             report::IngestReport { events: engine.counts().events, late: engine.counts().late, ..Default::default() };
         let report = Report::build(&stats, &series, Some(span), users, ingest, &opts);
-        let points = series.points(span.start + 1, span.end);
+        let chart = series
+            .points(span.start + 1, span.end)
+            .into_iter()
+            .map(|(_, p)| ChartPoint {
+                requests: p.requests,
+                cost: p.cost.to_f64(),
+                p50: p.latency.percentile(50.0),
+                p95: p.latency.percentile(95.0),
+                p99: p.latency.percentile(99.0),
+                other_4xx: p.e4xx - p.e429,
+                e5xx: p.e5xx,
+                e429: p.e429,
+            })
+            .collect();
         // Sort first, format only the rows kept.
         let mut top: Vec<(&str, &crate::stats::SessionAgg)> = stats.sessions.iter().collect();
         top.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(b.0)));
@@ -426,7 +452,7 @@ impl App {
             if self.view == View::Requests { engine.recent().rev().take(2_000).cloned().collect() } else { Vec::new() };
         self.snapshot = Some(Snapshot {
             report,
-            points,
+            chart,
             previous: engine.previous(window),
             window,
             now: engine.now(),

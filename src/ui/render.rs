@@ -289,29 +289,21 @@ fn draw_overview(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 /// Four charts over the window: requests/s, cost, latency p50/p95/p99, errors by class.
 fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
     let bucket = s.report.series_bucket_seconds.max(1) as f64;
-    let pts = &s.points;
-    let line = |get: &dyn Fn(&crate::stats::series::Point) -> Option<f64>| -> Vec<(f64, f64)> {
-        pts.iter().enumerate().filter_map(|(i, (_, p))| get(p).map(|v| (i as f64, v))).collect()
+    let pts = &s.chart;
+    let line = |get: &dyn Fn(&super::app::ChartPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        pts.iter().enumerate().filter_map(|(i, p)| get(p).map(|v| (i as f64, v))).collect()
     };
     /// (title, unit, lines by name)
     type Spec<'a> = (&'a str, &'a str, Vec<(&'a str, Vec<(f64, f64)>)>);
     let charts: [Spec; 4] = [
         ("requests/s", "req/s", vec![("req/s", line(&|p| Some(p.requests as f64 / bucket)))]),
-        ("cost per bucket", "USD", vec![("cost", line(&|p| Some(p.cost.to_f64())))]),
-        (
-            "latency",
-            "ms",
-            vec![
-                ("p50", line(&|p| p.latency.percentile(50.0))),
-                ("p95", line(&|p| p.latency.percentile(95.0))),
-                ("p99", line(&|p| p.latency.percentile(99.0))),
-            ],
-        ),
+        ("cost per bucket", "USD", vec![("cost", line(&|p| Some(p.cost)))]),
+        ("latency", "ms", vec![("p50", line(&|p| p.p50)), ("p95", line(&|p| p.p95)), ("p99", line(&|p| p.p99))]),
         (
             "errors per bucket",
             "errors",
             vec![
-                ("other 4xx", line(&|p| Some((p.e4xx - p.e429) as f64))),
+                ("other 4xx", line(&|p| Some(p.other_4xx as f64))),
                 ("5xx", line(&|p| Some(p.e5xx as f64))),
                 ("429", line(&|p| Some(p.e429 as f64))),
             ],
