@@ -376,6 +376,7 @@ fn user_segments_filter_the_users_view() {
     let power = a.rows();
     assert_eq!(power.len(), active.div_ceil(10).min(all.len()), "the top tenth");
     assert!(power.iter().all(|r| r.sort[1] >= power.last().unwrap().sort[1]));
+    assert!(power.iter().all(|r| r.key != "(other)"), "the folded row is not a user");
     key(&mut a, KeyCode::Char('p'));
     // Replayed from its start, every user of the window is new to the engine.
     assert_eq!(a.rows().len(), all.len());

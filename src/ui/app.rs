@@ -926,6 +926,8 @@ impl App {
     /// The users of the current segment.
     fn segment_rows(&self, mut rows: Vec<Row>) -> Vec<Row> {
         let Some(snap) = &self.snapshot else { return rows };
+        // The folded `(other)` row is not a user.
+        rows.retain(|r| r.key != crate::stats::OTHER);
         match self.segment {
             Segment::All => {}
             Segment::Power => {
