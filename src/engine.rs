@@ -24,7 +24,7 @@ use crate::event::Event;
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::report::{self, ActiveUsers, IngestReport, Report, Span};
 use crate::stats::series::{Point, Series, bucket_for_span};
-use crate::stats::{HashIsKey, Limits, Sample, Stats, key_hash};
+use crate::stats::{Distinct, HashIsKey, Limits, Sample, Stats, key_hash};
 use crate::time::{MICROS_PER_SEC, Micros};
 
 /// What "now" is.
@@ -133,11 +133,20 @@ struct Tier {
     /// Sorted by start; the oldest first.
     slabs: VecDeque<Slab>,
     series: Series,
+    /// The distinct-user sketches of slabs that left the window, kept one more window
+    /// (for the change in active users against the previous window).
+    past_users: VecDeque<(Micros, Distinct)>,
 }
 
 impl Tier {
     fn new(window: Micros) -> Tier {
-        Tier { window, width: slab_width(window), slabs: VecDeque::new(), series: Series::new(bucket_for_span(window)) }
+        Tier {
+            window,
+            width: slab_width(window),
+            slabs: VecDeque::new(),
+            series: Series::new(bucket_for_span(window)),
+            past_users: VecDeque::new(),
+        }
     }
 
     /// Whether time `t` is still inside this tier's slabs at `now`.
@@ -177,7 +186,12 @@ impl Tier {
     fn evict(&mut self, now: Micros) {
         let horizon = now - self.window;
         while self.slabs.front().is_some_and(|s| s.start + self.width <= horizon) {
-            self.slabs.pop_front();
+            if let Some(slab) = self.slabs.pop_front() {
+                self.past_users.push_back((slab.start, slab.stats.distinct_users));
+            }
+        }
+        while self.past_users.front().is_some_and(|(start, _)| *start + self.width <= horizon - self.window) {
+            self.past_users.pop_front();
         }
         // The series keeps the window before too, for the screen's ▲/▼ changes.
         self.series.prune_before(horizon - self.window - self.width);
@@ -433,6 +447,28 @@ impl Engine {
         }
     }
 
+    /// Active users of the window before the current one: an estimate (HyperLogLog,
+    /// about 0.4%) from the sketches of the slabs that left, or `None` before there
+    /// is a whole previous window.
+    pub fn previous_users(&self, window: Micros) -> Option<u64> {
+        let tier = self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last())?;
+        let (from, to) = (self.now - 2 * window, self.now - window);
+        let mut users = Distinct::new(0);
+        let mut any = false;
+        let slabs = tier
+            .past_users
+            .iter()
+            .map(|(s, d)| (*s, d))
+            .chain(tier.slabs.iter().map(|s| (s.start, &s.stats.distinct_users)));
+        for (start, d) in slabs {
+            if start + tier.width > from && start < to {
+                users.merge(d);
+                any = true;
+            }
+        }
+        any.then(|| users.count())
+    }
+
     /// The same report `tokentop report` prints, for the window ending now.
     pub fn report(&self, window: Micros, opts: &report::Options, mut ingest: IngestReport) -> Report {
         let (stats, series, span, users) = self.window_stats(window);
@@ -580,6 +616,22 @@ mod tests {
         // 60 events in the last minute and 60 in the minute before.
         assert_eq!(e.previous(60 * S).requests, 60);
         assert_eq!(e.window_stats(60 * S).1.merged(10_000 * S - 60 * S, 10_000 * S).requests, 60);
+    }
+
+    #[test]
+    fn previous_window_users_come_from_kept_sketches() {
+        // 30 users in the minute before last (arriving as they happen), 10 in the last one.
+        let mut e = engine(Clock::Wall, 10_000 * S - 60 * S);
+        for i in 0..30 {
+            e.ingest(&ev(10_000 * S - 90 * S + i * S, &format!("old-{i}"), 1.0));
+        }
+        e.tick(10_000 * S);
+        for i in 0..10 {
+            e.ingest(&ev(10_000 * S - 20 * S + i * S, &format!("new-{i}"), 1.0));
+        }
+        e.tick(10_000 * S + 1);
+        assert_eq!(e.previous_users(60 * S), Some(30));
+        assert_eq!(e.window_stats(60 * S).3.count, 10);
     }
 
     #[test]

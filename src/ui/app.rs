@@ -253,6 +253,8 @@ pub enum AlertState {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub report: Report,
+    /// Active users of the previous window (an estimate), for the tile's change.
+    pub previous_users: Option<u64>,
     /// The window's time series, one entry a bucket, computed once per snapshot.
     pub chart: Vec<ChartPoint>,
     pub previous: Point,
@@ -451,6 +453,7 @@ impl App {
         let requests: Vec<RecentRequest> =
             if self.view == View::Requests { engine.recent().rev().take(2_000).cloned().collect() } else { Vec::new() };
         self.snapshot = Some(Snapshot {
+            previous_users: engine.previous_users(window),
             report,
             chart,
             previous: engine.previous(window),

@@ -209,7 +209,13 @@ fn tiles(s: &Snapshot) -> Vec<Tile> {
             false,
         ),
         t("429s", int(r.errors.errors.e429), Some(r.errors.errors.e429 as f64), Some(p.e429 as f64), false),
-        t("Active users", int(r.summary.active_users), None, None, true),
+        t(
+            "Active users",
+            int(r.summary.active_users),
+            Some(r.summary.active_users as f64),
+            s.previous_users.map(|u| u as f64),
+            true,
+        ),
         t(
             "Cache hits",
             format!("{:.1}% {}", r.cache.hit_rate, usd(r.cache.cost_saved)),
