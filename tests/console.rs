@@ -387,3 +387,12 @@ fn user_segments_filter_the_users_view() {
     key(&mut a, KeyCode::Char('p'));
     assert_eq!(a.rows().len(), all.len());
 }
+
+#[test]
+fn short_terminals_get_sparklines_instead_of_charts() {
+    let live = live_with_traffic();
+    let mut a = app(&live);
+    let s = text(&screen(&mut a, 100, 20));
+    assert!(s.contains("requests/s (req/s) now") && s.contains("latency (ms) now"), "{s}");
+    assert!(s.chars().any(|c| ('▁'..='█').contains(&c)), "{s}");
+}

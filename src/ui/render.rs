@@ -327,6 +327,25 @@ fn draw_charts(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
     let marker = if theme.braille { Marker::Braille } else { Marker::Dot };
     for (i, (title, unit, series)) in charts.iter().enumerate() {
         let max = series.iter().flat_map(|(_, d)| d.iter().map(|p| p.1)).fold(0.0f64, f64::max).max(1e-9);
+        if cells[i].height < 7 {
+            // No room for axes: a labelled sparkline of the first series, latest value last.
+            let data = &series[0].1;
+            let width = cells[i].width.saturating_sub(2) as usize;
+            // One bar a bucket, in time order (buckets without a value stay empty).
+            let mut by_bucket = vec![0u64; pts.len()];
+            for &(x, y) in data {
+                by_bucket[x as usize] = (y / max * 1000.0).round() as u64;
+            }
+            let values = &by_bucket[by_bucket.len().saturating_sub(width)..];
+            let last = data.last().map_or(0.0, |p| p.1);
+            let label = if *unit == "USD" { usd(last) } else { format!("{last:.1}") };
+            let spark = ratatui::widgets::Sparkline::default()
+                .block(Block::default().title(Span::styled(format!(" {title} ({unit}) now {label}"), theme.dim())))
+                .data(values)
+                .style(theme.series(i));
+            f.render_widget(spark, cells[i]);
+            continue;
+        }
         let datasets: Vec<Dataset> = series
             .iter()
             .enumerate()
