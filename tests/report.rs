@@ -289,21 +289,26 @@ fn report_matches_an_independent_computation() {
     let users: HashSet<&str> = win.iter().filter_map(|e| e.user.as_deref()).collect();
     assert_eq!(r["summary"]["active_users"], users.len() as u64);
     close(&r["cost"]["avg_cost_per_user"], total / users.len() as f64, 1e-6, "cost per user");
-    let mut per_user: HashMap<&str, (u64, f64, i64)> = HashMap::new();
+    let mut per_user: HashMap<&str, (u64, f64, i64, u64, u64)> = HashMap::new();
     for (e, c) in win.iter().zip(&costs) {
         if let Some(u) = e.user.as_deref() {
             let s = per_user.entry(u).or_default();
             s.0 += 1;
             s.1 += c.0;
             s.2 = s.2.max(e.t_ms);
+            s.3 += e.prompt + e.completion;
+            s.4 += u64::from(e.status == 429);
         }
     }
     let rows = r["users"].as_array().unwrap();
     assert_eq!(rows.len(), users.len().min(1000));
     let mut prev = u64::MAX;
     for row in rows {
-        let (reqs, c, last) = per_user[row["user_id"].as_str().unwrap()];
+        let (reqs, c, last, tokens, e429) = per_user[row["user_id"].as_str().unwrap()];
         assert_eq!(row["request_count"], reqs);
+        assert_eq!(row["tokens"], tokens);
+        close(&row["rate_429"], e429 as f64 * 100.0 / reqs as f64, 1e-9, "user 429 rate");
+        close(&row["request_share"], reqs as f64 * 100.0 / n as f64, 1e-9, "user share");
         assert!(reqs <= prev, "sorted by requests, descending");
         prev = reqs;
         close(&row["total_cost"], c, 1e-6, "user cost");

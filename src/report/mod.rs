@@ -269,9 +269,15 @@ pub struct GroupLatency {
 pub struct UserRow {
     pub user_id: String,
     pub request_count: u64,
+    pub request_share: f64,
     pub total_cost: f64,
+    pub cost_per_request: f64,
     pub avg_latency: Option<f64>,
+    pub ttft_avg: Option<f64>,
     pub error_rate: f64,
+    pub rate_429: f64,
+    pub cache_hit_rate: f64,
+    pub tokens: u64,
     pub last_active: String,
 }
 
@@ -407,9 +413,15 @@ impl Report {
                 .map(|(id, u)| UserRow {
                     user_id: id.to_string(),
                     request_count: u.requests,
+                    request_share: pct(u.requests, n),
                     total_cost: u.cost.to_f64(),
+                    cost_per_request: div(u.cost.to_f64(), u.requests as f64),
                     avg_latency: u.latency.avg_ms(),
+                    ttft_avg: u.ttft.avg_ms(),
                     error_rate: pct(u.errors, u.requests),
+                    rate_429: pct(u.e429, u.requests),
+                    cache_hit_rate: pct(u.cache_hits, u.requests),
+                    tokens: u.tokens,
                     last_active: format_rfc3339(u.last_active),
                 })
                 .collect()

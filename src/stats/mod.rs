@@ -179,13 +179,18 @@ pub fn pct(part: u64, whole: u64) -> f64 {
     if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
 
-/// Per-user numbers for the users table.
+/// Per-user numbers for the users table. Counters and exact averages only: a latency
+/// histogram per user (per time slab) would not fit the memory bound at 100,000 users.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserAgg {
     pub requests: u64,
     pub errors: u64,
+    pub e429: u64,
+    pub cache_hits: u64,
+    pub tokens: u64,
     pub cost: Usd,
     pub latency: Moments,
+    pub ttft: Moments,
     pub last_active: Micros,
 }
 
@@ -193,9 +198,15 @@ impl UserAgg {
     fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());
+        self.e429 += u64::from(ev.status == 429);
+        self.cache_hits += u64::from(x.cache_hit);
+        self.tokens += ev.prompt_tokens + ev.completion_tokens;
         self.cost += x.cost;
         if let Some(l) = x.latency_ns {
             self.latency.record(l);
+        }
+        if let Some(t) = x.ttft_ns {
+            self.ttft.record(t);
         }
         self.last_active = self.last_active.max(ev.created_at);
     }
@@ -203,8 +214,12 @@ impl UserAgg {
     fn merge(&mut self, o: &UserAgg) {
         self.requests += o.requests;
         self.errors += o.errors;
+        self.e429 += o.e429;
+        self.cache_hits += o.cache_hits;
+        self.tokens += o.tokens;
         self.cost += o.cost;
         self.latency.merge(&o.latency);
+        self.ttft.merge(&o.ttft);
         self.last_active = self.last_active.max(o.last_active);
     }
 }

@@ -615,7 +615,7 @@ impl App {
             _ => {
                 let mut w = csv::Writer::from_writer(Vec::new());
                 let header: Vec<&str> = match self.view {
-                    View::Users => vec!["user", "requests", "cost", "avg_latency_ms", "error_rate", "last_active"],
+                    View::Users => USER_COLUMNS.iter().map(|c| c.trim()).collect(),
                     View::Sessions => vec!["session", "name", "duration", "requests", "cost", "result"],
                     _ => GROUP_COLUMNS.iter().map(|c| c.trim()).collect(),
                 };
@@ -987,6 +987,7 @@ impl App {
                 .users
                 .as_ref()
                 .map(|users| {
+                    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
                     users
                         .iter()
                         .map(|u| Row {
@@ -994,17 +995,29 @@ impl App {
                             cells: vec![
                                 sanitize(&u.user_id).into_owned(),
                                 u.request_count.to_string(),
+                                format!("{:.1}%", u.request_share),
                                 format!("${:.4}", u.total_cost),
-                                u.avg_latency.map_or("-".into(), |l| format!("{l:.0}")),
+                                format!("${:.4}", u.cost_per_request),
+                                ms(u.avg_latency),
+                                ms(u.ttft_avg),
                                 format!("{:.1}%", u.error_rate),
+                                format!("{:.1}%", u.rate_429),
+                                format!("{:.1}%", u.cache_hit_rate),
+                                u.tokens.to_string(),
                                 u.last_active.get(11..19).unwrap_or("").to_string(),
                             ],
                             sort: vec![
                                 0.0,
                                 u.request_count as f64,
+                                u.request_share,
                                 u.total_cost,
+                                u.cost_per_request,
                                 u.avg_latency.unwrap_or(0.0),
+                                u.ttft_avg.unwrap_or(0.0),
                                 u.error_rate,
+                                u.rate_429,
+                                u.cache_hit_rate,
+                                u.tokens as f64,
                                 0.0,
                             ],
                         })
@@ -1039,6 +1052,10 @@ fn common_prefix<'a>(words: &[&'a str]) -> Option<&'a str> {
         .fold(first.len(), |len, w| first.bytes().zip(w.bytes()).take(len).take_while(|(a, b)| a == b).count());
     Some(&first[..len])
 }
+
+/// The columns of the Users table.
+pub const USER_COLUMNS: [&str; 12] =
+    ["USER", "REQS", "SHARE", "COST", "COST/REQ", "AVG ms", "TTFT", "ERR%", "429%", "CACHE%", "TOKENS", "LAST"];
 
 /// The latency histogram's edges, in ms.
 pub const LATENCY_EDGES: [f64; 9] = [100.0, 250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0];

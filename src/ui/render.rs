@@ -20,7 +20,7 @@ use ratatui::widgets::{
     Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, TableState,
 };
 
-use super::app::{App, GROUP_COLUMNS, Snapshot, View, window_label};
+use super::app::{App, GROUP_COLUMNS, Snapshot, USER_COLUMNS, View, window_label};
 use super::theme::Theme;
 use crate::engine::RecentRequest;
 use crate::source::SourceState;
@@ -470,17 +470,17 @@ fn draw_bars(f: &mut Frame, title: &str, groups: &[(String, crate::report::Group
 fn draw_table(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     let rows = app.rows();
     let (headers, widths): (Vec<&str>, Vec<Constraint>) = match app.view {
-        View::Users => (
-            vec!["USER", "REQS", "COST", "AVG ms", "ERR%", "LAST"],
-            vec![
-                Constraint::Min(16),
-                Constraint::Length(8),
-                Constraint::Length(11),
-                Constraint::Length(8),
-                Constraint::Length(7),
-                Constraint::Length(9),
-            ],
-        ),
+        View::Users => {
+            let narrow = area.width < 110;
+            let cols: Vec<&str> = USER_COLUMNS
+                .iter()
+                .copied()
+                .filter(|c| !narrow || !matches!(*c, "SHARE" | "COST/REQ" | "TTFT" | "CACHE%" | "TOKENS" | "429%"))
+                .collect();
+            let widths =
+                cols.iter().map(|c| if *c == "USER" { Constraint::Min(16) } else { Constraint::Length(9) }).collect();
+            (cols, widths)
+        }
         View::Sessions => (
             vec!["SESSION", "NAME", "DURATION", "REQS", "COST", "RESULT"],
             vec![
@@ -505,7 +505,8 @@ fn draw_table(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
         }
     };
     let keep: Vec<usize> = match app.view {
-        View::Users | View::Sessions => (0..headers.len()).collect(),
+        View::Sessions => (0..headers.len()).collect(),
+        View::Users => USER_COLUMNS.iter().enumerate().filter(|(_, c)| headers.contains(c)).map(|(i, _)| i).collect(),
         _ => GROUP_COLUMNS.iter().enumerate().filter(|(_, c)| headers.contains(c)).map(|(i, _)| i).collect(),
     };
     let (sort_col, desc) = app.sort[View::ALL.iter().position(|v| *v == app.view).unwrap_or(0)];
