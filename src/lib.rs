@@ -7,6 +7,7 @@
 //! - [`engine`] keeps those aggregates in rolling time windows for live sources;
 //! - [`report`] turns aggregates into the numbers users read, as JSON or a table.
 
+pub mod alert;
 pub mod config;
 pub mod engine;
 pub mod event;

@@ -113,6 +113,14 @@ enum Command {
     /// missed from a bounded buffer (or a gap notice). Set TOKENTOP_SERVE_TOKEN to
     /// require `Authorization: Bearer <token>`. Binds to 127.0.0.1 unless told otherwise.
     Serve(ServeArgs),
+    /// Evaluate the alert rules of a config file over inputs read to their end.
+    ///
+    /// Event time is the clock: every rule is evaluated at each bucket boundary across
+    /// the inputs' span (so `for` works). Prints `{"firing":[…],"history":[…]}`. Exit
+    /// status: 0 when nothing fires at the end, 1 when something does, 2 when the config
+    /// cannot be read or parsed or holds no valid rule (invalid rules are reported on
+    /// stderr and skipped).
+    Check(CheckArgs),
     /// Print realistic synthetic traffic as tokentop JSON lines, in real time.
     ///
     /// With incidents every 10 minutes (a 429 storm, a latency spike, a cost spike).
@@ -170,6 +178,22 @@ impl WsArgs {
         }
         Ok(o)
     }
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The config file with the `[[alerts]]` rules.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Read every input as this format instead of detecting it per line.
+    #[arg(long, value_name = "NAME")]
+    input_format: Option<Format>,
+    /// Extra or replacement prices, in the shape of assets/pricing.json.
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
+    /// Input files (`-` reads standard input, quoted globs work).
+    #[arg(required = true, value_name = "FILE")]
+    inputs: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -267,6 +291,7 @@ fn main() -> ExitCode {
         Some(Command::Export(args)) => run_export(args),
         Some(Command::Serve(args)) => run_serve(args),
         Some(Command::Demo(args)) => run_demo(args),
+        Some(Command::Check(args)) => run_check(args),
         None => run_console(cli.console),
     };
     match result {
@@ -619,4 +644,40 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     rt.shutdown_background();
     result.context("terminal error")?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_check(args: CheckArgs) -> Result<ExitCode> {
+    let config_error = |e: &dyn std::fmt::Display| {
+        eprintln!("tokentop: {e}");
+        Ok(ExitCode::from(2))
+    };
+    let file = match tokentop::config::load(Some(&args.config)) {
+        Ok(f) => f,
+        Err(e) => return config_error(&e),
+    };
+    let (rules, invalid) = tokentop::alert::parse_rules(file.alerts.as_deref().unwrap_or_default());
+    for e in &invalid {
+        eprintln!("tokentop: {}: {e}", args.config.display());
+    }
+    if rules.is_empty() {
+        return config_error(&format!("{}: no valid alert rule ([[alerts]] tables)", args.config.display()));
+    }
+    let prices = load_prices(args.prices.as_ref())?;
+    let inputs = open_inputs(&args.inputs)?;
+    let mut counts = None;
+    let read = ingest::ReadOptions { threads: 1, format: args.input_format, progress: None };
+    let result = tokentop::alert::check(&rules, |visit| {
+        let mut cache = tokentop::pricing::PriceCache::default();
+        counts = Some(ingest::read_each(&inputs, read, |ev| {
+            let price = cache.get(&prices, ev.provider(), ev.model());
+            visit(ev, tokentop::stats::Sample::new(ev, tokentop::pricing::cost_of(ev, price.as_ref())));
+        }));
+    });
+    if let Some(c) = counts {
+        print_bad_lines(&c?);
+    }
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &result)?;
+    writeln!(out)?;
+    Ok(if result.firing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -1,0 +1,325 @@
+//! Alert rules as the config file writes them (`[[alerts]]` tables), checked once:
+//! an invalid rule is reported with its name and the problem, and skipped.
+
+use crate::filter::Filter;
+use crate::report::{Group, Report};
+use crate::time::{Micros, parse_duration};
+
+/// Comparison of the metric with the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl Op {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Gt => value > threshold,
+            Op::Ge => value >= threshold,
+            Op::Lt => value < threshold,
+            Op::Le => value <= threshold,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+        }
+    }
+}
+
+/// What a rule watches each group by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupBy {
+    Model,
+    Provider,
+    User,
+    Property(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub metric: String,
+    pub op: Op,
+    pub threshold: f64,
+    /// Fires as a warning when crossed (and the threshold is not).
+    pub warning: Option<f64>,
+    pub window: Micros,
+    pub min_requests: u64,
+    /// How long the condition must hold before firing.
+    pub for_: Micros,
+    pub group_by: Option<GroupBy>,
+    pub filter: Option<Filter>,
+    pub severity: String,
+}
+
+/// The metrics a rule may watch: the report's field names.
+pub const METRICS: [&str; 20] = [
+    "request_count",
+    "requests_per_second",
+    "error_rate",
+    "rate_4xx",
+    "rate_5xx",
+    "rate_429",
+    "latency_avg",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "ttft_avg",
+    "ttft_p95",
+    "total_cost",
+    "cost_per_request",
+    "total_tokens",
+    "cache_hit_rate",
+    "feedback_positive_rate",
+    "active_users",
+    "avg_tokens_per_request",
+    "success_rate",
+];
+
+/// A metric's value over a whole report (`None`: no data, e.g. no latencies).
+pub fn overall(report: &Report, metric: &str) -> Option<f64> {
+    let s = &report.summary;
+    Some(match metric {
+        "request_count" => s.total_requests as f64,
+        "requests_per_second" => s.requests_per_second,
+        "error_rate" => report.errors.error_rate,
+        "rate_4xx" => report.errors.rate_4xx,
+        "rate_5xx" => report.errors.rate_5xx,
+        "rate_429" => report.errors.rate_429,
+        "latency_avg" => report.latency.avg?,
+        "latency_p50" => report.latency.p50?,
+        "latency_p95" => report.latency.p95?,
+        "latency_p99" => report.latency.p99?,
+        "ttft_avg" => report.ttft.avg?,
+        "ttft_p95" => report.ttft.p95?,
+        "total_cost" => report.cost.total,
+        "cost_per_request" => report.cost.avg_cost_per_request,
+        "total_tokens" => report.tokens.total_tokens as f64,
+        "cache_hit_rate" => report.cache.hit_rate,
+        "feedback_positive_rate" => (s.feedback.rated > 0).then_some(s.feedback.positive_rate)?,
+        "active_users" => s.active_users as f64,
+        "avg_tokens_per_request" => report.tokens.avg_tokens_per_request,
+        "success_rate" => s.success_rate,
+        _ => return None,
+    })
+}
+
+/// A metric's value for one group (model, provider, property value).
+pub fn of_group(g: &Group, metric: &str, window_secs: f64) -> Option<f64> {
+    Some(match metric {
+        "request_count" => g.requests as f64,
+        "requests_per_second" => g.requests as f64 / window_secs.max(1e-9),
+        "error_rate" => g.error_rate,
+        "rate_429" => g.rate_429,
+        "latency_avg" => g.latency.avg?,
+        "latency_p50" => g.latency.p50?,
+        "latency_p95" => g.latency.p95?,
+        "latency_p99" => g.latency.p99?,
+        "ttft_avg" => g.ttft_avg?,
+        "total_cost" => g.cost,
+        "cost_per_request" => g.cost_per_request,
+        "total_tokens" => g.tokens as f64,
+        "cache_hit_rate" => g.cache_hit_rate,
+        _ => return None,
+    })
+}
+
+/// The metrics available per group (the rest only overall).
+pub const GROUP_METRICS: [&str; 13] = [
+    "request_count",
+    "requests_per_second",
+    "error_rate",
+    "rate_429",
+    "latency_avg",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "ttft_avg",
+    "total_cost",
+    "cost_per_request",
+    "total_tokens",
+    "cache_hit_rate",
+];
+
+/// Parses the `[[alerts]]` tables: the valid rules, and a message for each invalid one.
+pub fn parse_rules(tables: &[toml::Table]) -> (Vec<Rule>, Vec<String>) {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let name = t.get("name").and_then(|v| v.as_str()).map_or_else(|| format!("#{}", i + 1), str::to_string);
+        match parse_rule(&name, t) {
+            Ok(r) => rules.push(r),
+            Err(e) => errors.push(format!("alert rule `{name}`: {e}")),
+        }
+    }
+    (rules, errors)
+}
+
+fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
+    const KNOWN: [&str; 12] = [
+        "name",
+        "metric",
+        "op",
+        "threshold",
+        "warning",
+        "window",
+        "min_requests",
+        "for",
+        "group_by",
+        "filter",
+        "severity",
+        "renotify",
+    ];
+    if let Some(k) = t.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(format!("unknown setting `{k}` (known: {})", KNOWN.join(", ")));
+    }
+    let text = |k: &str| -> Result<Option<&str>, String> {
+        match t.get(k) {
+            None => Ok(None),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| format!("`{k}` must be a string")),
+        }
+    };
+    let number = |k: &str| -> Result<Option<f64>, String> {
+        match t.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .map(Some)
+                .ok_or_else(|| format!("`{k}` must be a number")),
+        }
+    };
+    let metric = text("metric")?.ok_or("`metric` is missing")?.to_string();
+    if !METRICS.contains(&metric.as_str()) {
+        return Err(format!("unknown metric `{metric}` (one of {})", METRICS.join(", ")));
+    }
+    let op = match text("op")?.unwrap_or(">") {
+        ">" => Op::Gt,
+        ">=" => Op::Ge,
+        "<" => Op::Lt,
+        "<=" => Op::Le,
+        other => return Err(format!("`op` is `{other}`: use >, >=, < or <=")),
+    };
+    let threshold = number("threshold")?.ok_or("`threshold` is missing")?;
+    let warning = number("warning")?;
+    if let Some(w) = warning
+        && !(op.holds(threshold, w) || w == threshold)
+    {
+        return Err(format!("`warning` ({w}) must come before `threshold` ({threshold}) for op {}", op.symbol()));
+    }
+    let duration = |k: &str, default: &str| -> Result<Micros, String> {
+        parse_duration(text(k)?.unwrap_or(default)).map_err(|e| format!("`{k}`: {e}"))
+    };
+    let window = duration("window", "5m")?;
+    if !(30_000_000..=30 * 86_400_000_000).contains(&window) {
+        return Err("`window` must be between 30s and 30d".into());
+    }
+    let for_ = match text("for")? {
+        Some("0") | Some("0s") | None => 0,
+        Some(d) => parse_duration(d).map_err(|e| format!("`for`: {e}"))?,
+    };
+    let min_requests = match number("min_requests")? {
+        Some(n) if n >= 0.0 && n.fract() == 0.0 => n as u64,
+        Some(_) => return Err("`min_requests` must be a whole number ≥ 0".into()),
+        None => 1,
+    };
+    let group_by = match text("group_by")? {
+        None => None,
+        Some("model") => Some(GroupBy::Model),
+        Some("provider") => Some(GroupBy::Provider),
+        Some("user") => Some(GroupBy::User),
+        Some(p) => match p.strip_prefix("property:") {
+            Some(k) if !k.is_empty() => Some(GroupBy::Property(k.to_string())),
+            _ => return Err(format!("`group_by` is `{p}`: use model, provider, user or property:NAME")),
+        },
+    };
+    if group_by.is_some() && !GROUP_METRICS.contains(&metric.as_str()) {
+        return Err(format!("`{metric}` is not available per group (per group: {})", GROUP_METRICS.join(", ")));
+    }
+    let filter = text("filter")?.map(|f| f.parse::<Filter>().map_err(|e| e.to_string())).transpose()?;
+    let severity = text("severity")?.unwrap_or("critical").to_string();
+    Ok(Rule {
+        name: name.to_string(),
+        metric,
+        op,
+        threshold,
+        warning,
+        window,
+        min_requests,
+        for_,
+        group_by,
+        filter,
+        severity,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(text: &str) -> Vec<toml::Table> {
+        let t: toml::Table = toml::from_str(text).unwrap();
+        t["alerts"].as_array().unwrap().iter().map(|v| v.as_table().unwrap().clone()).collect()
+    }
+
+    #[test]
+    fn valid_and_invalid_rules() {
+        let (rules, errors) = parse_rules(&tables(
+            r#"
+            [[alerts]]
+            name = "error-rate"
+            metric = "error_rate"
+            op = ">"
+            threshold = 5
+            warning = 3
+            window = "5m"
+            min_requests = 20
+            for = "1m"
+            group_by = "provider"
+            filter = "model:gpt-4o*"
+            severity = "critical"
+
+            [[alerts]]
+            name = "typo"
+            metric = "eror_rate"
+            threshold = 1
+
+            [[alerts]]
+            name = "bad-warning"
+            metric = "latency_p95"
+            threshold = 1000
+            warning = 2000
+
+            [[alerts]]
+            name = "users-per-group"
+            metric = "active_users"
+            threshold = 1
+            group_by = "model"
+
+            [[alerts]]
+            name = "traffic-stopped"
+            metric = "request_count"
+            op = "<"
+            threshold = 1
+            min_requests = 0
+            "#,
+        ));
+        assert_eq!(rules.len(), 2);
+        let r = &rules[0];
+        assert_eq!((r.op, r.threshold, r.warning, r.min_requests), (Op::Gt, 5.0, Some(3.0), 20));
+        assert_eq!((r.window, r.for_), (300_000_000, 60_000_000));
+        assert_eq!(r.group_by, Some(GroupBy::Provider));
+        assert_eq!(errors.len(), 3);
+        assert!(errors[0].contains("`typo`") && errors[0].contains("eror_rate"), "{errors:?}");
+        assert!(errors[1].contains("`bad-warning`") && errors[1].contains("warning"), "{errors:?}");
+        assert!(errors[2].contains("not available per group"), "{errors:?}");
+    }
+}
