@@ -14,7 +14,7 @@ use crate::report::{ActiveUsers, IngestReport, Options, Report, Span};
 use crate::stats::series::{Series, bucket_for_span};
 use crate::stats::{Limits, Stats};
 use crate::time::{Micros, format_rfc3339};
-pub use rule::{GroupBy, Op, Rule, parse_rules};
+pub use rule::{Baseline, GroupBy, Kind, Missing, Op, Rule, parse_rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,6 +22,7 @@ pub enum State {
     Ok,
     Pending,
     Firing,
+    NoData,
 }
 
 /// Where one rule stands for one group.
@@ -61,13 +62,22 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// Evaluates `rule` (number `i`) at time `at` on `report`, its window's numbers.
+    /// Evaluates a threshold rule (number `i`) at time `at` on `report`, its window's numbers.
     pub fn evaluate(&mut self, i: usize, rule: &Rule, at: Micros, report: &Report) {
         let secs = report.window.seconds.max(1e-9);
+        self.evaluate_values(i, rule, at, values(rule, report, secs));
+    }
+
+    /// Evaluates rule `i` at `at` on (group, requests, value) of every group.
+    pub fn evaluate_values(&mut self, i: usize, rule: &Rule, at: Micros, values: Vec<(String, u64, Option<f64>)>) {
         let mut seen = Vec::new();
-        for (group, requests, value) in values(rule, report, secs) {
+        for (group, requests, value) in values {
             seen.push(group.clone());
             let enough = requests >= rule.min_requests;
+            if !enough || value.is_none() {
+                self.missing(i, rule, &group, at);
+                continue;
+            }
             let level = match value {
                 Some(v) if enough && rule.op.holds(v, rule.threshold) => Some((false, v)),
                 Some(v) if enough && rule.warning.is_some_and(|w| rule.op.holds(v, w)) => Some((true, v)),
@@ -85,6 +95,16 @@ impl Evaluator {
                         peak: v,
                         open: None,
                     });
+                    if t.state == State::NoData {
+                        *t = Track {
+                            state: State::Pending,
+                            since: at,
+                            severity: severity.clone(),
+                            value: v,
+                            peak: v,
+                            open: None,
+                        };
+                    }
                     t.value = v;
                     t.severity = severity;
                     t.peak = if rule.op.holds(v, t.peak) { v } else { t.peak };
@@ -121,6 +141,29 @@ impl Evaluator {
             self.tracks.keys().filter(|(r, g)| *r == i && !seen.contains(g)).cloned().collect();
         for key in gone {
             self.resolve(&key, at);
+        }
+    }
+
+    /// No (or too little) data for a group: as the rule says.
+    fn missing(&mut self, i: usize, rule: &Rule, group: &str, at: Micros) {
+        let key = (i, group.to_string());
+        match rule.missing {
+            Missing::Keep => {}
+            Missing::Ok => self.resolve(&key, at),
+            Missing::NoData => {
+                self.resolve(&key, at);
+                self.tracks.insert(
+                    key,
+                    Track {
+                        state: State::NoData,
+                        since: at,
+                        severity: rule.severity.clone(),
+                        value: f64::NAN,
+                        peak: f64::NAN,
+                        open: None,
+                    },
+                );
+            }
         }
     }
 
@@ -187,6 +230,41 @@ fn values(rule: &Rule, r: &Report, secs: f64) -> Vec<(String, u64, Option<f64>)>
     }
 }
 
+/// Each group's value over its baseline's (no baseline or a zero one: no data).
+fn ratio(now: Vec<(String, u64, Option<f64>)>, base: &[(String, u64, Option<f64>)]) -> Vec<(String, u64, Option<f64>)> {
+    now.into_iter()
+        .map(|(g, n, v)| {
+            let b = base.iter().find(|(bg, _, _)| *bg == g).and_then(|x| x.2).filter(|b| *b > 0.0);
+            let r = v.zip(b).map(|(v, b)| v / b);
+            (g, n, r)
+        })
+        .collect()
+}
+
+/// Each group's z-score against its values over past windows (a group missing from a
+/// past window counts 0 there; fewer than two past windows: no data).
+fn zscore(
+    now: Vec<(String, u64, Option<f64>)>,
+    past: &[Vec<(String, u64, Option<f64>)>],
+) -> Vec<(String, u64, Option<f64>)> {
+    now.into_iter()
+        .map(|(g, n, v)| {
+            let xs: Vec<f64> =
+                past.iter().map(|w| w.iter().find(|(pg, _, _)| *pg == g).and_then(|x| x.2).unwrap_or(0.0)).collect();
+            let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len().max(2) - 1) as f64;
+            let sd = var.sqrt();
+            // A steady history (no spread): the same value is 0, any other infinitely far.
+            let z = v.filter(|_| xs.len() >= 2).map(|v| match (v - mean, sd > 0.0) {
+                (d, true) => d / sd,
+                (0.0, false) => 0.0,
+                (d, false) => f64::INFINITY.copysign(d),
+            });
+            (g, n, z)
+        })
+        .collect()
+}
+
 /// What `check` found.
 #[derive(Debug, Serialize)]
 pub struct CheckResult {
@@ -230,20 +308,50 @@ pub fn check(
         let at = k * step;
         for (i, rule) in rules.iter().enumerate() {
             let w = (rule.window + step - 1) / step * step;
-            let mut stats = Stats::new(limits);
-            for (_, s) in per_rule[i].range((at - w) / base + 1..=at / base) {
-                stats.merge(s);
-            }
-            let span = Span { start: at - w, end: at, start_inclusive: false };
-            let report = Report::build(
-                &stats,
-                &Series::new(step),
-                Some(span),
-                ActiveUsers::of(&stats),
-                IngestReport::default(),
-                &opts,
-            );
-            ev.evaluate(i, rule, at, &report);
+            // The rule's numbers over the window ending at `end`.
+            let report_at = |end: Micros| {
+                let mut stats = Stats::new(limits);
+                for (_, s) in per_rule[i]
+                    .range((end - w).div_euclid(base) + 1..=end.div_euclid(base).max((end - w).div_euclid(base) + 1))
+                {
+                    stats.merge(s);
+                }
+                let span = Span { start: end - w, end, start_inclusive: false };
+                Report::build(
+                    &stats,
+                    &Series::new(step),
+                    Some(span),
+                    ActiveUsers::of(&stats),
+                    IngestReport::default(),
+                    &opts,
+                )
+            };
+            let secs = w as f64 / 1e6;
+            let now = values(rule, &report_at(at), secs);
+            let compared = match rule.kind {
+                Kind::Threshold => now,
+                // A baseline must lie wholly inside the data: a window that begins before the
+                // first event would look like a spike that is only the start of the log.
+                Kind::Ratio(b) => {
+                    let back = match b {
+                        Baseline::Previous => w,
+                        Baseline::Yesterday => 86_400_000_000,
+                    };
+                    if at - back - w + step <= first {
+                        now.into_iter().map(|(g, n, _)| (g, n, None)).collect()
+                    } else {
+                        ratio(now, &values(rule, &report_at(at - back), secs))
+                    }
+                }
+                Kind::ZScore(n) => {
+                    let past: Vec<Vec<(String, u64, Option<f64>)>> = (1..=n as i64)
+                        .filter(|j| at - (j + 1) * w + step > first)
+                        .map(|j| values(rule, &report_at(at - j * w), secs))
+                        .collect();
+                    zscore(now, &past)
+                }
+            };
+            ev.evaluate_values(i, rule, at, compared);
         }
     }
     CheckResult { firing: ev.firing(), history: ev.history }
@@ -294,6 +402,60 @@ mod tests {
                 visit(e, Sample::new(e, Cost::Billed(0.001)));
             }
         })
+    }
+
+    #[test]
+    fn change_rules_compare_with_a_baseline() {
+        // 1 request/s for 30 minutes, then 4 per second for 5 minutes.
+        let mut events = traffic(30, 0..0);
+        for s in 0..300i64 {
+            for j in 0..3 {
+                events.push(Event { created_at: 30 * MIN + s * 1_000_000 + 1 + j, ..events[0].clone() });
+            }
+            events.push(Event { created_at: 30 * MIN + s * 1_000_000 + 5, ..events[0].clone() });
+        }
+        let r = rules(
+            r#"[[alerts]]
+            name = "spike"
+            metric = "request_count"
+            threshold = 3
+            window = "5m"
+            baseline = "previous"
+
+            [[alerts]]
+            name = "unusual"
+            metric = "request_count"
+            threshold = 3
+            window = "1m"
+            zscore = 10
+            "#,
+        );
+        let out = run(&r, &events);
+        let spike = out.history.iter().find(|h| h.rule == "spike").expect("the ratio rule fires");
+        assert!(spike.peak >= 3.0, "{spike:?}");
+        assert!(out.history.iter().any(|h| h.rule == "unusual"), "the z-score rule fires: {:?}", out.history);
+        // Steady traffic alone fires neither.
+        let quiet = run(&r, &traffic(30, 0..0));
+        assert!(quiet.history.is_empty(), "{:?}", quiet.history);
+    }
+
+    #[test]
+    fn missing_data_follows_the_rule() {
+        let mk = |missing: &str| {
+            rules(&format!("[[alerts]]\nname = \"x\"\nmetric = \"latency_p95\"\nthreshold = 10\nwindow = \"1m\"\nmissing = \"{missing}\"\n"))
+                .remove(0)
+        };
+        for (missing, still_firing, state) in
+            [("ok", false, None), ("keep", true, Some(State::Firing)), ("nodata", false, Some(State::NoData))]
+        {
+            let rule = mk(missing);
+            let mut ev = Evaluator::default();
+            ev.evaluate_values(0, &rule, MIN, vec![(String::new(), 5, Some(50.0))]);
+            assert_eq!(ev.firing().len(), 1, "{missing}");
+            ev.evaluate_values(0, &rule, 2 * MIN, vec![(String::new(), 0, None)]);
+            assert_eq!(!ev.firing().is_empty(), still_firing, "{missing}");
+            assert_eq!(ev.states().first().map(|s| s.2), state, "{missing}");
+        }
     }
 
     #[test]

@@ -43,8 +43,40 @@ pub enum GroupBy {
     Property(String),
 }
 
+/// What a rule compares with its threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// The metric itself.
+    Threshold,
+    /// The metric divided by its value over a baseline window (2.0 = doubled).
+    Ratio(Baseline),
+    /// How many standard deviations the metric is from its mean over the last N windows.
+    ZScore(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// The window just before.
+    Previous,
+    /// The same window one day earlier.
+    Yesterday,
+}
+
+/// What a rule does when its window has no data (or fewer than `min_requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Treat as OK: a firing alert resolves.
+    Ok,
+    /// Keep the state it had.
+    Keep,
+    /// Mark it "no data" (a firing alert resolves).
+    NoData,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
+    pub kind: Kind,
+    pub missing: Missing,
     pub name: String,
     pub metric: String,
     pub op: Op,
@@ -164,7 +196,7 @@ pub fn parse_rules(tables: &[toml::Table]) -> (Vec<Rule>, Vec<String>) {
 }
 
 fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
-    const KNOWN: [&str; 12] = [
+    const KNOWN: [&str; 15] = [
         "name",
         "metric",
         "op",
@@ -177,6 +209,9 @@ fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
         "filter",
         "severity",
         "renotify",
+        "baseline",
+        "zscore",
+        "missing",
     ];
     if let Some(k) = t.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!("unknown setting `{k}` (known: {})", KNOWN.join(", ")));
@@ -246,7 +281,24 @@ fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
     }
     let filter = text("filter")?.map(|f| f.parse::<Filter>().map_err(|e| e.to_string())).transpose()?;
     let severity = text("severity")?.unwrap_or("critical").to_string();
+    let kind = match (text("baseline")?, number("zscore")?) {
+        (Some(_), Some(_)) => return Err("give `baseline` or `zscore`, not both".into()),
+        (Some("previous"), None) => Kind::Ratio(Baseline::Previous),
+        (Some("yesterday"), None) => Kind::Ratio(Baseline::Yesterday),
+        (Some(b), None) => return Err(format!("`baseline` is `{b}`: use previous or yesterday")),
+        (None, Some(n)) if (2.0..=1000.0).contains(&n) && n.fract() == 0.0 => Kind::ZScore(n as usize),
+        (None, Some(_)) => return Err("`zscore` is the number of past windows: a whole number from 2 to 1000".into()),
+        (None, None) => Kind::Threshold,
+    };
+    let missing = match text("missing")?.unwrap_or("ok") {
+        "ok" => Missing::Ok,
+        "keep" => Missing::Keep,
+        "nodata" | "no-data" => Missing::NoData,
+        m => return Err(format!("`missing` is `{m}`: use ok, keep or nodata")),
+    };
     Ok(Rule {
+        kind,
+        missing,
         name: name.to_string(),
         metric,
         op,
