@@ -41,6 +41,9 @@ pub struct ConfigFile {
     pub keys: Option<BTreeMap<String, Vec<String>>>,
     /// Alert rules (read by the alert engine).
     pub alerts: Option<Vec<toml::Table>>,
+    /// Where alerts are sent.
+    pub webhooks: Option<Vec<crate::alert::notify::WebhookConfig>>,
+    pub hooks: Option<Vec<crate::alert::notify::HookConfig>>,
 }
 
 /// The default location: `$XDG_CONFIG_HOME/tokentop/config.toml`, else `~/.config/…`.

@@ -191,6 +191,9 @@ struct CheckArgs {
     /// Extra or replacement prices, in the shape of assets/pricing.json.
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
+    /// Send the alerts firing at the end to the config's webhooks and hooks.
+    #[arg(long)]
+    notify: bool,
     /// Input files (`-` reads standard input, quoted globs work).
     #[arg(required = true, value_name = "FILE")]
     inputs: Vec<String>,
@@ -675,6 +678,28 @@ fn run_check(args: CheckArgs) -> Result<ExitCode> {
     });
     if let Some(c) = counts {
         print_bad_lines(&c?);
+    }
+    if args.notify && !result.firing.is_empty() {
+        let webhooks = file.webhooks.clone().unwrap_or_default();
+        let hooks = file.hooks.clone().unwrap_or_default();
+        let rt = runtime()?;
+        rt.block_on(async {
+            let notifier = match tokentop::alert::notify::Notifier::start(&webhooks, &hooks) {
+                Ok(n) => n,
+                Err(e) => return Err(anyhow::anyhow!("{}: {e}", args.config.display())),
+            };
+            let now = tokentop::time::format_rfc3339(tokentop::time::now());
+            for f in &result.firing {
+                let window = rules.iter().find(|r| r.name == f.rule).map_or(0, |r| r.window);
+                notifier.deliver_now(&tokentop::alert::notify::Notification::new(f, "firing", window, &now)).await;
+            }
+            for d in notifier.deliveries.lock().expect("lock").iter() {
+                if let Some(e) = &d.last_error {
+                    eprintln!("tokentop: webhook {}: {} failed ({e})", d.target, d.failed);
+                }
+            }
+            Ok(())
+        })?;
     }
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &result)?;

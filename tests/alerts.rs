@@ -110,3 +110,119 @@ fn the_example_rules_run() {
     let rules: Vec<&str> = v["firing"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
     assert!(rules.contains(&"error-rate"), "{rules:?}");
 }
+
+/// A real HTTP receiver on loopback: answers the first `fail` requests with 500 and the
+/// rest with 200 (or never answers, with `hang`), recording each request.
+fn receiver(fail: usize, hang: bool) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>) {
+    use std::io::{BufRead, BufReader, Read, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut head, mut line, mut len) = (String::new(), String::new(), 0usize);
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+                line.clear();
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap_or_default();
+            log.lock().unwrap().push((head, body));
+            if hang {
+                // Keep the connection open, answering nothing, and take the next one.
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                    drop(conn);
+                });
+                continue;
+            }
+            let status = if i < fail { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(conn, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, seen)
+}
+
+fn check_notify(config: &str, env: &[(&str, &str)]) -> (Output, std::time::Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, log) = (dir.path().join("c.toml"), dir.path().join("e.jsonl"));
+    std::fs::write(&cfg, config).unwrap();
+    std::fs::write(&log, traffic(30, 25..30)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokentop"));
+    cmd.args(["check", "--notify", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let t = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    (out, t.elapsed())
+}
+
+const FIRING_RULE: &str = "[[alerts]]\nname = \"errors\"\nmetric = \"error_rate\"\nthreshold = 20\nwindow = \"1m\"\n";
+
+#[test]
+fn webhooks_retry_until_delivered_and_are_signed() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let (url, seen) = receiver(2, false);
+    let config = format!(
+        "{FIRING_RULE}\n[[webhooks]]\nurl = \"{url}\"\nsecret_env = \"TT_HOOK_SECRET\"\nretries = 3\ntimeout = \"2s\"\n"
+    );
+    let (out, _) = check_notify(&config, &[("TT_HOOK_SECRET", "s3cret")]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "two failures, then delivered");
+    let (head, body) = &seen[2];
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        (v["rule"].as_str(), v["state"].as_str(), v["severity"].as_str()),
+        (Some("errors"), Some("firing"), Some("critical"))
+    );
+    assert_eq!(v["value"], 50.0);
+    assert_eq!(v["threshold"], 20.0);
+    assert_eq!(v["window"], "1m");
+    // The signature, checked independently of tokentop's own code.
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
+    mac.update(body);
+    let want: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(head.contains(&format!("x-tokentop-signature: sha256={want}")), "{head}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"), "the secret is never printed");
+}
+
+#[test]
+fn slack_format_and_command_hooks() {
+    let (url, seen) = receiver(0, false);
+    let dir = tempfile::tempdir().unwrap();
+    let hook_out = dir.path().join("hook.json");
+    let config = format!(
+        "{FIRING_RULE}\n[[webhooks]]\nurl = \"{url}\"\nformat = \"slack\"\n\n[[hooks]]\ncommand = [\"sh\", \"-c\", \"cat > {}\"]\n",
+        hook_out.display()
+    );
+    let (out, _) = check_notify(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&seen.lock().unwrap()[0].1).unwrap();
+    assert!(v["text"].as_str().unwrap().contains("CRITICAL errors"), "{v}");
+    assert_eq!(v["blocks"][0]["type"], "section");
+    let hook: Value = serde_json::from_slice(&std::fs::read(&hook_out).unwrap()).unwrap();
+    assert_eq!(hook["rule"], "errors");
+}
+
+#[test]
+fn a_hanging_endpoint_does_not_hold_anything_up() {
+    let (url, seen) = receiver(0, true);
+    let config = format!("{FIRING_RULE}\n[[webhooks]]\nurl = \"{url}\"\nretries = 1\ntimeout = \"1s\"\n");
+    let (out, took) = check_notify(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(took < std::time::Duration::from_secs(10), "gave up after the timeouts: {took:?}");
+    assert_eq!(seen.lock().unwrap().len(), 2, "one try and one retry");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no answer within"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

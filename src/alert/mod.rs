@@ -4,6 +4,7 @@
 //! `for` not yet elapsed) → firing (warning or critical) → resolved. [`check`] runs the
 //! rules over inputs read to their end, with event time as the clock.
 
+pub mod notify;
 pub mod rule;
 
 use std::collections::BTreeMap;
