@@ -113,7 +113,10 @@ fn the_example_rules_run() {
 
 /// A real HTTP receiver on loopback: answers the first `fail` requests with 500 and the
 /// rest with 200 (or never answers, with `hang`), recording each request.
-fn receiver(fail: usize, hang: bool) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>) {
+/// Requests received: (head, body).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn receiver(fail: usize, hang: bool) -> (String, Received) {
     use std::io::{BufRead, BufReader, Read, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
