@@ -24,7 +24,7 @@ use crate::event::Event;
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::report::{self, ActiveUsers, IngestReport, Report, Span};
 use crate::stats::series::{Point, Series, bucket_for_span};
-use crate::stats::{Distinct, HashIsKey, Limits, Sample, Stats, key_hash};
+use crate::stats::{Distinct, HashIsKey, Keys, Limits, Sample, Stats, key_hash};
 use crate::time::{MICROS_PER_SEC, Micros};
 
 /// What "now" is.
@@ -174,9 +174,9 @@ impl Tier {
         }
     }
 
-    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, now: Micros, limits: Limits) {
+    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, keys: &Keys, now: Micros, limits: Limits) {
         if self.holds(t, now) {
-            self.slab_at(t, limits).record(ev, x);
+            self.slab_at(t, limits).record_keyed(ev, x, keys);
         }
         if self.holds_in_series(t, now) {
             self.series.record_at(t, ev, x);
@@ -285,6 +285,8 @@ pub struct Engine {
     cache: PriceCache,
     counts: EngineCounts,
     last_seen: LastSeen,
+    /// Reused per event: the group keys hashed once for all tiers.
+    keys: Keys,
 }
 
 impl Engine {
@@ -302,6 +304,7 @@ impl Engine {
             cache: PriceCache::default(),
             counts: EngineCounts::default(),
             last_seen: LastSeen { map: HashMap::default(), overflow_at: None, pruned_at: now },
+            keys: Keys::default(),
         }
     }
 
@@ -347,11 +350,12 @@ impl Engine {
         }
         let price = self.cache.get(&self.prices, ev.provider(), ev.model());
         let x = Sample::new(ev, cost_of(ev, price.as_ref()));
+        self.keys.hash(ev);
         for tier in &mut self.tiers {
-            tier.record(t, ev, &x, self.now, self.limits);
+            tier.record(t, ev, &x, &self.keys, self.now, self.limits);
         }
-        if let Some(u) = ev.user() {
-            self.last_seen.record(key_hash(u), t);
+        if let Some(h) = self.keys.user {
+            self.last_seen.record(h, t);
         }
         self.remember(ev, &x);
     }

@@ -328,6 +328,29 @@ pub fn key_hash(key: &str) -> u64 {
     xxh3_64(key.as_bytes())
 }
 
+/// The hashes of one event's group keys (model, provider, properties, user,
+/// session). Kept by the caller and refilled per event, so hashing allocates nothing.
+#[derive(Debug, Default)]
+pub struct Keys {
+    pub model: u64,
+    pub provider: u64,
+    /// (key hash, value hash) per property, in the event's order.
+    pub properties: Vec<(u64, u64)>,
+    pub user: Option<u64>,
+    pub session: Option<u64>,
+}
+
+impl Keys {
+    pub fn hash(&mut self, ev: &Event) {
+        self.model = key_hash(ev.model());
+        self.provider = key_hash(ev.provider());
+        self.properties.clear();
+        self.properties.extend(ev.properties.iter().map(|(k, v)| (key_hash(k), key_hash(v))));
+        self.user = ev.user().map(key_hash);
+        self.session = ev.session().map(key_hash);
+    }
+}
+
 impl<V: Mergeable + Default> Capped<V> {
     pub fn new(cap: usize) -> Self {
         Self::with_empty(cap, V::default())
@@ -462,23 +485,30 @@ impl Stats {
     }
 
     pub fn record(&mut self, ev: &Event, x: &Sample) {
+        let mut keys = Keys::default();
+        keys.hash(ev);
+        self.record_keyed(ev, x, &keys);
+    }
+
+    /// Like [`record`](Self::record) with the event's keys already hashed, so that
+    /// the engine hashes each key once per event rather than once per tier.
+    pub fn record_keyed(&mut self, ev: &Event, x: &Sample, keys: &Keys) {
         self.total.record(ev, x);
         if let Some(t) = x.ttft_ns {
             self.ttft.record(t);
         }
         *self.by_status.entry(ev.status).or_insert(0) += 1;
-        self.by_model.entry(ev.model()).record(ev, x);
-        self.by_provider.entry(ev.provider()).record(ev, x);
-        for (k, v) in &ev.properties {
-            self.by_property.entry(k).entry(v).record(ev, x);
+        self.by_model.entry_hashed(keys.model, ev.model()).record(ev, x);
+        self.by_provider.entry_hashed(keys.provider, ev.provider()).record(ev, x);
+        for ((k, v), (hk, hv)) in ev.properties.iter().zip(&keys.properties) {
+            self.by_property.entry_hashed(*hk, k).entry_hashed(*hv, v).record(ev, x);
         }
-        if let Some(u) = ev.user() {
-            let h = key_hash(u);
+        if let (Some(u), Some(h)) = (ev.user(), keys.user) {
             self.users.entry_hashed(h, u).record(ev, x);
             self.distinct_users.insert_hash(h);
         }
-        if let Some(s) = ev.session() {
-            self.sessions.entry(s).record(ev, x);
+        if let (Some(s), Some(h)) = (ev.session(), keys.session) {
+            self.sessions.entry_hashed(h, s).record(ev, x);
         }
         self.first = self.first.min(ev.created_at);
         self.last = self.last.max(ev.created_at);
