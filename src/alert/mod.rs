@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::report::{ActiveUsers, IngestReport, Options, Report, Span};
 use crate::stats::series::{Series, bucket_for_span};
-use crate::stats::{Limits, Stats};
+use crate::stats::{Keys, Limits, Stats};
 use crate::time::{Micros, format_rfc3339};
 pub use rule::{Baseline, GroupBy, Kind, Missing, Op, Rule, parse_rules};
 
@@ -288,13 +288,15 @@ pub fn check(
     // The step depends on the span, known only at the end: collect at 1 s, then coarsen.
     let base = crate::time::MICROS_PER_SEC;
     let limits = Limits { users: 100_000, sessions: 10_000, ..Limits::REPORT };
+    let mut keys = Keys::default();
     visit_all(&mut |ev, x| {
         first = first.min(ev.created_at);
         last = last.max(ev.created_at);
         let k = (ev.created_at + base - 1).div_euclid(base);
+        keys.hash(ev);
         for (i, rule) in rules.iter().enumerate() {
             if rule.filter.as_ref().is_none_or(|f| f.matches(ev, x.cost.to_f64())) {
-                per_rule[i].entry(k).or_insert_with(|| Stats::new(limits)).record(ev, &x);
+                per_rule[i].entry(k).or_insert_with(|| Stats::new(limits)).record_keyed(ev, &x, &keys);
             }
         }
     });

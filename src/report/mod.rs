@@ -13,7 +13,7 @@ use crate::ingest::{self, Counts, Input, InputError};
 use crate::parse::{Format, LineParser, trim_line};
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::stats::series::{Series, bucket_for_span};
-use crate::stats::{Agg, Capped, Limits, OTHER, Sample, Stats, Usd, pct};
+use crate::stats::{Agg, Capped, Keys, Limits, OTHER, Sample, Stats, Usd, pct};
 use crate::time::{MICROS_PER_SEC, Micros, format_rfc3339};
 
 /// Which group sections a report includes (`--by`); all of them by default.
@@ -541,6 +541,7 @@ struct Part {
     stats: Stats,
     series: Series,
     prices: PriceCache,
+    keys: Keys,
     first: Micros,
     last: Micros,
     outside: u64,
@@ -613,6 +614,7 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
             stats: Stats::new(opts.limits),
             series: Series::new(width),
             prices: PriceCache::default(),
+            keys: Keys::default(),
             first: Micros::MAX,
             last: Micros::MIN,
             outside: 0,
@@ -627,7 +629,8 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
             }
             let price = p.prices.get(&opts.prices, ev.provider(), ev.model());
             let x = Sample::new(ev, cost_of(ev, price.as_ref()));
-            p.stats.record(ev, &x);
+            p.keys.hash(ev);
+            p.stats.record_keyed(ev, &x, &p.keys);
             p.series.record(ev, &x);
         },
     )
