@@ -11,18 +11,18 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::{ActiveUsers, IngestReport, Options, Report, Span};
+use crate::report::{ActiveUsers, By, IngestReport, Options, Report, Span};
 use crate::stats::series::{Series, bucket_for_span};
 use crate::stats::{Keys, Limits, Stats};
 use crate::time::{Micros, format_rfc3339};
 pub use rule::{Baseline, GroupBy, Kind, Missing, Op, Rule, parse_rules};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    Ok,
-    Pending,
     Firing,
+    Pending,
+    Ok,
     NoData,
 }
 
@@ -37,6 +37,8 @@ struct Track {
     peak: f64,
     /// Index of its open entry in the history, while firing.
     open: Option<usize>,
+    /// When it was last notified (for `renotify`).
+    notified: Micros,
 }
 
 /// A firing now, or one in the history.
@@ -55,93 +57,126 @@ pub struct Firing {
     pub end: Option<String>,
 }
 
+/// What happened to an alert at one evaluation: what notifications are sent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Fired,
+    /// Still firing after its rule's `renotify` interval.
+    Reminder,
+    Resolved,
+}
+
+/// One alert changing state, for notifications and the terminal bell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub transition: Transition,
+    /// Index of the rule.
+    pub rule: usize,
+    pub firing: Firing,
+    pub at: Micros,
+}
+
+/// Past firings kept (the oldest resolved ones go first).
+const HISTORY_CAP: usize = 1_000;
+
+/// (group, requests, value) for every group a rule watches at one evaluation.
+pub type Values = Vec<(String, u64, Option<f64>)>;
+
 /// The states of every rule and group, and the history of firings.
 #[derive(Debug, Default)]
 pub struct Evaluator {
     tracks: BTreeMap<(usize, String), Track>,
     pub history: Vec<Firing>,
+    /// What changed since the caller last took them (see [`Evaluator::take_changes`]).
+    changes: Vec<Change>,
 }
 
 impl Evaluator {
-    /// Evaluates a threshold rule (number `i`) at time `at` on `report`, its window's numbers.
-    pub fn evaluate(&mut self, i: usize, rule: &Rule, at: Micros, report: &Report) {
-        let secs = report.window.seconds.max(1e-9);
-        self.evaluate_values(i, rule, at, values(rule, report, secs));
-    }
-
     /// Evaluates rule `i` at `at` on (group, requests, value) of every group.
-    pub fn evaluate_values(&mut self, i: usize, rule: &Rule, at: Micros, values: Vec<(String, u64, Option<f64>)>) {
-        let mut seen = Vec::new();
+    pub fn evaluate_values(&mut self, i: usize, rule: &Rule, at: Micros, values: Values) {
+        let mut seen = std::collections::HashSet::with_capacity(values.len());
         for (group, requests, value) in values {
-            seen.push(group.clone());
             let enough = requests >= rule.min_requests;
-            if !enough || value.is_none() {
+            let Some(v) = value.filter(|_| enough) else {
                 self.missing(i, rule, &group, at);
+                seen.insert(group);
                 continue;
-            }
-            let level = match value {
-                Some(v) if enough && rule.op.holds(v, rule.threshold) => Some((false, v)),
-                Some(v) if enough && rule.warning.is_some_and(|w| rule.op.holds(v, w)) => Some((true, v)),
-                _ => None,
             };
-            let key = (i, group.clone());
+            let level = if rule.op.holds(v, rule.threshold) {
+                Some(rule.severity.as_str())
+            } else if rule.warning.is_some_and(|w| rule.op.holds(v, w)) {
+                Some("warning")
+            } else {
+                None
+            };
+            let key = (i, group);
             match level {
-                Some((warning, v)) => {
-                    let severity = if warning { "warning".to_string() } else { rule.severity.clone() };
-                    let t = self.tracks.entry(key).or_insert(Track {
-                        state: State::Pending,
-                        since: at,
-                        severity: severity.clone(),
-                        value: v,
-                        peak: v,
-                        open: None,
-                    });
-                    if t.state == State::NoData {
-                        *t = Track {
-                            state: State::Pending,
-                            since: at,
-                            severity: severity.clone(),
-                            value: v,
-                            peak: v,
-                            open: None,
-                        };
-                    }
-                    t.value = v;
-                    t.severity = severity;
-                    t.peak = if rule.op.holds(v, t.peak) { v } else { t.peak };
-                    if t.state == State::Pending && at - t.since >= rule.for_ {
-                        t.state = State::Firing;
-                        self.history.push(Firing {
-                            rule: rule.name.clone(),
-                            group: (!group.is_empty()).then(|| group.clone()),
-                            severity: t.severity.clone(),
-                            metric: rule.metric.clone(),
-                            value: v,
-                            threshold: rule.threshold,
-                            peak: t.peak,
-                            start: format_rfc3339(at),
-                            end: None,
-                        });
-                        t.open = Some(self.history.len() - 1);
-                    }
-                    if let Some(h) = t.open {
-                        let f = &mut self.history[h];
-                        f.value = v;
-                        f.peak = t.peak;
-                        // A warning that grows critical is recorded as critical.
-                        if t.severity == rule.severity {
-                            f.severity = t.severity.clone();
-                        }
-                    }
-                }
+                Some(severity) => self.holds(i, rule, key.clone(), at, v, severity),
                 None => self.resolve(&key, at),
             }
+            seen.insert(key.1);
         }
         // Groups that disappeared from the window resolve too.
         let gone: Vec<(usize, String)> =
             self.tracks.keys().filter(|(r, g)| *r == i && !seen.contains(g)).cloned().collect();
         for key in gone {
             self.resolve(&key, at);
+        }
+        self.trim_history();
+    }
+
+    /// The condition holds for one group, at `severity`.
+    fn holds(&mut self, i: usize, rule: &Rule, key: (usize, String), at: Micros, v: f64, severity: &str) {
+        let fresh = || Track {
+            state: State::Pending,
+            since: at,
+            severity: severity.into(),
+            value: v,
+            peak: v,
+            open: None,
+            notified: at,
+        };
+        let t = self.tracks.entry(key.clone()).or_insert_with(fresh);
+        if t.state == State::NoData {
+            *t = fresh();
+        }
+        t.value = v;
+        t.severity = severity.into();
+        t.peak = if rule.op.holds(v, t.peak) { v } else { t.peak };
+        let mut transition = None;
+        if t.state == State::Pending && at - t.since >= rule.for_ {
+            t.state = State::Firing;
+            t.notified = at;
+            self.history.push(Firing {
+                rule: rule.name.clone(),
+                group: (!key.1.is_empty()).then(|| key.1.clone()),
+                severity: t.severity.clone(),
+                metric: rule.metric.clone(),
+                value: v,
+                threshold: rule.threshold,
+                peak: t.peak,
+                start: format_rfc3339(at),
+                end: None,
+            });
+            t.open = Some(self.history.len() - 1);
+            transition = Some(Transition::Fired);
+        } else if t.state == State::Firing && rule.renotify.is_some_and(|r| at - t.notified >= r) {
+            t.notified = at;
+            transition = Some(Transition::Reminder);
+        }
+        if let Some(h) = t.open {
+            let f = &mut self.history[h];
+            f.value = v;
+            f.peak = t.peak;
+            // A warning that grows critical is recorded as critical.
+            if t.severity == rule.severity {
+                f.severity = t.severity.clone();
+            }
+            if let Some(transition) = transition {
+                let mut firing = f.clone();
+                firing.severity = t.severity.clone();
+                self.changes.push(Change { transition, rule: i, firing, at });
+            }
         }
     }
 
@@ -162,6 +197,7 @@ impl Evaluator {
                         value: f64::NAN,
                         peak: f64::NAN,
                         open: None,
+                        notified: at,
                     },
                 );
             }
@@ -172,8 +208,38 @@ impl Evaluator {
         if let Some(t) = self.tracks.remove(key)
             && let Some(h) = t.open
         {
-            self.history[h].end = Some(format_rfc3339(at));
+            let f = &mut self.history[h];
+            f.end = Some(format_rfc3339(at));
+            self.changes.push(Change { transition: Transition::Resolved, rule: key.0, firing: f.clone(), at });
         }
+    }
+
+    /// Drops the oldest resolved firings beyond [`HISTORY_CAP`] (open ones stay).
+    fn trim_history(&mut self) {
+        if self.history.len() <= HISTORY_CAP {
+            return;
+        }
+        let excess = self.history.len() - HISTORY_CAP;
+        let mut dropped = 0;
+        let mut map = vec![None; self.history.len()];
+        let mut kept = Vec::with_capacity(HISTORY_CAP);
+        for (old, f) in std::mem::take(&mut self.history).into_iter().enumerate() {
+            if dropped < excess && f.end.is_some() {
+                dropped += 1;
+                continue;
+            }
+            map[old] = Some(kept.len());
+            kept.push(f);
+        }
+        self.history = kept;
+        for t in self.tracks.values_mut() {
+            t.open = t.open.and_then(|h| map[h]);
+        }
+    }
+
+    /// The changes since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
     }
 
     /// What is firing now.
@@ -181,58 +247,87 @@ impl Evaluator {
         self.tracks.values().filter_map(|t| t.open.map(|h| self.history[h].clone())).collect()
     }
 
-    /// The state of every rule and group (for the console's Alerts view).
+    /// The state, severity and value of rule `i` for `group` (OK when it has no track).
+    pub fn state(&self, i: usize, group: &str) -> Option<(State, &str, f64)> {
+        self.tracks.get(&(i, group.to_string())).map(|t| (t.state, t.severity.as_str(), t.value))
+    }
+
+    /// The groups of rule `i` that are not OK.
+    pub fn not_ok(&self, i: usize) -> impl Iterator<Item = (&str, State, &str, f64)> {
+        self.tracks
+            .range((i, String::new())..)
+            .take_while(move |((r, _), _)| *r == i)
+            .map(|((_, g), t)| (g.as_str(), t.state, t.severity.as_str(), t.value))
+    }
+
+    /// The state of every rule and group that is not OK.
     pub fn states(&self) -> Vec<(usize, String, State, String, f64)> {
         self.tracks.iter().map(|((i, g), t)| (*i, g.clone(), t.state, t.severity.clone(), t.value)).collect()
     }
 }
 
-/// (group, requests, value) for every group the rule watches (one unnamed group without `group_by`).
-fn values(rule: &Rule, r: &Report, secs: f64) -> Vec<(String, u64, Option<f64>)> {
-    let groups = |g: &Option<crate::report::Ranked<crate::report::Group>>| -> Vec<(String, u64, Option<f64>)> {
-        g.as_ref()
-            .map(|g| g.0.iter().map(|(n, g)| (n.clone(), g.requests, rule::of_group(g, &rule.metric, secs))).collect())
-            .unwrap_or_default()
+/// The numbers rule `rule` compares for every group it watches (one unnamed group
+/// without `group_by`), from `report` and `stats`, its window's numbers over `secs` seconds.
+pub fn values(rule: &Rule, report: &Report, stats: &Stats, secs: f64) -> Values {
+    let aggs = |c: &crate::stats::Capped<crate::stats::Agg>| -> Values {
+        let named = c.iter().map(|(n, a)| (n, a));
+        named
+            .chain(c.other().map(|a| (crate::stats::OTHER, a)))
+            .map(|(n, a)| {
+                let g = crate::report::group(a, &stats.total);
+                (n.to_string(), a.requests, rule::of_group(&g, &rule.metric, secs))
+            })
+            .collect()
     };
     match &rule.group_by {
-        None => vec![(String::new(), r.summary.total_requests, rule::overall(r, &rule.metric))],
-        Some(GroupBy::Model) => groups(&r.by_model),
-        Some(GroupBy::Provider) => groups(&r.by_provider),
-        Some(GroupBy::Property(k)) => r
+        None => vec![(String::new(), report.summary.total_requests, rule::overall(report, &rule.metric))],
+        Some(GroupBy::Model) => aggs(&stats.by_model),
+        Some(GroupBy::Provider) => aggs(&stats.by_provider),
+        Some(GroupBy::Property(k)) => stats
             .by_property
             .get(k)
-            .map(|v| {
-                v.0.iter()
-                    .map(|(n, g)| (format!("{k}={n}"), g.requests, rule::of_group(g, &rule.metric, secs)))
-                    .collect()
-            })
+            .map(|c| aggs(c).into_iter().map(|(n, r, v)| (format!("{k}={n}"), r, v)).collect())
             .unwrap_or_default(),
-        Some(GroupBy::User) => r
+        Some(GroupBy::User) => stats
             .users
             .iter()
-            .flatten()
-            .map(|u| {
-                let v = match rule.metric.as_str() {
-                    "request_count" => Some(u.request_count as f64),
-                    "requests_per_second" => Some(u.request_count as f64 / secs),
-                    "total_cost" => Some(u.total_cost),
-                    "cost_per_request" => Some(u.cost_per_request),
-                    "error_rate" => Some(u.error_rate),
-                    "rate_429" => Some(u.rate_429),
-                    "latency_avg" => u.avg_latency,
-                    "ttft_avg" => u.ttft_avg,
-                    "total_tokens" => Some(u.tokens as f64),
-                    "cache_hit_rate" => Some(u.cache_hit_rate),
-                    _ => None,
-                };
-                (u.user_id.clone(), u.request_count, v)
-            })
+            .chain(stats.users.other().map(|u| (crate::stats::OTHER, u)))
+            .map(|(id, u)| (id.to_string(), u.requests, rule::of_user(u, &rule.metric, secs)))
+            .collect(),
+        Some(GroupBy::Session) => stats
+            .sessions
+            .iter()
+            .chain(stats.sessions.other().map(|s| (crate::stats::OTHER, s)))
+            .map(|(id, s)| (id.to_string(), s.requests, rule::of_session(s, &rule.metric, secs)))
             .collect(),
     }
 }
 
+/// The numbers `rule` compares, over `stats`: the events of `span`.
+pub fn measure(rule: &Rule, stats: &Stats, span: Span) -> Values {
+    // Only the overall numbers come from the report: leave out its per-user and per-property tables.
+    let opts = Options {
+        window: None,
+        top: 1,
+        by: vec![By::Provider],
+        threads: 1,
+        prices: crate::pricing::PriceTable::default(),
+        limits: Limits::REPORT,
+        input_format: None,
+    };
+    let report = Report::build(
+        stats,
+        &Series::new(span.end - span.start),
+        Some(span),
+        ActiveUsers::of(stats),
+        IngestReport::default(),
+        &opts,
+    );
+    values(rule, &report, stats, span.seconds())
+}
+
 /// Each group's value over its baseline's (no baseline or a zero one: no data).
-fn ratio(now: Vec<(String, u64, Option<f64>)>, base: &[(String, u64, Option<f64>)]) -> Vec<(String, u64, Option<f64>)> {
+pub fn ratio(now: Values, base: &[(String, u64, Option<f64>)]) -> Values {
     now.into_iter()
         .map(|(g, n, v)| {
             let b = base.iter().find(|(bg, _, _)| *bg == g).and_then(|x| x.2).filter(|b| *b > 0.0);
@@ -244,10 +339,7 @@ fn ratio(now: Vec<(String, u64, Option<f64>)>, base: &[(String, u64, Option<f64>
 
 /// Each group's z-score against its values over past windows (a group missing from a
 /// past window counts 0 there; fewer than two past windows: no data).
-fn zscore(
-    now: Vec<(String, u64, Option<f64>)>,
-    past: &[Vec<(String, u64, Option<f64>)>],
-) -> Vec<(String, u64, Option<f64>)> {
+pub fn zscore(now: Values, past: &[&Values]) -> Values {
     now.into_iter()
         .map(|(g, n, v)| {
             let xs: Vec<f64> =
@@ -305,32 +397,22 @@ pub fn check(
         return CheckResult { firing: Vec::new(), history: Vec::new() };
     }
     let step = bucket_for_span(last - first).max(base);
-    let opts = Options::default();
     let (k0, k1) = ((first + step - 1).div_euclid(step), (last + step - 1).div_euclid(step));
     for k in k0..=k1 {
         let at = k * step;
         for (i, rule) in rules.iter().enumerate() {
             let w = (rule.window + step - 1) / step * step;
             // The rule's numbers over the window ending at `end`.
-            let report_at = |end: Micros| {
+            let values_at = |end: Micros| {
                 let mut stats = Stats::new(limits);
                 for (_, s) in per_rule[i]
                     .range((end - w).div_euclid(base) + 1..=end.div_euclid(base).max((end - w).div_euclid(base) + 1))
                 {
                     stats.merge(s);
                 }
-                let span = Span { start: end - w, end, start_inclusive: false };
-                Report::build(
-                    &stats,
-                    &Series::new(step),
-                    Some(span),
-                    ActiveUsers::of(&stats),
-                    IngestReport::default(),
-                    &opts,
-                )
+                measure(rule, &stats, Span { start: end - w, end, start_inclusive: false })
             };
-            let secs = w as f64 / 1e6;
-            let now = values(rule, &report_at(at), secs);
+            let now = values_at(at);
             let compared = match rule.kind {
                 Kind::Threshold => now,
                 // A baseline must lie wholly inside the data: a window that begins before the
@@ -343,15 +425,15 @@ pub fn check(
                     if at - back - w + step <= first {
                         now.into_iter().map(|(g, n, _)| (g, n, None)).collect()
                     } else {
-                        ratio(now, &values(rule, &report_at(at - back), secs))
+                        ratio(now, &values_at(at - back))
                     }
                 }
                 Kind::ZScore(n) => {
-                    let past: Vec<Vec<(String, u64, Option<f64>)>> = (1..=n as i64)
+                    let past: Vec<Values> = (1..=n as i64)
                         .filter(|j| at - (j + 1) * w + step > first)
-                        .map(|j| values(rule, &report_at(at - j * w), secs))
+                        .map(|j| values_at(at - j * w))
                         .collect();
-                    zscore(now, &past)
+                    zscore(now, &past.iter().collect::<Vec<_>>())
                 }
             };
             ev.evaluate_values(i, rule, at, compared);
@@ -513,5 +595,70 @@ mod tests {
         );
         assert_eq!(f.value, 100.0, "above the warning (50), not above the threshold (100)");
         assert!(out.history.iter().all(|h| h.rule != "quiet"), "min_requests keeps a rule quiet");
+    }
+
+    #[test]
+    fn changes_on_firing_reminder_and_resolve() {
+        let rule = rules(
+            "[[alerts]]\nname = \"slow\"\nmetric = \"latency_p95\"\nthreshold = 10\nwindow = \"1m\"\nrenotify = \"2m\"\n",
+        )
+        .remove(0);
+        let mut ev = Evaluator::default();
+        let mut seen = Vec::new();
+        for m in 1..=10 {
+            let v = if (3..8).contains(&m) { 50.0 } else { 5.0 };
+            ev.evaluate_values(0, &rule, m * MIN, vec![(String::new(), 5, Some(v))]);
+            seen.extend(ev.take_changes().into_iter().map(|c| (c.transition, c.at / MIN)));
+        }
+        assert_eq!(
+            seen,
+            [(Transition::Fired, 3), (Transition::Reminder, 5), (Transition::Reminder, 7), (Transition::Resolved, 8)]
+        );
+        assert_eq!(ev.history.len(), 1);
+        assert_eq!(ev.history[0].end.as_deref(), Some(format_rfc3339(8 * MIN).as_str()));
+    }
+
+    #[test]
+    fn group_by_user_sees_every_user_and_sessions_group_too() {
+        // 40 users with 10 cheap requests each, and one with a single $5 request: the
+        // big spender is not among the busiest users, and must still be seen.
+        let mut events = Vec::new();
+        for u in 0..40 {
+            for s in 0..10 {
+                events.push((format!("u{u}"), format!("s{u}"), u * 10 + s, 0.001));
+            }
+        }
+        events.push(("whale".into(), "sw".into(), 500, 5.0));
+        let r = rules(
+            r#"[[alerts]]
+            name = "user-spend"
+            metric = "total_cost"
+            threshold = 1
+            window = "1h"
+            group_by = "user"
+
+            [[alerts]]
+            name = "session-spend"
+            metric = "total_cost"
+            threshold = 1
+            window = "1h"
+            group_by = "session"
+            "#,
+        );
+        let out = check(&r, |visit| {
+            for (user, session, s, cost) in &events {
+                let e = Event {
+                    created_at: s * 1_000_000 + 1,
+                    user_id: Some(Cow::Borrowed(user.as_str())),
+                    session_id: Some(Cow::Borrowed(session.as_str())),
+                    ..Default::default()
+                };
+                visit(&e, Sample::new(&e, Cost::Billed(*cost)));
+            }
+        });
+        let mut got: Vec<(&str, Option<&str>, f64)> =
+            out.firing.iter().map(|f| (f.rule.as_str(), f.group.as_deref(), f.value)).collect();
+        got.sort_by(|a, b| a.0.cmp(b.0));
+        assert_eq!(got, [("session-spend", Some("sw"), 5.0), ("user-spend", Some("whale"), 5.0)]);
     }
 }

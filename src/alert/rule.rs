@@ -3,6 +3,7 @@
 
 use crate::filter::Filter;
 use crate::report::{Group, Report};
+use crate::stats::{SessionAgg, UserAgg};
 use crate::time::{Micros, parse_duration};
 
 /// Comparison of the metric with the threshold.
@@ -40,7 +41,19 @@ pub enum GroupBy {
     Model,
     Provider,
     User,
+    Session,
     Property(String),
+}
+
+impl GroupBy {
+    /// The metrics this grouping has (users and sessions keep fewer numbers than models).
+    pub fn metrics(&self) -> &'static [&'static str] {
+        match self {
+            GroupBy::Model | GroupBy::Provider | GroupBy::Property(_) => &GROUP_METRICS,
+            GroupBy::User => &USER_METRICS,
+            GroupBy::Session => &SESSION_METRICS,
+        }
+    }
 }
 
 /// What a rule compares with its threshold.
@@ -90,6 +103,8 @@ pub struct Rule {
     pub group_by: Option<GroupBy>,
     pub filter: Option<Filter>,
     pub severity: String,
+    /// While firing, notify again this often.
+    pub renotify: Option<Micros>,
 }
 
 /// The metrics a rule may watch: the report's field names.
@@ -164,6 +179,42 @@ pub fn of_group(g: &Group, metric: &str, window_secs: f64) -> Option<f64> {
     })
 }
 
+/// A metric's value for one user.
+pub fn of_user(u: &UserAgg, metric: &str, window_secs: f64) -> Option<f64> {
+    let pct = |n: u64| if u.requests == 0 { 0.0 } else { n as f64 * 100.0 / u.requests as f64 };
+    Some(match metric {
+        "request_count" => u.requests as f64,
+        "requests_per_second" => u.requests as f64 / window_secs.max(1e-9),
+        "error_rate" => pct(u.errors),
+        "rate_429" => pct(u.e429),
+        "latency_avg" => u.latency.avg_ms()?,
+        "ttft_avg" => u.ttft.avg_ms()?,
+        "total_cost" => u.cost.to_f64(),
+        "cost_per_request" => u.cost.to_f64() / (u.requests.max(1)) as f64,
+        "total_tokens" => u.tokens as f64,
+        "cache_hit_rate" => pct(u.cache_hits),
+        _ => return None,
+    })
+}
+
+/// A metric's value for one session.
+pub fn of_session(s: &SessionAgg, metric: &str, window_secs: f64) -> Option<f64> {
+    Some(match metric {
+        "request_count" => s.requests as f64,
+        "requests_per_second" => s.requests as f64 / window_secs.max(1e-9),
+        "error_rate" => {
+            if s.requests == 0 {
+                0.0
+            } else {
+                s.errors as f64 * 100.0 / s.requests as f64
+            }
+        }
+        "total_cost" => s.cost.to_f64(),
+        "cost_per_request" => s.cost.to_f64() / (s.requests.max(1)) as f64,
+        _ => return None,
+    })
+}
+
 /// The metrics available per group (the rest only overall).
 pub const GROUP_METRICS: [&str; 13] = [
     "request_count",
@@ -180,6 +231,24 @@ pub const GROUP_METRICS: [&str; 13] = [
     "total_tokens",
     "cache_hit_rate",
 ];
+
+/// The metrics each user has.
+pub const USER_METRICS: [&str; 10] = [
+    "request_count",
+    "requests_per_second",
+    "error_rate",
+    "rate_429",
+    "latency_avg",
+    "ttft_avg",
+    "total_cost",
+    "cost_per_request",
+    "total_tokens",
+    "cache_hit_rate",
+];
+
+/// The metrics each session has.
+pub const SESSION_METRICS: [&str; 5] =
+    ["request_count", "requests_per_second", "error_rate", "total_cost", "cost_per_request"];
 
 /// Parses the `[[alerts]]` tables: the valid rules, and a message for each invalid one.
 pub fn parse_rules(tables: &[toml::Table]) -> (Vec<Rule>, Vec<String>) {
@@ -271,14 +340,21 @@ fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
         Some("model") => Some(GroupBy::Model),
         Some("provider") => Some(GroupBy::Provider),
         Some("user") => Some(GroupBy::User),
+        Some("session") => Some(GroupBy::Session),
         Some(p) => match p.strip_prefix("property:") {
             Some(k) if !k.is_empty() => Some(GroupBy::Property(k.to_string())),
-            _ => return Err(format!("`group_by` is `{p}`: use model, provider, user or property:NAME")),
+            _ => return Err(format!("`group_by` is `{p}`: use model, provider, user, session or property:NAME")),
         },
     };
-    if group_by.is_some() && !GROUP_METRICS.contains(&metric.as_str()) {
-        return Err(format!("`{metric}` is not available per group (per group: {})", GROUP_METRICS.join(", ")));
+    if let Some(g) = &group_by
+        && !g.metrics().contains(&metric.as_str())
+    {
+        return Err(format!("`{metric}` is not available per group (here: {})", g.metrics().join(", ")));
     }
+    let renotify = match text("renotify")? {
+        None => None,
+        Some(d) => Some(parse_duration(d).map_err(|e| format!("`renotify`: {e}"))?).filter(|d| *d > 0),
+    };
     let filter = text("filter")?.map(|f| f.parse::<Filter>().map_err(|e| e.to_string())).transpose()?;
     let severity = text("severity")?.unwrap_or("critical").to_string();
     let kind = match (text("baseline")?, number("zscore")?) {
@@ -310,6 +386,7 @@ fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
         group_by,
         filter,
         severity,
+        renotify,
     })
 }
 

@@ -335,7 +335,8 @@ fn div(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
 
-fn group(a: &Agg, total: &Agg) -> Group {
+/// One group's numbers (shares against `total`).
+pub fn group(a: &Agg, total: &Agg) -> Group {
     let cost = a.cost.to_f64();
     Group {
         requests: a.requests,
