@@ -270,8 +270,7 @@ impl Evaluator {
 /// without `group_by`), from `report` and `stats`, its window's numbers over `secs` seconds.
 pub fn values(rule: &Rule, report: &Report, stats: &Stats, secs: f64) -> Values {
     let aggs = |c: &crate::stats::Capped<crate::stats::Agg>| -> Values {
-        let named = c.iter().map(|(n, a)| (n, a));
-        named
+        c.iter()
             .chain(c.other().map(|a| (crate::stats::OTHER, a)))
             .map(|(n, a)| {
                 let g = crate::report::group(a, &stats.total);
