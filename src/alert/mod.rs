@@ -6,6 +6,7 @@
 
 pub mod notify;
 pub mod rule;
+pub mod watch;
 
 use std::collections::BTreeMap;
 
@@ -337,12 +338,18 @@ pub fn ratio(now: Values, base: &[(String, u64, Option<f64>)]) -> Values {
 }
 
 /// Each group's z-score against its values over past windows (a group missing from a
-/// past window counts 0 there; fewer than two past windows: no data).
-pub fn zscore(now: Values, past: &[&Values]) -> Values {
+/// complete past window counts 0 there, from one with only the busiest groups kept it
+/// is left out; fewer than two past windows: no data).
+pub fn zscore(now: Values, past: &[(&Values, bool)]) -> Values {
     now.into_iter()
         .map(|(g, n, v)| {
-            let xs: Vec<f64> =
-                past.iter().map(|w| w.iter().find(|(pg, _, _)| *pg == g).and_then(|x| x.2).unwrap_or(0.0)).collect();
+            let xs: Vec<f64> = past
+                .iter()
+                .filter_map(|(w, complete)| match w.iter().find(|(pg, _, _)| *pg == g) {
+                    Some(x) => Some(x.2.unwrap_or(0.0)),
+                    None => complete.then_some(0.0),
+                })
+                .collect();
             let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
             let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len().max(2) - 1) as f64;
             let sd = var.sqrt();
@@ -432,7 +439,7 @@ pub fn check(
                         .filter(|j| at - (j + 1) * w + step > first)
                         .map(|j| values_at(at - j * w))
                         .collect();
-                    zscore(now, &past.iter().collect::<Vec<_>>())
+                    zscore(now, &past.iter().map(|p| (p, true)).collect::<Vec<_>>())
                 }
             };
             ev.evaluate_values(i, rule, at, compared);
