@@ -33,6 +33,8 @@ pub struct ConfigFile {
     pub ascii: Option<bool>,
     pub utc: Option<bool>,
     pub mouse: Option<bool>,
+    /// Ring the terminal bell when an alert fires.
+    pub bell: Option<bool>,
     /// wall or event
     pub clock: Option<String>,
     pub prices: Option<PathBuf>,

@@ -335,6 +335,17 @@ impl Engine {
     }
 
     pub fn ingest(&mut self, ev: &Event) {
+        let price = self.cache.get(&self.prices, ev.provider(), ev.model());
+        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.hash(ev);
+        self.ingest_sampled(ev, &x, &keys);
+        self.keys = keys;
+    }
+
+    /// Counts an event whose cost and group keys the caller has worked out (once for
+    /// several engines and the alert rules).
+    pub fn ingest_sampled(&mut self, ev: &Event, x: &Sample, keys: &Keys) {
         self.counts.events += 1;
         if self.clock == Clock::EventTime {
             self.tick(ev.created_at);
@@ -348,16 +359,13 @@ impl Engine {
             self.counts.late += 1;
             return;
         }
-        let price = self.cache.get(&self.prices, ev.provider(), ev.model());
-        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
-        self.keys.hash(ev);
         for tier in &mut self.tiers {
-            tier.record(t, ev, &x, &self.keys, self.now, self.limits);
+            tier.record(t, ev, x, keys, self.now, self.limits);
         }
-        if let Some(h) = self.keys.user {
+        if let Some(h) = keys.user {
             self.last_seen.record(h, t);
         }
-        self.remember(ev, &x);
+        self.remember(ev, x);
     }
 
     /// Adds requests that a source aggregated itself (say a fleet's pre-computed

@@ -3,12 +3,15 @@
 
 use std::borrow::Cow;
 
+use crate::alert::watch::Watcher;
+use crate::alert::{Change, Rule};
 use crate::engine::{Clock, Config, Engine, RecentRequest};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::parse::{LineParser, trim_line};
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::source::{Feed, SourceState, Update};
+use crate::stats::{Keys, Sample};
 use crate::time::Micros;
 
 /// One source as the status bar shows it.
@@ -38,6 +41,10 @@ pub struct Live {
     config: Config,
     /// Events ingested, for the ingest rate.
     pub total: u64,
+    /// The alert rules, evaluated on the same traffic (unfiltered).
+    pub alerts: Option<Watcher>,
+    /// Reused per event: its group keys, hashed once for every engine and the rules.
+    keys: Keys,
 }
 
 /// Where a filtered view's history begins.
@@ -72,7 +79,15 @@ impl Live {
             cache: PriceCache::default(),
             config,
             total: 0,
+            alerts: None,
+            keys: Keys::default(),
         }
+    }
+
+    /// Evaluates `rules` on the traffic from now on.
+    pub fn watch(&mut self, rules: Vec<Rule>) {
+        let now = self.engine.now();
+        self.alerts = (!rules.is_empty()).then(|| Watcher::new(rules, self.config.clock == Clock::EventTime, now));
     }
 
     /// Moves every engine's clock.
@@ -81,22 +96,43 @@ impl Live {
         if let Some((_, e, _)) = &mut self.filtered {
             e.tick(now);
         }
+        if let Some(w) = &mut self.alerts {
+            w.set_now(now);
+        }
+    }
+
+    /// Evaluates the alert rules on their rolling windows (with event time as the
+    /// clock, at the latest event's time), and returns what changed.
+    pub fn evaluate_alerts(&mut self) -> Vec<Change> {
+        let now = self.engine.now();
+        match &mut self.alerts {
+            Some(w) => {
+                w.tick(now);
+                w.evaluator.take_changes()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Applies one update from a source.
     pub fn feed(&mut self, feed: Feed) {
-        let Live { engine, filtered, sources, parser, prices, cache, total, .. } = self;
+        let Live { engine, filtered, sources, parser, prices, cache, total, alerts, keys, .. } = self;
         let status = &mut sources[feed.source];
         match feed.update {
             Update::Lines(lines) => {
                 for line in lines.split(|&b| b == b'\n').filter_map(trim_line) {
                     let r = parser.parse(line, &mut |ev| {
-                        engine.ingest(ev);
-                        if let Some((f, fe, _)) = filtered.as_mut() {
-                            let price = cache.get(prices, ev.provider(), ev.model());
-                            if f.matches(ev, cost_of(ev, price.as_ref()).usd()) {
-                                fe.ingest(ev);
-                            }
+                        let price = cache.get(prices, ev.provider(), ev.model());
+                        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
+                        keys.hash(ev);
+                        engine.ingest_sampled(ev, &x, keys);
+                        if let Some((f, fe, _)) = filtered.as_mut()
+                            && f.matches(ev, x.cost.to_f64())
+                        {
+                            fe.ingest_sampled(ev, &x, keys);
+                        }
+                        if let Some(w) = alerts.as_mut() {
+                            w.record(ev, &x, keys);
                         }
                         status.events += 1;
                         *total += 1;

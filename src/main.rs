@@ -75,6 +75,9 @@ struct ConsoleArgs {
     /// Use the mouse: wheel to scroll, click a tab or a row (off by default so text can be selected).
     #[arg(long)]
     mouse: bool,
+    /// Ring the terminal bell when an alert fires.
+    #[arg(long)]
+    bell: bool,
     #[command(flatten)]
     ws: WsArgs,
 }
@@ -642,10 +645,23 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
         mouse: args.mouse || file.mouse.unwrap_or(false),
         keymap,
     };
+    // Alert rules: an invalid one is shown in the Alerts view and skipped; a webhook
+    // that cannot be set up stops here, before the screen is taken.
+    let (rules, problems) = tokentop::alert::parse_rules(file.alerts.as_deref().unwrap_or_default());
+    let (webhooks, hooks) = (file.webhooks.clone().unwrap_or_default(), file.hooks.clone().unwrap_or_default());
+    let bell = args.bell || file.bell.unwrap_or(false);
     let rt = runtime()?;
-    let result = rt.block_on(tokentop::ui::run(opts));
+    let result = rt.block_on(async {
+        let notifier = if webhooks.is_empty() && hooks.is_empty() {
+            None
+        } else {
+            Some(tokentop::alert::notify::Notifier::start(&webhooks, &hooks).map_err(anyhow::Error::msg)?)
+        };
+        let alerting = tokentop::ui::Alerting { rules, problems, notifier, bell };
+        tokentop::ui::run(opts, alerting).await.context("terminal error")
+    });
     rt.shutdown_background();
-    result.context("terminal error")?;
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

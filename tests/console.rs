@@ -336,33 +336,61 @@ fn a_session_opens_as_its_timeline() {
 }
 
 #[test]
-fn firing_alerts_make_a_banner_and_fill_the_alerts_view() {
-    use tokentop::ui::app::{AlertRow, AlertState};
-    let live = live_with_traffic();
-    let mut a = app(&live);
-    let row = |rule: &str, group: Option<&str>, state, severity: &str, value, threshold| AlertRow {
-        rule: rule.into(),
-        group: group.map(Into::into),
-        state,
-        severity: severity.into(),
-        value,
-        threshold,
-        trend: vec![1, 3, 2, 8, 13],
-    };
-    a.alerts = vec![
-        row("p95-latency", None, AlertState::Ok, "warning", 812.0, 3000.0),
-        row("rate-limit", Some("provider=anthropic"), AlertState::Firing, "warning", 12.5, 5.0),
-        row("error-rate", None, AlertState::Firing, "critical", 7.2, 5.0),
-        row("traffic-stopped", None, AlertState::Pending, "critical", 0.0, 1.0),
-    ];
-    let s = text(&screen(&mut a, 160, 48));
-    let first = s.lines().next().unwrap();
+fn alert_rules_evaluated_on_live_traffic_make_a_banner_and_fill_the_alerts_view() {
+    // The demo's 429 storm on anthropic comes in minutes 2 and 12 of the 13 replayed.
+    let text_rules = r#"
+        [[alerts]]
+        name = "rate-limited"
+        metric = "rate_429"
+        threshold = 20
+        warning = 10
+        window = "1m"
+        group_by = "provider"
+        min_requests = 40
+
+        [[alerts]]
+        name = "p95-latency"
+        metric = "latency_p95"
+        threshold = 60000
+        window = "5m"
+
+        [[alerts]]
+        name = "typo"
+        metric = "latency_p59"
+        threshold = 1
+    "#;
+    let table: toml::Table = toml::from_str(text_rules).unwrap();
+    let tables: Vec<toml::Table> =
+        table["alerts"].as_array().unwrap().iter().map(|v| v.as_table().unwrap().clone()).collect();
+    let (rules, problems) = tokentop::alert::parse_rules(&tables);
+    assert_eq!((rules.len(), problems.len()), (2, 1));
+
+    let config = Config { clock: Clock::EventTime, ..Config::default() };
+    let mut live = Live::new(vec!["gateway.jsonl".into()], config, PriceTable::builtin(), 0);
+    live.watch(rules);
+    let mut synth = Synth::new(42, 1_740_823_200_000_000, 5.0).with_incidents();
+    let mut lines = Vec::new();
+    for _ in 0..4_000 {
+        write_line(&synth.next_event(), &mut lines);
+    }
+    live.feed(Feed { source: 0, update: Update::Lines(lines) });
+    let changes = live.evaluate_alerts();
+    let fired: Vec<_> = changes.iter().filter(|c| c.transition == tokentop::alert::Transition::Fired).collect();
     assert!(
-        first.contains("2 firing: CRITICAL error-rate 7.20 > 5.00 · WARNING rate-limit [provider=anthropic]"),
-        "{first}"
+        fired.iter().all(|c| c.firing.rule == "rate-limited" && c.firing.group.as_deref() == Some("anthropic")),
+        "{fired:#?}"
     );
+    assert!(fired.len() >= 2, "both storms: {changes:?}");
+
+    let mut a = app(&live);
+    a.alert_info.problems = problems;
+    let first = text(&screen(&mut a, 160, 48)).lines().next().unwrap().to_string();
+    assert!(first.contains("1 firing: CRITICAL rate-limited [anthropic]") && first.contains("> 20.00"), "{first}");
     key(&mut a, KeyCode::Char('8'));
-    insta::assert_snapshot!("alerts_with_rules_120x20", screen(&mut a, 120, 20).backend());
+    let s = text(&screen(&mut a, 120, 24));
+    assert!(s.contains("skipped alert rule `typo`: unknown metric `latency_p59`"), "the invalid rule is shown: {s}");
+    assert!(s.contains("FIRING") && s.contains("p95-latency") && s.contains("history"), "{s}");
+    insta::assert_snapshot!("alerts_live_120x24", screen(&mut a, 120, 24).backend());
 }
 
 #[test]

@@ -55,6 +55,9 @@ pub struct Notification {
     pub window: String,
     pub time: String,
     pub text: String,
+    /// A reminder that it is still firing (the rule's `renotify`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reminder: bool,
 }
 
 impl Notification {
@@ -81,6 +84,22 @@ impl Notification {
             window: crate::time::format_duration(window),
             time: time.into(),
             text,
+            reminder: false,
+        }
+    }
+
+    /// The notification for an alert changing state (see [`super::Evaluator::take_changes`]).
+    pub fn of_change(c: &super::Change, window: crate::time::Micros) -> Notification {
+        let time = crate::time::format_rfc3339(c.at);
+        match c.transition {
+            super::Transition::Fired => Notification::new(&c.firing, "firing", window, &time),
+            super::Transition::Resolved => Notification::new(&c.firing, "resolved", window, &time),
+            super::Transition::Reminder => {
+                let mut n = Notification::new(&c.firing, "firing", window, &time);
+                n.text = format!("STILL FIRING: {}", n.text);
+                n.reminder = true;
+                n
+            }
         }
     }
 }

@@ -213,15 +213,20 @@ impl Watcher {
         }
     }
 
-    /// Moves the clock to `now` (with the wall clock; with event time, the events move
-    /// it) and evaluates every rule on its rolling window.
-    pub fn tick(&mut self, now: Micros) {
-        if self.event_time {
-            if self.first.is_none() {
-                return;
-            }
-        } else if now > self.now {
+    /// Moves the wall clock to `now`, evaluating the boundaries passed (with event
+    /// time as the clock the events move it, and this does nothing).
+    pub fn set_now(&mut self, now: Micros) {
+        if !self.event_time && now > self.now {
             self.advance(now);
+        }
+    }
+
+    /// Moves the clock to `now` (see [`Watcher::set_now`]) and evaluates every rule on
+    /// its rolling window.
+    pub fn tick(&mut self, now: Micros) {
+        self.set_now(now);
+        if self.event_time && self.first.is_none() {
+            return;
         }
         for i in 0..self.rules.len() {
             if let Some((span, stats)) = self.rings[self.ring_of[i]].rolling(self.now) {
@@ -346,7 +351,11 @@ impl Watcher {
                 what: what.clone(),
                 op: rule.op.symbol(),
                 value,
-                threshold: rule.threshold,
+                // The line that was crossed: the warning one for a warning.
+                threshold: match rule.warning {
+                    Some(w) if state != State::Ok && severity == "warning" && rule.severity != "warning" => w,
+                    _ => rule.threshold,
+                },
                 trend: if rule.kind == Kind::Threshold { trend(group) } else { Vec::new() },
             };
             let latest = |group: &str| self.latest[i].iter().find(|v| v.0 == group).and_then(|v| v.2);

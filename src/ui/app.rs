@@ -226,27 +226,21 @@ impl Segment {
     }
 }
 
-/// One alert as the banner and the Alerts view show it (fed by the alert rules).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertRow {
-    pub rule: String,
-    /// The group the rule watches (`provider=anthropic`), if it is grouped.
-    pub group: Option<String>,
-    pub state: AlertState,
-    /// `critical`, `warning`, …
-    pub severity: String,
-    pub value: f64,
-    pub threshold: f64,
-    /// Recent values, for a sparkline.
-    pub trend: Vec<u64>,
-}
+pub use crate::alert::State as AlertState;
+/// One alert rule (or group) as the banner and the Alerts view show it.
+pub use crate::alert::watch::Status as AlertRow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AlertState {
-    Firing,
-    Pending,
-    Ok,
-    NoData,
+/// What the Alerts view shows besides the rules.
+#[derive(Debug, Clone, Default)]
+pub struct AlertInfo {
+    /// Invalid rules, each with its name and problem (they are skipped).
+    pub problems: Vec<String>,
+    /// Past and present firings, newest first.
+    pub history: Vec<crate::alert::Firing>,
+    /// How notifications went, per webhook.
+    pub deliveries: Vec<crate::alert::notify::Delivery>,
+    /// Notifications dropped because the queue was full.
+    pub dropped: u64,
 }
 
 /// What the screen shows, taken from the engine at most every redraw interval.
@@ -312,6 +306,7 @@ pub struct App {
     pub first_row: Option<(u16, usize)>,
     /// Alert rules and their states; firing ones make the banner.
     pub alerts: Vec<AlertRow>,
+    pub alert_info: AlertInfo,
     /// The Users view's segment.
     pub segment: Segment,
 }
@@ -343,6 +338,7 @@ impl App {
             tab_spans: Vec::new(),
             first_row: None,
             alerts: Vec::new(),
+            alert_info: AlertInfo::default(),
             segment: Segment::All,
         }
     }
@@ -363,6 +359,11 @@ impl App {
 
     /// Takes a new snapshot from the engine (unless paused).
     pub fn refresh(&mut self, live: &Live, events_per_sec: f64) {
+        // Alerts stay live while the rest is paused.
+        if let Some(w) = &live.alerts {
+            self.alerts = w.status();
+            self.alert_info.history = w.evaluator.history.iter().rev().take(100).cloned().collect();
+        }
         if self.paused.is_some() && self.snapshot.is_some() && !self.needs_refresh {
             return;
         }

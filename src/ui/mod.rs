@@ -24,6 +24,8 @@ use futures_util::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
+use crate::alert::notify::{Notification, Notifier};
+use crate::alert::{Change, Rule, Transition};
 use crate::engine::{Clock, Config};
 use crate::live::Live;
 use crate::pricing::PriceTable;
@@ -50,6 +52,30 @@ pub struct ConsoleOptions {
     pub keymap: Vec<(crossterm::event::KeyCode, crossterm::event::KeyModifiers, app::Action)>,
 }
 
+/// The alert rules the console evaluates, and where their notifications go.
+#[derive(Default)]
+pub struct Alerting {
+    pub rules: Vec<Rule>,
+    /// Invalid rules, each with its name and problem: shown, and skipped.
+    pub problems: Vec<String>,
+    pub notifier: Option<Notifier>,
+    /// Ring the terminal bell when an alert fires.
+    pub bell: bool,
+}
+
+impl Alerting {
+    /// Sends what changed, and says whether to ring the bell.
+    fn notify(&self, changes: &[Change], live: &Live) -> bool {
+        let rules = live.alerts.as_ref().map_or(&[][..], |w| &w.rules[..]);
+        if let Some(n) = &self.notifier {
+            for c in changes {
+                n.send(Notification::of_change(c, rules.get(c.rule).map_or(0, |r| r.window)));
+            }
+        }
+        self.bell && changes.iter().any(|c| c.transition == Transition::Fired)
+    }
+}
+
 /// New data is taken from the engine at most this often.
 const DATA_EVERY: Duration = Duration::from_millis(250);
 
@@ -69,7 +95,7 @@ impl Drop for TerminalGuard {
 }
 
 /// Runs the console until the user quits.
-pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
+pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
     let names: Vec<String> = opts.sources.iter().map(SourceSpec::display).collect();
     let config = Config { clock: opts.clock, recent: 20_000, ..Config::default() };
     let now = match opts.clock {
@@ -77,6 +103,7 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
         Clock::EventTime => 0,
     };
     let mut live = Live::new(names, config.clone(), opts.prices.clone(), now);
+    live.watch(alerting.rules.clone());
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     source::start(&opts.sources, &opts.source_options, tx);
 
@@ -100,6 +127,12 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
     let mut app = App::new(config.windows.clone(), opts.window);
     app.utc = opts.utc;
     app.set_keymap(opts.keymap.clone());
+    app.alert_info.problems = alerting.problems.clone();
+    if !alerting.problems.is_empty() {
+        let n = alerting.problems.len();
+        let msg = format!("{n} invalid alert rule{} skipped: see the Alerts view (8)", if n == 1 { "" } else { "s" });
+        app.message = Some((msg, Instant::now()));
+    }
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let data_every = opts.refresh.max(DATA_EVERY);
@@ -163,6 +196,15 @@ pub async fn run(opts: ConsoleOptions) -> io::Result<()> {
                 rate_at = Instant::now();
                 rate_total = live.total;
                 data = true;
+                let changes = live.evaluate_alerts();
+                if alerting.notify(&changes, &live) {
+                    term.backend_mut().write_all(b"\x07")?;
+                    term.backend_mut().flush()?;
+                }
+                if let Some(n) = &alerting.notifier {
+                    app.alert_info.deliveries = n.deliveries.lock().map(|d| d.clone()).unwrap_or_default();
+                    app.alert_info.dropped = n.dropped.load(std::sync::atomic::Ordering::Relaxed);
+                }
             },
             _ = tokio::time::sleep(wait), if dirty || data => {}
         }

@@ -634,10 +634,11 @@ fn draw_banner(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         }
         let group = a.group.as_deref().map(|g| format!(" [{}]", sanitize(g))).unwrap_or_default();
         text.push_str(&format!(
-            "{} {}{group} {} > {}",
+            "{} {}{group} {} {} {}",
             a.severity.to_uppercase(),
             sanitize(&a.rule),
-            num(a.value),
+            a.value.map_or_else(|| "–".to_string(), num),
+            a.op,
             num(a.threshold)
         ));
     }
@@ -646,58 +647,148 @@ fn draw_banner(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 fn num(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+∞".into() } else { "-∞".into() };
+    }
     if v.abs() >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
+/// The Alerts view: invalid rules, every rule's state, past firings, webhook deliveries.
 fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    if app.alerts.is_empty() {
+    use crate::ui::app::AlertState;
+    let info = &app.alert_info;
+    if app.alerts.is_empty() && info.problems.is_empty() {
         let text = vec![
             Line::from(Span::styled("No alert rules loaded.", theme.header())),
             Line::from(""),
             Line::from("Alert rules (thresholds and spikes on cost, latency, TTFT, errors and traffic) are"),
-            Line::from("configured in the config file; firing alerts show as a banner above the tabs."),
+            Line::from("[[alerts]] tables in the config file (--config; see assets/config.example.toml);"),
+            Line::from("firing alerts show as a banner above the tabs."),
         ];
         f.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::TOP)), area);
         return;
     }
+    let problems: Vec<Line> = info
+        .problems
+        .iter()
+        .take(3)
+        .map(|p| Line::from(Span::styled(format!("⚠ skipped {}", sanitize(p)), theme.warn())))
+        .chain((info.problems.len() > 3).then(|| Line::from(format!("… and {} more", info.problems.len() - 3))))
+        .collect();
+    let deliveries = !info.deliveries.is_empty() || info.dropped > 0;
+    // The rules first, then as much history as fits (at least a few lines of it).
+    let history_h = if info.history.is_empty() { 0 } else { (info.history.len() as u16 + 2).min(6) };
+    let rules_h = (app.alerts.len() as u16 + 2).max(3);
+    let [problems_area, rules_area, history_area, deliveries_area] = Layout::vertical([
+        Constraint::Length(problems.len() as u16),
+        Constraint::Max(rules_h),
+        Constraint::Min(history_h),
+        Constraint::Length(u16::from(deliveries)),
+    ])
+    .areas(area);
+    let history_h = history_area.height;
+    f.render_widget(Paragraph::new(problems), problems_area);
+
     let mut rows: Vec<&crate::ui::app::AlertRow> = app.alerts.iter().collect();
     rows.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.rule.cmp(&b.rule)));
-    let header = Row::new(["STATE", "SEVERITY", "RULE", "GROUP", "VALUE", "THRESHOLD", "TREND"]).style(theme.header());
+    let header =
+        Row::new(["STATE", "SEVERITY", "RULE", "GROUP", "METRIC", "VALUE", "THRESHOLD", "TREND"]).style(theme.header());
     let body: Vec<Row> = rows
         .iter()
         .map(|a| {
             let (state, style) = match a.state {
-                crate::ui::app::AlertState::Firing => ("FIRING", theme.bad()),
-                crate::ui::app::AlertState::Pending => ("pending", theme.warn()),
-                crate::ui::app::AlertState::Ok => ("ok", theme.good()),
-                crate::ui::app::AlertState::NoData => ("no data", theme.dim()),
+                AlertState::Firing => ("FIRING", theme.bad()),
+                AlertState::Pending => ("pending", theme.warn()),
+                AlertState::Ok => ("ok", theme.good()),
+                AlertState::NoData => ("no data", theme.dim()),
             };
             Row::new(vec![
                 Cell::from(Span::styled(state, style)),
                 Cell::from(a.severity.clone()),
                 Cell::from(truncate(&sanitize(&a.rule), 30).into_owned()),
-                Cell::from(a.group.as_deref().map(|g| truncate(&sanitize(g), 24).into_owned()).unwrap_or_default()),
-                Cell::from(num(a.value)),
-                Cell::from(num(a.threshold)),
-                Cell::from(sparkline(&a.trend)),
+                Cell::from(a.group.as_deref().map(|g| truncate(&sanitize(g), 28).into_owned()).unwrap_or_default()),
+                Cell::from(truncate(&a.what, 28).into_owned()),
+                Cell::from(a.value.map_or_else(|| "–".to_string(), num)),
+                Cell::from(format!("{} {}", a.op, num(a.threshold))),
+                Cell::from(sparkline(&scaled(&a.trend))),
             ])
         })
         .collect();
     let widths = [
         Constraint::Length(8),
         Constraint::Length(9),
-        Constraint::Min(16),
-        Constraint::Length(24),
-        Constraint::Length(10),
+        Constraint::Min(14),
+        Constraint::Length(20),
+        Constraint::Length(16),
+        Constraint::Length(9),
         Constraint::Length(10),
         Constraint::Length(16),
     ];
+    let firing = rows.iter().filter(|a| a.state == AlertState::Firing).count();
     let table = Table::new(body, widths).header(header).block(
         Block::default()
             .borders(Borders::TOP)
-            .title(Span::styled(format!(" Alerts · {} rules ", rows.len()), theme.dim())),
+            .title(Span::styled(format!(" Alerts · {} rules · {firing} firing ", rows.len()), theme.dim())),
     );
-    f.render_widget(table, area);
+    f.render_widget(table, rules_area);
+
+    if history_h > 0 {
+        let header = Row::new(["START", "END", "SEVERITY", "RULE", "GROUP", "PEAK"]).style(theme.header());
+        let time = |t: &str| crate::time::parse_rfc3339(t).map_or_else(|_| t.to_string(), |m| clock(m, app.utc));
+        let body: Vec<Row> = info
+            .history
+            .iter()
+            .map(|h| {
+                Row::new(vec![
+                    Cell::from(time(&h.start)),
+                    match &h.end {
+                        Some(e) => Cell::from(time(e)),
+                        None => Cell::from(Span::styled("firing", theme.bad())),
+                    },
+                    Cell::from(h.severity.clone()),
+                    Cell::from(truncate(&sanitize(&h.rule), 30).into_owned()),
+                    Cell::from(h.group.as_deref().map(|g| truncate(&sanitize(g), 28).into_owned()).unwrap_or_default()),
+                    Cell::from(num(h.peak)),
+                ])
+            })
+            .collect();
+        let widths = [
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(9),
+            Constraint::Min(14),
+            Constraint::Length(20),
+            Constraint::Length(10),
+        ];
+        let table = Table::new(body, widths)
+            .header(header)
+            .block(Block::default().borders(Borders::TOP).title(Span::styled(" history ", theme.dim())));
+        f.render_widget(table, history_area);
+    }
+
+    if deliveries {
+        let mut spans = vec![Span::styled("webhooks: ", theme.dim())];
+        for d in &info.deliveries {
+            spans.push(Span::raw(format!("{} sent {}", d.target, d.sent)));
+            if d.failed > 0 {
+                spans.push(Span::styled(format!(" failed {}", d.failed), theme.bad()));
+            }
+            if let Some(e) = &d.last_error {
+                spans.push(Span::styled(format!(" ({})", sanitize(e)), theme.bad()));
+            }
+            spans.push(Span::raw(" · "));
+        }
+        if info.dropped > 0 {
+            spans.push(Span::styled(format!("{} dropped (queue full)", info.dropped), theme.warn()));
+        }
+        f.render_widget(Paragraph::new(Line::from(spans)), deliveries_area);
+    }
+}
+
+/// Values scaled to 0..=1000 of their largest, for a sparkline.
+fn scaled(values: &[f64]) -> Vec<u64> {
+    let max = values.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    values.iter().map(|v| if max > 0.0 && v.is_finite() { (v.max(0.0) / max * 1000.0) as u64 } else { 0 }).collect()
 }
 
 /// A one-line sparkline of block characters.
