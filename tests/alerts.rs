@@ -5,6 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+use common::receiver;
+
 fn check(config: &str, events: &str) -> (Output, Value) {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, log) = (dir.path().join("c.toml"), dir.path().join("e.jsonl"));
@@ -109,47 +112,6 @@ fn the_example_rules_run() {
     );
     let rules: Vec<&str> = v["firing"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
     assert!(rules.contains(&"error-rate"), "{rules:?}");
-}
-
-/// A real HTTP receiver on loopback: answers the first `fail` requests with 500 and the
-/// rest with 200 (or never answers, with `hang`), recording each request.
-/// Requests received: (head, body).
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
-
-fn receiver(fail: usize, hang: bool) -> (String, Received) {
-    use std::io::{BufRead, BufReader, Read, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for (i, conn) in listener.incoming().enumerate() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let (mut head, mut line, mut len) = (String::new(), String::new(), 0usize);
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).unwrap_or_default();
-            log.lock().unwrap().push((head, body));
-            if hang {
-                // Keep the connection open, answering nothing, and take the next one.
-                std::thread::spawn(move || {
-                    std::thread::sleep(std::time::Duration::from_secs(30));
-                    drop(conn);
-                });
-                continue;
-            }
-            let status = if i < fail { "500 Internal Server Error" } else { "200 OK" };
-            let _ = write!(conn, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, seen)
 }
 
 fn check_notify(config: &str, env: &[(&str, &str)]) -> (Output, std::time::Duration) {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
+mod common;
+
 struct Console {
     screen: Arc<Mutex<vt100::Parser>>,
     raw: Arc<Mutex<Vec<u8>>>,
@@ -61,6 +63,23 @@ impl Console {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("`{text}` never appeared; the screen:\n{}", self.contents());
+    }
+
+    fn wait_until(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} never happened; the screen:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn quit(&mut self) {
+        self.press("q");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "tokentop did not quit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn press(&mut self, keys: &str) {
@@ -120,4 +139,104 @@ fn drive_the_console_with_keys_and_quit_cleanly() {
     assert!(tail.contains("\x1b[?1049l"), "left the alternate screen: {tail:?}");
     assert!(tail.contains("\x1b[?25h"), "cursor shown again: {tail:?}");
     assert!(!c.screen.lock().unwrap().screen().alternate_screen(), "back on the main screen");
+}
+
+const BASE_MS: u64 = 1_740_823_200_000;
+
+/// One request a second from minute `from` to `to`; anthropic's fail in the minutes `bad`.
+fn traffic(from: u64, to: u64, bad: std::ops::Range<u64>) -> String {
+    let mut s = String::new();
+    for sec in from * 60..to * 60 {
+        let provider = if sec % 2 == 0 { "openai" } else { "anthropic" };
+        let status = if provider == "anthropic" && bad.contains(&(sec / 60)) { 503 } else { 200 };
+        s.push_str(&format!(
+            "{{\"created_at\":{},\"provider\":\"{provider}\",\"model\":\"m\",\"status\":{status},\"latency_ms\":120}}\n",
+            BASE_MS + sec * 1000 + 1
+        ));
+    }
+    s
+}
+
+fn config(dir: &std::path::Path, url: &str, webhook: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        r#"bell = true
+
+[[alerts]]
+name = "provider-errors"
+metric = "error_rate"
+threshold = 20
+window = "1m"
+group_by = "provider"
+min_requests = 10
+
+[[alerts]]
+name = "typo"
+metric = "latency_p59"
+threshold = 1
+
+[[webhooks]]
+url = "{url}"
+{webhook}
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn bodies(seen: &common::Received) -> Vec<serde_json::Value> {
+    seen.lock().unwrap().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect()
+}
+
+#[test]
+fn alerts_fire_and_resolve_live_with_banner_bell_and_webhooks() {
+    let (url, seen) = common::receiver(0, false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url, "");
+    let log = dir.path().join("gateway.jsonl");
+    std::fs::write(&log, traffic(0, 10, 6..10)).unwrap();
+    let mut c =
+        Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
+
+    c.wait_for("1 invalid alert rule skipped");
+    c.wait_for("1 firing: CRITICAL provider-errors [anthropic]");
+    c.wait_until("the firing webhook", || bodies(&seen).len() == 1);
+    let fired = &bodies(&seen)[0];
+    assert_eq!((fired["state"].as_str(), fired["group"].as_str()), (Some("firing"), Some("anthropic")), "{fired}");
+    let value = fired["value"].as_f64().unwrap();
+    assert!(value > 20.0 && value <= 100.0, "fired as it crossed the threshold: {fired}");
+    assert!(c.raw.lock().unwrap().contains(&0x07), "the bell rang");
+
+    // Healthy traffic follows: the alert resolves, on screen and to the webhook.
+    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(traffic(10, 13, 0..0).as_bytes()).unwrap();
+    c.wait_until("the resolved webhook", || bodies(&seen).len() == 2);
+    assert_eq!(bodies(&seen)[1]["state"], "resolved");
+    c.press("8");
+    c.wait_for("history");
+    c.wait_for("skipped alert rule `typo`: unknown metric `latency_p59`");
+    c.wait_for(&format!("{} sent 2", url.split('/').take(3).collect::<Vec<_>>().join("/")));
+    assert!(!c.contents().contains("FIRING"), "{}", c.contents());
+    c.quit();
+}
+
+#[test]
+fn a_dead_webhook_never_holds_up_the_console() {
+    // An endpoint that accepts and never answers.
+    let (url, seen) = common::receiver(0, true);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url, "retries = 1\ntimeout = \"1s\"");
+    let log = dir.path().join("gateway.jsonl");
+    std::fs::write(&log, traffic(0, 10, 6..10)).unwrap();
+    let mut c =
+        Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
+    c.wait_for("1 firing");
+    c.wait_until("a try", || !seen.lock().unwrap().is_empty());
+    // While the webhook hangs, new events keep coming in and keys keep working.
+    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(traffic(10, 11, 0..0).as_bytes()).unwrap();
+    c.press("8");
+    c.wait_for("Alerts ·");
+    c.wait_for("failed 1 (no answer within 1s)");
+    c.press("1");
+    c.wait_for("660");
+    c.quit();
 }
