@@ -7,7 +7,8 @@
 #   scripts/bench.sh formats   # parser throughput of every input format
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
 #   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
-#   scripts/bench.sh           # all five
+#   scripts/bench.sh alerts    # live ingest with and without the nine seed alert rules
+#   scripts/bench.sh           # all six
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -42,4 +43,9 @@ fi
 
 if [[ $what == engine || $what == all ]]; then
   TOKENTOP_WINDOWS=1m,5m,15m,1h,6h,24h,7d ./target/release/examples/engine_memory 24 1000 50 100000
+fi
+
+if [[ $what == alerts || $what == all ]]; then
+  ./target/release/examples/alerts_bench 1 1000 100000 off
+  ./target/release/examples/alerts_bench 1 1000 100000 on
 fi

@@ -17,7 +17,7 @@ use super::{Evaluator, Kind, Rule, State, Values, measure, ratio, zscore};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::report::Span;
-use crate::stats::{Keys, Limits, Sample, Stats};
+use crate::stats::{Keys, Limits, Parts, Sample, Stats};
 use crate::time::{MICROS_PER_SEC, Micros};
 
 /// One day, for `baseline = "yesterday"`.
@@ -40,6 +40,8 @@ struct Ring {
     /// buckets of the window ending there.
     done: Option<(Micros, Stats)>,
     limits: Limits,
+    /// What its rules group by (the totals are always kept).
+    parts: Parts,
 }
 
 impl Ring {
@@ -62,12 +64,12 @@ impl Ring {
                 i
             }
         };
-        self.buckets[at].1.record_keyed(ev, x, keys);
+        self.buckets[at].1.record_parts(ev, x, keys, self.parts);
         // A late event in a bucket already merged counts there too.
         if let Some((b, done)) = &mut self.done
             && k <= *b / self.step
         {
-            done.record_keyed(ev, x, keys);
+            done.record_parts(ev, x, keys, self.parts);
         }
     }
 
@@ -146,6 +148,7 @@ impl Watcher {
                         buckets: VecDeque::new(),
                         done: None,
                         limits: Limits { distinct_exact: 0, ..Limits::LIVE_SLAB },
+                        parts: Parts::default(),
                     });
                     rings.len() - 1
                 }
@@ -171,15 +174,23 @@ impl Watcher {
         w
     }
 
-    /// Users and sessions cost memory in every bucket: keep them only in rings with a
-    /// rule that groups by them.
+    /// Each ring keeps only the groupings its rules use (users and sessions, up to
+    /// 10,000 a bucket, only where a rule groups by them).
     fn fix_limits(&mut self) {
+        use super::GroupBy;
         for (ri, ring) in self.rings.iter_mut().enumerate() {
-            let groups = |g: super::GroupBy| {
-                self.rules.iter().zip(&self.ring_of).any(|(r, &i)| i == ri && r.group_by.as_ref() == Some(&g))
+            let mine = || self.rules.iter().zip(&self.ring_of).filter(move |(_, i)| **i == ri).map(|(r, _)| r);
+            let groups = |g: GroupBy| mine().any(|r| r.group_by.as_ref() == Some(&g));
+            ring.parts = Parts {
+                models: groups(GroupBy::Model),
+                providers: groups(GroupBy::Provider),
+                properties: mine().any(|r| matches!(r.group_by, Some(GroupBy::Property(_)))),
+                users: groups(GroupBy::User),
+                sessions: groups(GroupBy::Session),
+                distinct_users: mine().any(|r| r.metric == "active_users"),
             };
-            ring.limits.users = if groups(super::GroupBy::User) { 10_000 } else { 0 };
-            ring.limits.sessions = if groups(super::GroupBy::Session) { 10_000 } else { 0 };
+            ring.limits.users = if ring.parts.users { 10_000 } else { 0 };
+            ring.limits.sessions = if ring.parts.sessions { 10_000 } else { 0 };
         }
     }
 

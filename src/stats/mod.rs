@@ -438,6 +438,17 @@ impl Limits {
         Limits { groups: 100, property_keys: 64, users: 1_000, sessions: 1_000, distinct_exact: 0 };
 }
 
+/// The parts of [`Stats`] beyond the totals that [`Stats::record_parts`] fills.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Parts {
+    pub models: bool,
+    pub providers: bool,
+    pub properties: bool,
+    pub users: bool,
+    pub sessions: bool,
+    pub distinct_users: bool,
+}
+
 /// Everything tokentop knows about a set of requests.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -508,6 +519,37 @@ impl Stats {
             self.distinct_users.insert_hash(h);
         }
         if let (Some(s), Some(h)) = (ev.session(), keys.session) {
+            self.sessions.entry_hashed(h, s).record(ev, x);
+        }
+        self.first = self.first.min(ev.created_at);
+        self.last = self.last.max(ev.created_at);
+    }
+
+    /// Records only the totals and the `parts` asked for: alert rules each need one
+    /// grouping at most, and skipping the rest makes ingest cheaper.
+    pub fn record_parts(&mut self, ev: &Event, x: &Sample, keys: &Keys, parts: Parts) {
+        self.total.record(ev, x);
+        if let Some(t) = x.ttft_ns {
+            self.ttft.record(t);
+        }
+        if parts.models {
+            self.by_model.entry_hashed(keys.model, ev.model()).record(ev, x);
+        }
+        if parts.providers {
+            self.by_provider.entry_hashed(keys.provider, ev.provider()).record(ev, x);
+        }
+        if parts.properties {
+            for ((k, v), (hk, hv)) in ev.properties.iter().zip(&keys.properties) {
+                self.by_property.entry_hashed(*hk, k).entry_hashed(*hv, v).record(ev, x);
+            }
+        }
+        if let (true, Some(u), Some(h)) = (parts.users, ev.user(), keys.user) {
+            self.users.entry_hashed(h, u).record(ev, x);
+        }
+        if let (true, Some(h)) = (parts.distinct_users, keys.user) {
+            self.distinct_users.insert_hash(h);
+        }
+        if let (true, Some(s), Some(h)) = (parts.sessions, ev.session(), keys.session) {
             self.sessions.entry_hashed(h, s).record(ev, x);
         }
         self.first = self.first.min(ev.created_at);
