@@ -442,6 +442,13 @@ pub fn check(
                     zscore(now, &past.iter().map(|p| (p, true)).collect::<Vec<_>>())
                 }
             };
+            // A "less than" rule on a window beginning before the first event would take
+            // the time before the log for silence.
+            let compared = if rule.op.is_below() && at - w + step <= first {
+                compared.into_iter().map(|(g, n, _)| (g, n, None)).collect()
+            } else {
+                compared
+            };
             ev.evaluate_values(i, rule, at, compared);
         }
     }

@@ -25,6 +25,11 @@ impl Op {
         }
     }
 
+    /// `<` or `<=`: fires on too little (where a window not yet seen whole would mislead).
+    pub fn is_below(self) -> bool {
+        matches!(self, Op::Lt | Op::Le)
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             Op::Gt => ">",

@@ -26,6 +26,9 @@ const DAY: Micros = 86_400 * MICROS_PER_SEC;
 /// Past values kept per rule, at most (the groups kept per boundary shrink to fit).
 const PAST_VALUES: usize = 200_000;
 
+/// Boundaries evaluated at most when the clock jumps.
+const MAX_GAP: i64 = 10_000;
+
 /// Boundaries shown in a rule's trend sparkline.
 const TREND: usize = 30;
 
@@ -128,6 +131,8 @@ pub struct Watcher {
     now: Micros,
     /// The first event's time: baselines reaching before it are no data.
     first: Option<Micros>,
+    /// When watching began (with the wall clock).
+    started: Micros,
     /// Move the clock with the events (a replay) rather than with [`Watcher::tick`].
     event_time: bool,
 }
@@ -165,6 +170,7 @@ impl Watcher {
             evaluator: Evaluator::default(),
             now,
             first: None,
+            started: now,
             event_time,
         };
         w.fix_limits();
@@ -251,9 +257,10 @@ impl Watcher {
         for ri in 0..self.rings.len() {
             let step = self.rings[ri].step;
             let Some(mut b) = self.rings[ri].done.as_ref().map(|d| d.0) else { continue };
-            // After a long gap (or a jump in replayed time) only the last boundaries
-            // can hold data: evaluate those, the window's worth plus one.
-            let skip_to = (to - 1).div_euclid(step) * step - (self.rings[ri].len() + 1) * step;
+            // Every boundary is evaluated (an empty window is cheap, and the time of a
+            // "traffic stopped" depends on it), up to a bound: after a gap of more than
+            // MAX_GAP boundaries (hours of replayed time) only the last are.
+            let skip_to = (to - 1).div_euclid(step) * step - MAX_GAP * step;
             b = b.max(skip_to);
             while b + step < to {
                 b += step;
@@ -302,6 +309,14 @@ impl Watcher {
                     (1..=n as i64).filter_map(|j| find(j * rule.window)).map(|p| (&p.values, p.complete)).collect();
                 zscore(now.clone(), &windows)
             }
+        };
+        // A "less than" rule on a window that began before anything was watched would
+        // take the unseen part for silence: no data until the window is whole.
+        let observed = if self.event_time { first } else { self.started.min(first) };
+        let compared = if rule.op.is_below() && at - rule.window < observed {
+            compared.into_iter().map(|(g, n, _)| (g, n, None)).collect()
+        } else {
+            compared
         };
         self.latest[i] = compared.clone();
         self.evaluator.evaluate_values(i, rule, at, compared);
@@ -575,6 +590,31 @@ mod tests {
         assert_eq!(rules_fired.into_iter().collect::<Vec<_>>(), ["spike", "unusual"]);
         let spike = w.evaluator.history.iter().find(|h| h.rule == "spike").unwrap();
         assert!(spike.peak >= 4.9, "{spike:?}");
+    }
+
+    #[test]
+    fn traffic_stopped_waits_for_a_whole_window_of_silence() {
+        let r = rules(
+            "[[alerts]]\nname = \"stopped\"\nmetric = \"request_count\"\nop = \"<\"\nthreshold = 1\nwindow = \"1m\"\nmin_requests = 0\n",
+        );
+        let mut w = Watcher::new(r.clone(), false, T0);
+        // Just started: the minute before was not watched, so it is not silence.
+        for s in 1..60 {
+            w.tick(T0 + s * SEC);
+        }
+        assert!(w.evaluator.take_changes().is_empty());
+        assert_eq!(w.status()[0].value, None);
+        w.tick(T0 + 64 * SEC);
+        let changes = w.evaluator.take_changes();
+        assert_eq!(changes.iter().map(|c| c.transition).collect::<Vec<_>>(), [Transition::Fired]);
+
+        // Replayed: traffic for 10 minutes and then none; fires once the gap is a window long.
+        let mut w = Watcher::new(r, true, 0);
+        let mut events = traffic(600, 0..0);
+        events.push(event(T0 + 900 * SEC, "openai", 200, 1.0));
+        let changes = feed(&mut w, &events);
+        assert_eq!(changes.first().map(|c| c.0), Some(Transition::Fired), "{changes:?}");
+        assert!(changes[0].1 >= T0 + 660 * SEC && changes[0].1 <= T0 + 664 * SEC, "{changes:?}");
     }
 
     #[test]
