@@ -383,6 +383,7 @@ impl Watcher {
                     _ => rule.threshold,
                 },
                 trend: if rule.kind == Kind::Threshold { trend(group) } else { Vec::new() },
+                drill: drill(rule, group),
             };
             let latest = |group: &str| self.latest[i].iter().find(|v| v.0 == group).and_then(|v| v.2);
             if rule.group_by.is_none() {
@@ -402,6 +403,7 @@ impl Watcher {
                 let mut r = row("", State::Ok, &rule.severity, worst.map(|w| w.1));
                 r.group = Some(worst.map_or(groups.clone(), |w| format!("{groups}, worst {}", w.0)));
                 r.trend = Vec::new();
+                r.drill = drill(rule, "");
                 rows.push(r);
             }
             for (group, state, severity, _) in bad.into_iter().take(50) {
@@ -430,6 +432,29 @@ pub struct Status {
     pub threshold: f64,
     /// Values at the last boundaries, oldest first, for a sparkline.
     pub trend: Vec<f64>,
+    /// The filter showing the traffic it watches (its filter and group), for drill-down.
+    pub drill: Option<String>,
+}
+
+/// The filter for the traffic a rule watches in `group` (`None` when it cannot be
+/// written: a name with spaces, or the folded `(other)`).
+fn drill(rule: &Rule, group: &str) -> Option<String> {
+    use super::GroupBy;
+    let mut terms: Vec<String> = rule.filter.iter().map(|f| f.to_string()).filter(|f| !f.is_empty()).collect();
+    if !group.is_empty() {
+        if group.contains(char::is_whitespace) || group == crate::stats::OTHER {
+            return None;
+        }
+        terms.push(match &rule.group_by {
+            Some(GroupBy::Model) => format!("model:{group}"),
+            Some(GroupBy::Provider) => format!("provider:{group}"),
+            Some(GroupBy::User) => format!("user:{group}"),
+            Some(GroupBy::Session) => format!("session:{group}"),
+            Some(GroupBy::Property(_)) => format!("prop.{group}"),
+            None => return None,
+        });
+    }
+    (!terms.is_empty()).then(|| terms.join(" ")).filter(|t| t.parse::<Filter>().is_ok())
 }
 
 /// About 30 buckets a window, on round steps (1 s up to 1 day).

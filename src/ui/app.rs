@@ -870,6 +870,8 @@ impl App {
                 self.detail = list.get(self.selected).map(|r| (*r).clone());
                 return false;
             }
+            // An alert opens as the traffic it watches: its filter and group.
+            View::Alerts => self.alert_list().get(self.selected).and_then(|a| a.drill.clone()),
             _ => None,
         };
         let _ = snap;
@@ -884,6 +886,13 @@ impl App {
             }
             _ => false,
         }
+    }
+
+    /// The Alerts view's rows as listed: by state (firing first), then by rule.
+    pub fn alert_list(&self) -> Vec<&AlertRow> {
+        let mut rows: Vec<&AlertRow> = self.alerts.iter().collect();
+        rows.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.rule.cmp(&b.rule)));
+        rows
     }
 
     /// Firing alerts, most severe first (critical before warning), then by rule.
@@ -923,6 +932,7 @@ impl App {
     fn rows_len(&self) -> usize {
         match self.view {
             View::Requests => self.snapshot.as_ref().map_or(0, |s| s.requests.len()),
+            View::Alerts => self.alerts.len(),
             _ => self.rows().len(),
         }
     }

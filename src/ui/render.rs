@@ -689,8 +689,7 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let history_h = history_area.height;
     f.render_widget(Paragraph::new(problems), problems_area);
 
-    let mut rows: Vec<&crate::ui::app::AlertRow> = app.alerts.iter().collect();
-    rows.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.rule.cmp(&b.rule)));
+    let rows = app.alert_list();
     let header =
         Row::new(["STATE", "SEVERITY", "RULE", "GROUP", "METRIC", "VALUE", "THRESHOLD", "TREND"]).style(theme.header());
     let body: Vec<Row> = rows
@@ -725,12 +724,13 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         Constraint::Length(16),
     ];
     let firing = rows.iter().filter(|a| a.state == AlertState::Firing).count();
-    let table = Table::new(body, widths).header(header).block(
+    let table = Table::new(body, widths).header(header).row_highlight_style(theme.selected()).block(
         Block::default()
             .borders(Borders::TOP)
-            .title(Span::styled(format!(" Alerts · {} rules · {firing} firing ", rows.len()), theme.dim())),
+            .title(Span::styled(format!(" Alerts · {} rules · {firing} firing · Enter its traffic ", rows.len()), theme.dim())),
     );
-    f.render_widget(table, rules_area);
+    let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(app.selected));
+    f.render_stateful_widget(table, rules_area, &mut state);
 
     if history_h > 0 {
         let header = Row::new(["START", "END", "SEVERITY", "RULE", "GROUP", "PEAK"]).style(theme.header());
@@ -860,7 +860,7 @@ pub const HELP: [(&str, &str); 16] = [
     ("q  Ctrl-C", "quit"),
     ("1–8  Tab  Shift-Tab", "views"),
     ("↑ ↓  j k  PgUp PgDn  Home End", "move"),
-    ("Enter", "drill down (or open a request)"),
+    ("Enter", "drill down (or open a request, or an alert's traffic)"),
     ("Esc", "back along the path"),
     ("/", "filter, e.g. model:gpt-4o* status:5xx latency>5000"),
     ("s  S", "sort by the next column, reverse"),
