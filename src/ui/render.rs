@@ -860,7 +860,7 @@ pub const HELP: [(&str, &str); 16] = [
     ("q  Ctrl-C", "quit"),
     ("1–8  Tab  Shift-Tab", "views"),
     ("↑ ↓  j k  PgUp PgDn  Home End", "move"),
-    ("Enter", "drill down (or open a request, or an alert's traffic)"),
+    ("Enter", "drill down; open a request or an alert"),
     ("Esc", "back along the path"),
     ("/", "filter, e.g. model:gpt-4o* status:5xx latency>5000"),
     ("s  S", "sort by the next column, reverse"),
