@@ -115,4 +115,10 @@ fn main() {
         "console with the demo at 10,000 events/s: {cpu:.1}% of one core, {:.1} KB/s to the terminal",
         bytes / 1000.0
     );
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/config.example.toml");
+    let (cpu, bytes) = in_pty(&["--config", config, "--rate", "10000", "demo"], Duration::from_secs(5), 10.0);
+    println!(
+        "the same with the example config's nine alert rules: {cpu:.1}% of one core, {:.1} KB/s to the terminal",
+        bytes / 1000.0
+    );
 }

@@ -269,10 +269,11 @@ impl Evaluator {
 
 /// The numbers rule `rule` compares for every group it watches (one unnamed group
 /// without `group_by`), from `report` and `stats`, its window's numbers over `secs` seconds.
+/// What a cap folded into `(other)` is not watched: the sum of many groups is no group,
+/// and would fire a per-user limit for nobody in particular.
 pub fn values(rule: &Rule, report: &Report, stats: &Stats, secs: f64) -> Values {
     let aggs = |c: &crate::stats::Capped<crate::stats::Agg>| -> Values {
         c.iter()
-            .chain(c.other().map(|a| (crate::stats::OTHER, a)))
             .map(|(n, a)| {
                 let g = crate::report::group(a, &stats.total);
                 (n.to_string(), a.requests, rule::of_group(&g, &rule.metric, secs))
@@ -291,13 +292,11 @@ pub fn values(rule: &Rule, report: &Report, stats: &Stats, secs: f64) -> Values 
         Some(GroupBy::User) => stats
             .users
             .iter()
-            .chain(stats.users.other().map(|u| (crate::stats::OTHER, u)))
             .map(|(id, u)| (id.to_string(), u.requests, rule::of_user(u, &rule.metric, secs)))
             .collect(),
         Some(GroupBy::Session) => stats
             .sessions
             .iter()
-            .chain(stats.sessions.other().map(|s| (crate::stats::OTHER, s)))
             .map(|(id, s)| (id.to_string(), s.requests, rule::of_session(s, &rule.metric, secs)))
             .collect(),
     }
@@ -673,5 +672,20 @@ mod tests {
             out.firing.iter().map(|f| (f.rule.as_str(), f.group.as_deref(), f.value)).collect();
         got.sort_by(|a, b| a.0.cmp(b.0));
         assert_eq!(got, [("session-spend", Some("sw"), 5.0), ("user-spend", Some("whale"), 5.0)]);
+    }
+
+    #[test]
+    fn what_a_cap_folded_is_no_group() {
+        let rule =
+            rules("[[alerts]]\nname = \"u\"\nmetric = \"total_cost\"\nthreshold = 2\ngroup_by = \"user\"\n").remove(0);
+        let mut stats = Stats::new(Limits { users: 2, ..Limits::LIVE_SLAB });
+        for u in ["a", "b", "c", "d", "e"] {
+            let e = Event { created_at: 1, user_id: Some(Cow::Borrowed(u)), ..Default::default() };
+            stats.record(&e, &Sample::new(&e, Cost::Billed(1.0)));
+        }
+        let span = Span { start: 0, end: 60_000_000, start_inclusive: false };
+        let got = measure(&rule, &stats, span);
+        assert_eq!(got.len(), 2, "the two users kept, not the three folded ($3 together): {got:?}");
+        assert!(got.iter().all(|(_, n, v)| *n == 1 && *v == Some(1.0)));
     }
 }

@@ -245,9 +245,12 @@ impl Watcher {
         if self.event_time && self.first.is_none() {
             return;
         }
-        for i in 0..self.rules.len() {
-            if let Some((span, stats)) = self.rings[self.ring_of[i]].rolling(self.now) {
-                self.evaluate(i, span, &stats, false);
+        for ri in 0..self.rings.len() {
+            let Some((span, stats)) = self.rings[ri].rolling(self.now) else { continue };
+            for i in 0..self.rules.len() {
+                if self.ring_of[i] == ri {
+                    self.evaluate(i, span, &stats, false);
+                }
             }
         }
     }

@@ -725,9 +725,10 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     ];
     let firing = rows.iter().filter(|a| a.state == AlertState::Firing).count();
     let table = Table::new(body, widths).header(header).row_highlight_style(theme.selected()).block(
-        Block::default()
-            .borders(Borders::TOP)
-            .title(Span::styled(format!(" Alerts · {} rules · {firing} firing · Enter its traffic ", rows.len()), theme.dim())),
+        Block::default().borders(Borders::TOP).title(Span::styled(
+            format!(" Alerts · {} rules · {firing} firing · Enter its traffic ", rows.len()),
+            theme.dim(),
+        )),
     );
     let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(app.selected));
     f.render_stateful_widget(table, rules_area, &mut state);
