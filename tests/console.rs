@@ -391,6 +391,8 @@ fn alert_rules_evaluated_on_live_traffic_make_a_banner_and_fill_the_alerts_view(
     assert!(s.contains("skipped alert rule `typo`: unknown metric `latency_p59`"), "the invalid rule is shown: {s}");
     assert!(s.contains("FIRING") && s.contains("p95-latency") && s.contains("history"), "{s}");
     insta::assert_snapshot!("alerts_live_120x24", screen(&mut a, 120, 24).backend());
+    let wide = text(&screen(&mut a, 160, 30));
+    assert!(wide.contains("TREND") && wide.contains('▅'), "a trend of past values: {wide}");
     // Enter on the firing alert opens the traffic it watches.
     key_with(&mut a, &live, KeyCode::Enter);
     assert_eq!((a.view, a.path.as_slice()), (View::Overview, &["provider:anthropic".to_string()][..]));

@@ -402,9 +402,8 @@ impl Watcher {
                     .filter_map(|v| v.2.map(|x| (v.0.as_str(), x)))
                     .reduce(|a, b| if rule.op.holds(b.1, a.1) { b } else { a });
                 let n = self.latest[i].len();
-                let groups = format!("{n} group{}", if n == 1 { "" } else { "s" });
                 let mut r = row("", State::Ok, &rule.severity, worst.map(|w| w.1));
-                r.group = Some(worst.map_or(groups.clone(), |w| format!("{groups}, worst {}", w.0)));
+                r.group = Some(worst.map_or_else(|| format!("{n} groups"), |w| format!("{} (worst of {n})", w.0)));
                 r.trend = Vec::new();
                 r.drill = drill(rule, "");
                 rows.push(r);
@@ -571,7 +570,7 @@ mod tests {
         assert_eq!(changes.iter().map(|c| c.transition).collect::<Vec<_>>(), [Transition::Resolved]);
         let rows = w.status();
         assert_eq!(rows[0].state, State::Ok);
-        assert_eq!(rows[0].group.as_deref(), Some("1 group, worst anthropic"));
+        assert_eq!(rows[0].group.as_deref(), Some("anthropic (worst of 1)"));
     }
 
     #[test]

@@ -686,12 +686,33 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         Constraint::Length(u16::from(deliveries)),
     ])
     .areas(area);
-    let history_h = history_area.height;
     f.render_widget(Paragraph::new(problems), problems_area);
 
     let rows = app.alert_list();
-    let header =
-        Row::new(["STATE", "SEVERITY", "RULE", "GROUP", "METRIC", "VALUE", "THRESHOLD", "TREND"]).style(theme.header());
+    // Narrower terminals drop the trend, then the severity (the state's colour remains).
+    let (trend, severity) = (area.width >= 130, area.width >= 100);
+    let (group_w, what_w) = match area.width {
+        130.. => (24, 24),
+        100.. => (20, 22),
+        _ => (14, 16),
+    };
+    let mut header = vec!["STATE", "SEVERITY", "RULE", "GROUP", "METRIC", "VALUE", "THRESHOLD", "TREND"];
+    let mut widths = vec![
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Min(12),
+        Constraint::Length(group_w),
+        Constraint::Length(what_w),
+        Constraint::Length(9),
+        Constraint::Length(10),
+        Constraint::Length(16),
+    ];
+    fn pick<T>(v: Vec<T>, severity: bool, trend: bool) -> Vec<T> {
+        v.into_iter().enumerate().filter(|(i, _)| (*i != 1 || severity) && (*i != 7 || trend)).map(|(_, x)| x).collect()
+    }
+    header = pick(header, severity, trend);
+    widths = pick(widths, severity, trend);
+    let header = Row::new(header).style(theme.header());
     let body: Vec<Row> = rows
         .iter()
         .map(|a| {
@@ -701,28 +722,23 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 AlertState::Ok => ("ok", theme.good()),
                 AlertState::NoData => ("no data", theme.dim()),
             };
-            Row::new(vec![
-                Cell::from(Span::styled(state, style)),
-                Cell::from(a.severity.clone()),
-                Cell::from(truncate(&sanitize(&a.rule), 30).into_owned()),
-                Cell::from(a.group.as_deref().map(|g| truncate(&sanitize(g), 28).into_owned()).unwrap_or_default()),
-                Cell::from(truncate(&a.what, 28).into_owned()),
-                Cell::from(a.value.map_or_else(|| "–".to_string(), num)),
-                Cell::from(format!("{} {}", a.op, num(a.threshold))),
-                Cell::from(sparkline(&scaled(&a.trend))),
-            ])
+            let group = a.group.as_deref().map(|g| truncate(&sanitize(g), group_w as usize).into_owned());
+            Row::new(pick(
+                vec![
+                    Cell::from(Span::styled(state, style)),
+                    Cell::from(a.severity.clone()),
+                    Cell::from(truncate(&sanitize(&a.rule), 30).into_owned()),
+                    Cell::from(group.unwrap_or_default()),
+                    Cell::from(truncate(&a.what, what_w as usize).into_owned()),
+                    Cell::from(a.value.map_or_else(|| "–".to_string(), num)),
+                    Cell::from(format!("{} {}", a.op, num(a.threshold))),
+                    Cell::from(if trend { sparkline(&scaled(&a.trend)) } else { String::new() }),
+                ],
+                severity,
+                trend,
+            ))
         })
         .collect();
-    let widths = [
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Min(14),
-        Constraint::Length(20),
-        Constraint::Length(16),
-        Constraint::Length(9),
-        Constraint::Length(10),
-        Constraint::Length(16),
-    ];
     let firing = rows.iter().filter(|a| a.state == AlertState::Firing).count();
     let table = Table::new(body, widths).header(header).row_highlight_style(theme.selected()).block(
         Block::default().borders(Borders::TOP).title(Span::styled(
@@ -733,7 +749,7 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(app.selected));
     f.render_stateful_widget(table, rules_area, &mut state);
 
-    if history_h > 0 {
+    if !info.history.is_empty() {
         let header = Row::new(["START", "END", "SEVERITY", "RULE", "GROUP", "PEAK"]).style(theme.header());
         let time = |t: &str| crate::time::parse_rfc3339(t).map_or_else(|_| t.to_string(), |m| clock(m, app.utc));
         let body: Vec<Row> = info
