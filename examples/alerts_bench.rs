@@ -34,10 +34,8 @@ fn main() {
     let num = |i: usize, d: f64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (hours, rate, users) = (num(0, 2.0), num(1, 1000.0), num(2, 100_000.0) as u64);
     let on = args.iter().all(|a| a != "off");
-    let config: toml::Table = toml::from_str(include_str!("../assets/config.example.toml")).expect("example config");
-    let tables: Vec<toml::Table> =
-        config["alerts"].as_array().expect("[[alerts]]").iter().filter_map(|v| v.as_table().cloned()).collect();
-    let (rules, problems) = tokentop::alert::parse_rules(&tables);
+    let (rules, problems) =
+        tokentop::alert::parse_rules_str(include_str!("../assets/config.example.toml")).expect("example config");
     assert!(problems.is_empty(), "{problems:?}");
     let n_rules = rules.len();
 

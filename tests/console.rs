@@ -359,10 +359,7 @@ fn alert_rules_evaluated_on_live_traffic_make_a_banner_and_fill_the_alerts_view(
         metric = "latency_p59"
         threshold = 1
     "#;
-    let table: toml::Table = toml::from_str(text_rules).unwrap();
-    let tables: Vec<toml::Table> =
-        table["alerts"].as_array().unwrap().iter().map(|v| v.as_table().unwrap().clone()).collect();
-    let (rules, problems) = tokentop::alert::parse_rules(&tables);
+    let (rules, problems) = tokentop::alert::parse_rules_str(text_rules).unwrap();
     assert_eq!((rules.len(), problems.len()), (2, 1));
 
     let config = Config { clock: Clock::EventTime, ..Config::default() };

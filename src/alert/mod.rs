@@ -16,7 +16,7 @@ use crate::report::{ActiveUsers, By, IngestReport, Options, Report, Span};
 use crate::stats::series::{Series, bucket_for_span};
 use crate::stats::{Keys, Limits, Stats};
 use crate::time::{Micros, format_rfc3339};
-pub use rule::{Baseline, GroupBy, Kind, Missing, Op, Rule, parse_rules};
+pub use rule::{Baseline, GroupBy, Kind, Missing, Op, Rule, parse_rules, parse_rules_str};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -466,10 +466,7 @@ mod tests {
     const MIN: Micros = 60_000_000;
 
     fn rules(text: &str) -> Vec<Rule> {
-        let t: toml::Table = toml::from_str(text).unwrap();
-        let tables: Vec<toml::Table> =
-            t["alerts"].as_array().unwrap().iter().map(|v| v.as_table().unwrap().clone()).collect();
-        let (r, e) = parse_rules(&tables);
+        let (r, e) = parse_rules_str(text).unwrap();
         assert!(e.is_empty(), "{e:?}");
         r
     }

@@ -269,6 +269,17 @@ pub fn parse_rules(tables: &[toml::Table]) -> (Vec<Rule>, Vec<String>) {
     (rules, errors)
 }
 
+/// Parses the `[[alerts]]` tables of a config file's text (its other settings are ignored).
+pub fn parse_rules_str(text: &str) -> Result<(Vec<Rule>, Vec<String>), toml::de::Error> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        alerts: Vec<toml::Table>,
+    }
+    let file: File = toml::from_str(text)?;
+    Ok(parse_rules(&file.alerts))
+}
+
 fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
     const KNOWN: [&str; 15] = [
         "name",
@@ -399,14 +410,9 @@ fn parse_rule(name: &str, t: &toml::Table) -> Result<Rule, String> {
 mod tests {
     use super::*;
 
-    fn tables(text: &str) -> Vec<toml::Table> {
-        let t: toml::Table = toml::from_str(text).unwrap();
-        t["alerts"].as_array().unwrap().iter().map(|v| v.as_table().unwrap().clone()).collect()
-    }
-
     #[test]
     fn valid_and_invalid_rules() {
-        let (rules, errors) = parse_rules(&tables(
+        let (rules, errors) = parse_rules_str(
             r#"
             [[alerts]]
             name = "error-rate"
@@ -445,7 +451,8 @@ mod tests {
             threshold = 1
             min_requests = 0
             "#,
-        ));
+        )
+        .unwrap();
         assert_eq!(rules.len(), 2);
         let r = &rules[0];
         assert_eq!((r.op, r.threshold, r.warning, r.min_requests), (Op::Gt, 5.0, Some(3.0), 20));

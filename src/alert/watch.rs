@@ -472,17 +472,14 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
-    use crate::alert::{Transition, parse_rules};
+    use crate::alert::{Transition, parse_rules_str};
     use crate::pricing::Cost;
 
     const SEC: Micros = MICROS_PER_SEC;
     const T0: Micros = 1_800_000_000 * SEC;
 
     fn rules(text: &str) -> Vec<Rule> {
-        let t: toml::Table = toml::from_str(text).unwrap();
-        let tables: Vec<toml::Table> =
-            t["alerts"].as_array().unwrap().iter().map(|v| v.as_table().unwrap().clone()).collect();
-        let (r, e) = parse_rules(&tables);
+        let (r, e) = parse_rules_str(text).unwrap();
         assert!(e.is_empty(), "{e:?}");
         r
     }
