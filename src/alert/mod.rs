@@ -685,4 +685,26 @@ mod tests {
         assert_eq!(got.len(), 2, "the two users kept, not the three folded ($3 together): {got:?}");
         assert!(got.iter().all(|(_, n, v)| *n == 1 && *v == Some(1.0)));
     }
+
+    #[test]
+    fn history_keeps_the_newest_thousand_and_open_firings() {
+        let r = rules(
+            "[[alerts]]\nname = \"a\"\nmetric = \"error_rate\"\nthreshold = 1\n\n[[alerts]]\nname = \"b\"\nmetric = \"error_rate\"\nthreshold = 1\n",
+        );
+        let mut ev = Evaluator::default();
+        // Rule b fires first and stays firing while rule a fires and resolves 1,200 times.
+        ev.evaluate_values(1, &r[1], 0, vec![(String::new(), 5, Some(9.0))]);
+        for k in 1..=2_400 {
+            let v = if k % 2 == 1 { 9.0 } else { 0.0 };
+            ev.evaluate_values(0, &r[0], k * MIN, vec![(String::new(), 5, Some(v))]);
+        }
+        assert_eq!(ev.history.len(), HISTORY_CAP);
+        assert_eq!(ev.history.last().unwrap().start, format_rfc3339(2_399 * MIN), "the newest kept");
+        let open: Vec<Firing> = ev.firing();
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].rule.as_str(), open[0].start.as_str()), ("b", format_rfc3339(0).as_str()));
+        ev.evaluate_values(1, &r[1], 2_401 * MIN, vec![(String::new(), 5, Some(0.0))]);
+        let b = ev.history.iter().find(|h| h.rule == "b").unwrap();
+        assert_eq!(b.end.as_deref(), Some(format_rfc3339(2_401 * MIN).as_str()), "the open one resolved in place");
+    }
 }
