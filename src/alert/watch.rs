@@ -85,7 +85,7 @@ impl Ring {
         }
         let mut merged = Stats::new(self.limits);
         for (_, s) in self.buckets.iter().take_while(|(k, _)| *k <= last) {
-            merged.merge(s);
+            merged.merge_ranked(s);
         }
         self.done = Some((b, merged));
     }
@@ -102,7 +102,7 @@ impl Ring {
         let (b, done) = self.done.as_ref()?;
         let mut stats = done.clone();
         for (_, s) in self.buckets.iter().filter(|(k, _)| *k > b / self.step) {
-            stats.merge(s);
+            stats.merge_ranked(s);
         }
         // The window is rounded up to whole buckets: it starts at the oldest one.
         let start = b - self.len() * self.step;
@@ -639,6 +639,32 @@ mod tests {
         let changes = feed(&mut w, &events);
         assert_eq!(changes.first().map(|c| c.0), Some(Transition::Fired), "{changes:?}");
         assert!(changes[0].1 >= T0 + 660 * SEC && changes[0].1 <= T0 + 664 * SEC, "{changes:?}");
+    }
+
+    #[test]
+    fn a_late_big_spender_among_many_users_is_seen() {
+        let r = rules(
+            "[[alerts]]\nname = \"user-spend\"\nmetric = \"total_cost\"\nthreshold = 50\nwindow = \"1h\"\ngroup_by = \"user\"\n",
+        );
+        let mut w = Watcher::new(r, true, 0);
+        let names: Vec<String> = (0..15_000).map(|i| format!("user-{i}")).collect();
+        let mut keys = Keys::default();
+        let mut spend = |w: &mut Watcher, t: Micros, user: &str, cost: f64| {
+            let e = Event { created_at: t, user_id: Some(Cow::Borrowed(user)), ..Default::default() };
+            keys.hash(&e);
+            w.record(&e, &Sample::new(&e, Cost::Billed(cost)), &keys);
+        };
+        // 15,000 users in the first minute (more than the 10,000 a bucket keeps), then one
+        // who spends $60 after them.
+        for (i, u) in names.iter().enumerate() {
+            spend(&mut w, T0 + i as i64 * 4_000, u, 0.001);
+        }
+        spend(&mut w, T0 + 61 * SEC, "whale", 60.0);
+        spend(&mut w, T0 + 200 * SEC, "user-1", 0.001);
+        w.tick(0);
+        let firing = w.evaluator.firing();
+        assert_eq!(firing.len(), 1, "{firing:?}");
+        assert_eq!((firing[0].group.as_deref(), firing[0].value), (Some("whale"), 60.0));
     }
 
     #[test]

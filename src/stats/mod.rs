@@ -195,6 +195,11 @@ pub struct UserAgg {
 }
 
 impl UserAgg {
+    /// Who is kept when there are too many: the biggest spenders, then the busiest.
+    pub fn rank(&self) -> (Usd, u64) {
+        (self.cost, self.requests)
+    }
+
     fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());
@@ -243,6 +248,11 @@ impl Default for SessionAgg {
 }
 
 impl SessionAgg {
+    /// Which sessions are kept when there are too many: as for users.
+    pub fn rank(&self) -> (Usd, u64) {
+        (self.cost, self.requests)
+    }
+
     fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());
@@ -385,6 +395,42 @@ impl<V: Mergeable> Capped<V> {
         }
         if let Some(v) = &o.other {
             self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
+        }
+    }
+
+    /// Like [`entry_hashed`](Self::entry_hashed), but a new key is always let in: once
+    /// the map is a quarter past its cap, the entries ranking lowest by `rank` fold into
+    /// `(other)` until it is back at the cap. So a key that grows big late (a user who
+    /// starts spending) is still kept, as in a top-K with replacement; what a key had
+    /// before it was folded stays in `(other)`.
+    pub fn entry_ranked<K: Ord>(&mut self, hash: u64, key: &str, rank: impl Fn(&V) -> K) -> &mut V {
+        if self.map.len() > self.cap + self.cap / 4 && !self.map.contains_key(&hash) {
+            self.compact(&rank);
+        }
+        &mut self.map.entry(hash).or_insert_with(|| (key.into(), self.empty.clone())).1
+    }
+
+    /// Merges `o` in as [`entry_ranked`](Self::entry_ranked) admits keys.
+    pub fn merge_ranked<K: Ord>(&mut self, o: &Capped<V>, rank: impl Fn(&V) -> K) {
+        for (h, (k, v)) in &o.map {
+            self.entry_ranked(*h, k, &rank).merge_from(v);
+        }
+        if let Some(v) = &o.other {
+            self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
+        }
+    }
+
+    /// Folds the entries ranking lowest by `rank` into `(other)`, down to the cap.
+    pub fn compact<K: Ord>(&mut self, rank: impl Fn(&V) -> K) {
+        if self.map.len() <= self.cap {
+            return;
+        }
+        let mut ranked: Vec<(K, u64)> = self.map.iter().map(|(h, (_, v))| (rank(v), *h)).collect();
+        ranked.select_nth_unstable_by(self.cap, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, h) in &ranked[self.cap..] {
+            if let Some((_, v)) = self.map.remove(h) {
+                self.other.get_or_insert_with(|| self.empty.clone()).merge_from(&v);
+            }
         }
     }
 
@@ -544,19 +590,34 @@ impl Stats {
             }
         }
         if let (true, Some(u), Some(h)) = (parts.users, ev.user(), keys.user) {
-            self.users.entry_hashed(h, u).record(ev, x);
+            self.users.entry_ranked(h, u, UserAgg::rank).record(ev, x);
         }
         if let (true, Some(h)) = (parts.distinct_users, keys.user) {
             self.distinct_users.insert_hash(h);
         }
         if let (true, Some(s), Some(h)) = (parts.sessions, ev.session(), keys.session) {
-            self.sessions.entry_hashed(h, s).record(ev, x);
+            self.sessions.entry_ranked(h, s, SessionAgg::rank).record(ev, x);
         }
         self.first = self.first.min(ev.created_at);
         self.last = self.last.max(ev.created_at);
     }
 
     pub fn merge(&mut self, o: &Stats) {
+        self.merge_but_people(o);
+        self.users.merge(&o.users);
+        self.sessions.merge(&o.sessions);
+    }
+
+    /// Like [`merge`](Self::merge), with users and sessions kept by rank (see
+    /// [`Capped::entry_ranked`]): for stats filled by [`record_parts`](Self::record_parts).
+    pub fn merge_ranked(&mut self, o: &Stats) {
+        self.merge_but_people(o);
+        self.users.merge_ranked(&o.users, UserAgg::rank);
+        self.sessions.merge_ranked(&o.sessions, SessionAgg::rank);
+    }
+
+    /// Everything but users and sessions.
+    fn merge_but_people(&mut self, o: &Stats) {
         self.total.merge(&o.total);
         self.ttft.merge(&o.ttft);
         for (s, n) in &o.by_status {
@@ -565,8 +626,6 @@ impl Stats {
         self.by_model.merge(&o.by_model);
         self.by_provider.merge(&o.by_provider);
         self.by_property.merge(&o.by_property);
-        self.users.merge(&o.users);
-        self.sessions.merge(&o.sessions);
         self.distinct_users.merge(&o.distinct_users);
         self.first = self.first.min(o.first);
         self.last = self.last.max(o.last);
@@ -673,5 +732,39 @@ mod tests {
         assert_eq!(a.sessions.get("s3"), one.sessions.get("s3"));
         assert_eq!((a.first, a.last), (one.first, one.last));
         assert_eq!(a.total.latency.percentile(95.0), one.total.latency.percentile(95.0));
+    }
+
+    #[test]
+    fn ranked_maps_keep_a_late_big_spender() {
+        let mut users: Capped<UserAgg> = Capped::new(4);
+        let mut spend = |name: &str, cost: f64| {
+            let e = Event { user_id: Some(Cow::Owned(name.to_string())), ..Default::default() };
+            let x = Sample::new(&e, crate::pricing::Cost::Billed(cost));
+            users.entry_ranked(key_hash(name), name, UserAgg::rank).record(&e, &x);
+        };
+        for i in 0..100 {
+            spend(&format!("u{i}"), 0.01);
+        }
+        spend("whale", 5.0);
+        spend("whale", 5.0);
+        for i in 100..200 {
+            spend(&format!("u{i}"), 0.01);
+        }
+        assert!(users.len() <= 5, "bounded: {}", users.len());
+        assert_eq!(users.get("whale").map(|u| (u.requests, u.cost.to_f64())), Some((2, 10.0)));
+        let folded = users.other().unwrap();
+        assert_eq!(folded.requests + users.iter().map(|(_, u)| u.requests).sum::<u64>(), 202, "nothing lost");
+
+        let mut merged: Capped<UserAgg> = Capped::new(4);
+        let mut small: Capped<UserAgg> = Capped::new(1000);
+        for i in 0..50 {
+            let e = Event { user_id: Some(Cow::Owned(format!("s{i}"))), ..Default::default() };
+            small.entry(&format!("s{i}")).record(&e, &Sample::new(&e, crate::pricing::Cost::Billed(0.5)));
+        }
+        merged.merge_ranked(&small, UserAgg::rank);
+        merged.merge_ranked(&users, UserAgg::rank);
+        merged.compact(UserAgg::rank);
+        assert_eq!(merged.len(), 4);
+        assert!(merged.get("whale").is_some(), "the biggest spender survives the merge");
     }
 }
