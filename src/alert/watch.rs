@@ -180,8 +180,8 @@ impl Watcher {
         w
     }
 
-    /// Each ring keeps only the groupings its rules use (users and sessions, up to
-    /// 10,000 a bucket, only where a rule groups by them).
+    /// Each ring keeps only the groupings its rules use (users and sessions only where
+    /// a rule groups by them, 1,000 to 10,000 a bucket).
     fn fix_limits(&mut self) {
         use super::GroupBy;
         for (ri, ring) in self.rings.iter_mut().enumerate() {
@@ -195,8 +195,10 @@ impl Watcher {
                 sessions: groups(GroupBy::Session),
                 distinct_users: mine().any(|r| r.metric == "active_users"),
             };
-            ring.limits.users = if ring.parts.users { 10_000 } else { 0 };
-            ring.limits.sessions = if ring.parts.sessions { 10_000 } else { 0 };
+            // About 250,000 users (or sessions) a window at most, spread over its buckets.
+            let per_bucket = (250_000 / (ring.len() as usize + 1)).clamp(1_000, 10_000);
+            ring.limits.users = if ring.parts.users { per_bucket } else { 0 };
+            ring.limits.sessions = if ring.parts.sessions { per_bucket } else { 0 };
         }
     }
 

@@ -53,6 +53,12 @@ impl Sample {
     }
 }
 
+/// How users and sessions rank for [`Capped::entry_ranked`]: spend in picodollars, and
+/// requests (one a picodollar) to order those who spent nothing.
+fn rank_of(cost: Usd, requests: u64) -> f64 {
+    cost.0 as f64 + requests as f64
+}
+
 /// The row that high-cardinality keys fold into once a map reaches its cap.
 pub const OTHER: &str = "(other)";
 
@@ -196,8 +202,8 @@ pub struct UserAgg {
 
 impl UserAgg {
     /// Who is kept when there are too many: the biggest spenders, then the busiest.
-    pub fn rank(&self) -> (Usd, u64) {
-        (self.cost, self.requests)
+    pub fn rank(&self) -> f64 {
+        rank_of(self.cost, self.requests)
     }
 
     fn record(&mut self, ev: &Event, x: &Sample) {
@@ -249,8 +255,8 @@ impl Default for SessionAgg {
 
 impl SessionAgg {
     /// Which sessions are kept when there are too many: as for users.
-    pub fn rank(&self) -> (Usd, u64) {
-        (self.cost, self.requests)
+    pub fn rank(&self) -> f64 {
+        rank_of(self.cost, self.requests)
     }
 
     fn record(&mut self, ev: &Event, x: &Sample) {
@@ -316,6 +322,8 @@ pub struct Capped<V> {
     cap: usize,
     /// What a new entry starts as (an empty aggregate, or an empty capped map).
     empty: V,
+    /// The smallest rank kept at the last [`compact`](Self::compact).
+    floor: f64,
 }
 
 /// The keys are already hashes: pass them through.
@@ -369,7 +377,7 @@ impl<V: Mergeable + Default> Capped<V> {
 
 impl<V: Mergeable> Capped<V> {
     pub fn with_empty(cap: usize, empty: V) -> Self {
-        Self { map: HashMap::default(), other: None, cap, empty }
+        Self { map: HashMap::default(), other: None, cap, empty, floor: 0.0 }
     }
 
     /// The entry for `key`; allocates only when a new key is admitted.
@@ -398,35 +406,44 @@ impl<V: Mergeable> Capped<V> {
         }
     }
 
-    /// Like [`entry_hashed`](Self::entry_hashed), but a new key is always let in: once
-    /// the map is a quarter past its cap, the entries ranking lowest by `rank` fold into
-    /// `(other)` until it is back at the cap. So a key that grows big late (a user who
-    /// starts spending) is still kept, as in a top-K with replacement; what a key had
-    /// before it was folded stays in `(other)`.
-    pub fn entry_ranked<K: Ord>(&mut self, hash: u64, key: &str, rank: impl Fn(&V) -> K) -> &mut V {
-        if self.map.len() > self.cap + self.cap / 4 && !self.map.contains_key(&hash) {
-            self.compact(&rank);
+    /// Like [`entry_hashed`](Self::entry_hashed), but past the cap a new key is let in
+    /// when its first event alone (`incoming`) outranks the smallest entry kept; once the
+    /// map is a quarter past its cap, the entries ranking lowest by `rank` fold into
+    /// `(other)`. A top-K with replacement: a key that arrives late and big (a user who
+    /// spends a lot) is still kept, while the many small newcomers go straight to
+    /// `(other)`; what a key had before it was folded stays there.
+    pub fn entry_ranked(&mut self, hash: u64, key: &str, rank: impl Fn(&V) -> f64, incoming: f64) -> &mut V {
+        if self.map.len() >= self.cap && !self.map.contains_key(&hash) {
+            if incoming <= self.floor {
+                return self.other.get_or_insert_with(|| self.empty.clone());
+            }
+            if self.map.len() >= self.cap + self.cap / 4 {
+                self.compact(&rank);
+            }
         }
         &mut self.map.entry(hash).or_insert_with(|| (key.into(), self.empty.clone())).1
     }
 
     /// Merges `o` in as [`entry_ranked`](Self::entry_ranked) admits keys.
-    pub fn merge_ranked<K: Ord>(&mut self, o: &Capped<V>, rank: impl Fn(&V) -> K) {
+    pub fn merge_ranked(&mut self, o: &Capped<V>, rank: impl Fn(&V) -> f64) {
         for (h, (k, v)) in &o.map {
-            self.entry_ranked(*h, k, &rank).merge_from(v);
+            self.entry_ranked(*h, k, &rank, rank(v)).merge_from(v);
         }
         if let Some(v) = &o.other {
             self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
         }
     }
 
-    /// Folds the entries ranking lowest by `rank` into `(other)`, down to the cap.
-    pub fn compact<K: Ord>(&mut self, rank: impl Fn(&V) -> K) {
-        if self.map.len() <= self.cap {
+    /// Folds the entries ranking lowest by `rank` into `(other)`, down to the cap, and
+    /// remembers the smallest rank kept.
+    pub fn compact(&mut self, rank: impl Fn(&V) -> f64) {
+        if self.map.len() <= self.cap || self.cap == 0 {
             return;
         }
-        let mut ranked: Vec<(K, u64)> = self.map.iter().map(|(h, (_, v))| (rank(v), *h)).collect();
-        ranked.select_nth_unstable_by(self.cap, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut ranked: Vec<(f64, u64)> = self.map.iter().map(|(h, (_, v))| (rank(v), *h)).collect();
+        let by_rank = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        ranked.select_nth_unstable_by(self.cap - 1, by_rank);
+        self.floor = ranked[self.cap - 1].0;
         for (_, h) in &ranked[self.cap..] {
             if let Some((_, v)) = self.map.remove(h) {
                 self.other.get_or_insert_with(|| self.empty.clone()).merge_from(&v);
@@ -590,13 +607,13 @@ impl Stats {
             }
         }
         if let (true, Some(u), Some(h)) = (parts.users, ev.user(), keys.user) {
-            self.users.entry_ranked(h, u, UserAgg::rank).record(ev, x);
+            self.users.entry_ranked(h, u, UserAgg::rank, rank_of(x.cost, 1)).record(ev, x);
         }
         if let (true, Some(h)) = (parts.distinct_users, keys.user) {
             self.distinct_users.insert_hash(h);
         }
         if let (true, Some(s), Some(h)) = (parts.sessions, ev.session(), keys.session) {
-            self.sessions.entry_ranked(h, s, SessionAgg::rank).record(ev, x);
+            self.sessions.entry_ranked(h, s, SessionAgg::rank, rank_of(x.cost, 1)).record(ev, x);
         }
         self.first = self.first.min(ev.created_at);
         self.last = self.last.max(ev.created_at);
@@ -740,7 +757,7 @@ mod tests {
         let mut spend = |name: &str, cost: f64| {
             let e = Event { user_id: Some(Cow::Owned(name.to_string())), ..Default::default() };
             let x = Sample::new(&e, crate::pricing::Cost::Billed(cost));
-            users.entry_ranked(key_hash(name), name, UserAgg::rank).record(&e, &x);
+            users.entry_ranked(key_hash(name), name, UserAgg::rank, rank_of(x.cost, 1)).record(&e, &x);
         };
         for i in 0..100 {
             spend(&format!("u{i}"), 0.01);
