@@ -260,11 +260,6 @@ impl Evaluator {
             .take_while(move |((r, _), _)| *r == i)
             .map(|((_, g), t)| (g.as_str(), t.state, t.severity.as_str(), t.value))
     }
-
-    /// The state of every rule and group that is not OK.
-    pub fn states(&self) -> Vec<(usize, String, State, String, f64)> {
-        self.tracks.iter().map(|((i, g), t)| (*i, g.clone(), t.state, t.severity.clone(), t.value)).collect()
-    }
 }
 
 /// The numbers rule `rule` compares for every group it watches (one unnamed group
@@ -548,7 +543,7 @@ mod tests {
             assert_eq!(ev.firing().len(), 1, "{missing}");
             ev.evaluate_values(0, &rule, 2 * MIN, vec![(String::new(), 0, None)]);
             assert_eq!(!ev.firing().is_empty(), still_firing, "{missing}");
-            assert_eq!(ev.states().first().map(|s| s.2), state, "{missing}");
+            assert_eq!(ev.state(0, "").map(|s| s.0), state, "{missing}");
         }
     }
 

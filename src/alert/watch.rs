@@ -90,11 +90,10 @@ impl Ring {
         self.done = Some((b, merged));
     }
 
-    /// The window ending at boundary `b`, as merged by [`Ring::close`].
-    fn closed(&self) -> Option<(Span, &Stats)> {
-        self.done
-            .as_ref()
-            .map(|(b, s)| (Span { start: b - self.len() * self.step, end: *b, start_inclusive: false }, s))
+    /// The window of the buckets closed at boundary `b`, extended to `end`: windows are
+    /// rounded up to whole buckets.
+    fn span(&self, b: Micros, end: Micros) -> Span {
+        Span { start: b - self.len() * self.step, end, start_inclusive: false }
     }
 
     /// The rolling window ending at `now`: the last closed window plus the bucket being filled.
@@ -104,9 +103,7 @@ impl Ring {
         for (_, s) in self.buckets.iter().filter(|(k, _)| *k > b / self.step) {
             stats.merge_ranked(s);
         }
-        // The window is rounded up to whole buckets: it starts at the oldest one.
-        let start = b - self.len() * self.step;
-        Some((Span { start, end: now.max(*b), start_inclusive: false }, stats))
+        Some((self.span(*b, now.max(*b)), stats))
     }
 }
 
@@ -209,10 +206,6 @@ impl Watcher {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Counts one event (its cost and group keys worked out by the caller).
     pub fn record(&mut self, ev: &Event, x: &Sample, keys: &Keys) {
         if self.event_time {
@@ -270,7 +263,7 @@ impl Watcher {
             while b + step < to {
                 b += step;
                 self.rings[ri].close(b);
-                let span = self.rings[ri].closed().expect("just closed").0;
+                let span = self.rings[ri].span(b, b);
                 // Lent out while its rules are evaluated (no copy of a merged window).
                 let (at, stats) = self.rings[ri].done.take().expect("just closed");
                 for i in 0..self.rules.len() {
