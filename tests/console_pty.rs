@@ -141,17 +141,21 @@ fn drive_the_console_with_keys_and_quit_cleanly() {
     assert!(!c.screen.lock().unwrap().screen().alternate_screen(), "back on the main screen");
 }
 
-const BASE_MS: u64 = 1_740_823_200_000;
+/// Fifteen minutes ago, in ms: notifications are sent for what happened in the last ten.
+fn recent_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 - 15 * 60_000
+}
 
-/// One request a second from minute `from` to `to`; anthropic's fail in the minutes `bad`.
-fn traffic(from: u64, to: u64, bad: std::ops::Range<u64>) -> String {
+/// One request a second from minute `from` to `to` after `base` (ms); anthropic's fail
+/// in the minutes `bad`.
+fn traffic(base: u64, from: u64, to: u64, bad: std::ops::Range<u64>) -> String {
     let mut s = String::new();
     for sec in from * 60..to * 60 {
         let provider = if sec % 2 == 0 { "openai" } else { "anthropic" };
         let status = if provider == "anthropic" && bad.contains(&(sec / 60)) { 503 } else { 200 };
         s.push_str(&format!(
             "{{\"created_at\":{},\"provider\":\"{provider}\",\"model\":\"m\",\"status\":{status},\"latency_ms\":120}}\n",
-            BASE_MS + sec * 1000 + 1
+            base + sec * 1000 + 1
         ));
     }
     s
@@ -194,7 +198,8 @@ fn alerts_fire_and_resolve_live_with_banner_bell_and_webhooks() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &url, "");
     let log = dir.path().join("gateway.jsonl");
-    std::fs::write(&log, traffic(0, 10, 6..10)).unwrap();
+    let base = recent_ms();
+    std::fs::write(&log, traffic(base, 0, 10, 6..10)).unwrap();
     let mut c =
         Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
 
@@ -208,7 +213,12 @@ fn alerts_fire_and_resolve_live_with_banner_bell_and_webhooks() {
     assert!(c.raw.lock().unwrap().contains(&0x07), "the bell rang");
 
     // Healthy traffic follows: the alert resolves, on screen and to the webhook.
-    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(traffic(10, 13, 0..0).as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(traffic(base, 10, 13, 0..0).as_bytes())
+        .unwrap();
     c.wait_until("the resolved webhook", || bodies(&seen).len() == 2);
     assert_eq!(bodies(&seen)[1]["state"], "resolved");
     c.press("8");
@@ -226,17 +236,41 @@ fn a_dead_webhook_never_holds_up_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &url, "retries = 1\ntimeout = \"1s\"");
     let log = dir.path().join("gateway.jsonl");
-    std::fs::write(&log, traffic(0, 10, 6..10)).unwrap();
+    let base = recent_ms();
+    std::fs::write(&log, traffic(base, 0, 10, 6..10)).unwrap();
     let mut c =
         Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
     c.wait_for("1 firing");
     c.wait_until("a try", || !seen.lock().unwrap().is_empty());
     // While the webhook hangs, new events keep coming in and keys keep working.
-    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(traffic(10, 11, 0..0).as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(traffic(base, 10, 11, 0..0).as_bytes())
+        .unwrap();
     c.press("8");
     c.wait_for("Alerts ·");
     c.wait_for("failed 1 (no answer within 1s)");
     c.press("1");
     c.wait_for("660");
+    c.quit();
+}
+
+#[test]
+fn a_replayed_old_log_shows_alerts_but_pages_no_one() {
+    let (url, seen) = common::receiver(0, false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url, "");
+    let log = dir.path().join("last-week.jsonl");
+    // A week ago.
+    std::fs::write(&log, traffic(recent_ms() - 7 * 86_400_000, 0, 10, 6..10)).unwrap();
+    let mut c =
+        Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
+    c.wait_for("1 firing: CRITICAL provider-errors [anthropic]");
+    c.press("8");
+    c.wait_for("1 not sent (over 10 min old: a replay)");
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+    assert!(!c.raw.lock().unwrap().contains(&0x07), "no bell");
     c.quit();
 }

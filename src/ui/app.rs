@@ -241,6 +241,8 @@ pub struct AlertInfo {
     pub deliveries: Vec<crate::alert::notify::Delivery>,
     /// Notifications dropped because the queue was full.
     pub dropped: u64,
+    /// Changes not sent because they happened long ago (a replayed log).
+    pub stale: u64,
 }
 
 /// What the screen shows, taken from the engine at most every redraw interval.

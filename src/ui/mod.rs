@@ -63,16 +63,23 @@ pub struct Alerting {
     pub bell: bool,
 }
 
+/// Changes older than this (by event time: a replayed log) are shown but not sent.
+const STALE: Micros = 10 * 60 * crate::time::MICROS_PER_SEC;
+
 impl Alerting {
-    /// Sends what changed, and says whether to ring the bell.
-    fn notify(&self, changes: &[Change], live: &Live) -> bool {
+    /// Sends what changed (leaving out what happened over `STALE` ago: replaying last
+    /// week's log must not page anyone), and says whether to ring the bell. Returns the
+    /// number of changes left out too.
+    fn notify(&self, changes: &[Change], live: &Live, now: Micros) -> (bool, u64) {
         let rules = live.alerts.as_ref().map_or(&[][..], |w| &w.rules[..]);
+        let (fresh, stale): (Vec<&Change>, Vec<&Change>) = changes.iter().partition(|c| c.at >= now - STALE);
         if let Some(n) = &self.notifier {
-            for c in changes {
+            for c in &fresh {
                 n.send(Notification::of_change(c, rules.get(c.rule).map_or(0, |r| r.window)));
             }
         }
-        self.bell && changes.iter().any(|c| c.transition == Transition::Fired)
+        let bell = self.bell && fresh.iter().any(|c| c.transition == Transition::Fired);
+        (bell, if self.notifier.is_some() { stale.len() as u64 } else { 0 })
     }
 }
 
@@ -197,7 +204,9 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
                 rate_total = live.total;
                 data = true;
                 let changes = live.evaluate_alerts();
-                if alerting.notify(&changes, &live) {
+                let (bell, stale) = alerting.notify(&changes, &live, crate::time::now());
+                app.alert_info.stale += stale;
+                if bell {
                     term.backend_mut().write_all(b"\x07")?;
                     term.backend_mut().flush()?;
                 }

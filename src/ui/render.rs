@@ -675,7 +675,7 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .map(|p| Line::from(Span::styled(format!("⚠ skipped {}", sanitize(p)), theme.warn())))
         .chain((info.problems.len() > 3).then(|| Line::from(format!("… and {} more", info.problems.len() - 3))))
         .collect();
-    let deliveries = !info.deliveries.is_empty() || info.dropped > 0;
+    let deliveries = !info.deliveries.is_empty() || info.dropped > 0 || info.stale > 0;
     // The rules first, then as much history as fits (at least a few lines of it).
     let history_h = if info.history.is_empty() { 0 } else { (info.history.len() as u16 + 2).min(6) };
     let rules_h = (app.alerts.len() as u16 + 2).max(3);
@@ -796,7 +796,10 @@ fn draw_alerts(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             spans.push(Span::raw(" · "));
         }
         if info.dropped > 0 {
-            spans.push(Span::styled(format!("{} dropped (queue full)", info.dropped), theme.warn()));
+            spans.push(Span::styled(format!("{} dropped (queue full) · ", info.dropped), theme.warn()));
+        }
+        if info.stale > 0 {
+            spans.push(Span::styled(format!("{} not sent (over 10 min old: a replay)", info.stale), theme.dim()));
         }
         f.render_widget(Paragraph::new(Line::from(spans)), deliveries_area);
     }
