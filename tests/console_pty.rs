@@ -188,6 +188,21 @@ url = "{url}"
     path
 }
 
+/// The console with the alert config, replaying (and following) ten minutes of traffic
+/// from `base` in which anthropic fails from minute 6. Keep the directory alive.
+fn alerting_console(url: &str, webhook: &str, base: u64) -> (Console, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), url, webhook);
+    let log = dir.path().join("gateway.jsonl");
+    std::fs::write(&log, traffic(base, 0, 10, 6..10)).unwrap();
+    let c = Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
+    (c, dir, log)
+}
+
+fn append(path: &std::path::Path, text: &str) {
+    std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+}
+
 fn bodies(seen: &common::Received) -> Vec<serde_json::Value> {
     seen.lock().unwrap().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect()
 }
@@ -195,13 +210,8 @@ fn bodies(seen: &common::Received) -> Vec<serde_json::Value> {
 #[test]
 fn alerts_fire_and_resolve_live_with_banner_bell_and_webhooks() {
     let (url, seen) = common::receiver(0, false);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &url, "");
-    let log = dir.path().join("gateway.jsonl");
     let base = recent_ms();
-    std::fs::write(&log, traffic(base, 0, 10, 6..10)).unwrap();
-    let mut c =
-        Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
+    let (mut c, _dir, log) = alerting_console(&url, "", base);
 
     c.wait_for("1 invalid alert rule skipped");
     c.wait_for("1 firing: CRITICAL provider-errors [anthropic]");
@@ -213,12 +223,7 @@ fn alerts_fire_and_resolve_live_with_banner_bell_and_webhooks() {
     assert!(c.raw.lock().unwrap().contains(&0x07), "the bell rang");
 
     // Healthy traffic follows: the alert resolves, on screen and to the webhook.
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .unwrap()
-        .write_all(traffic(base, 10, 13, 0..0).as_bytes())
-        .unwrap();
+    append(&log, &traffic(base, 10, 13, 0..0));
     c.wait_until("the resolved webhook", || bodies(&seen).len() == 2);
     assert_eq!(bodies(&seen)[1]["state"], "resolved");
     c.press("8");
@@ -233,22 +238,12 @@ fn alerts_fire_and_resolve_live_with_banner_bell_and_webhooks() {
 fn a_dead_webhook_never_holds_up_the_console() {
     // An endpoint that accepts and never answers.
     let (url, seen) = common::receiver(0, true);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &url, "retries = 1\ntimeout = \"1s\"");
-    let log = dir.path().join("gateway.jsonl");
     let base = recent_ms();
-    std::fs::write(&log, traffic(base, 0, 10, 6..10)).unwrap();
-    let mut c =
-        Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
+    let (mut c, _dir, log) = alerting_console(&url, "retries = 1\ntimeout = \"1s\"", base);
     c.wait_for("1 firing");
     c.wait_until("a try", || !seen.lock().unwrap().is_empty());
     // While the webhook hangs, new events keep coming in and keys keep working.
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .unwrap()
-        .write_all(traffic(base, 10, 11, 0..0).as_bytes())
-        .unwrap();
+    append(&log, &traffic(base, 10, 11, 0..0));
     c.press("8");
     c.wait_for("Alerts ·");
     c.wait_for("failed 1 (no answer within 1s)");
@@ -260,13 +255,8 @@ fn a_dead_webhook_never_holds_up_the_console() {
 #[test]
 fn a_replayed_old_log_shows_alerts_but_pages_no_one() {
     let (url, seen) = common::receiver(0, false);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &url, "");
-    let log = dir.path().join("last-week.jsonl");
     // A week ago.
-    std::fs::write(&log, traffic(recent_ms() - 7 * 86_400_000, 0, 10, 6..10)).unwrap();
-    let mut c =
-        Console::start(&["--config", cfg.to_str().unwrap(), "--clock", "event", "--utc", log.to_str().unwrap()]);
+    let (mut c, _dir, _) = alerting_console(&url, "", recent_ms() - 7 * 86_400_000);
     c.wait_for("1 firing: CRITICAL provider-errors [anthropic]");
     c.press("8");
     c.wait_for("1 not sent (over 10 min old: a replay)");

@@ -320,6 +320,11 @@ pub fn measure(rule: &Rule, stats: &Stats, span: Span) -> Values {
     values(rule, &report, stats, span.seconds())
 }
 
+/// The same groups with no values (a window that cannot be judged yet).
+pub fn no_data(values: Values) -> Values {
+    values.into_iter().map(|(g, n, _)| (g, n, None)).collect()
+}
+
 /// Each group's value over its baseline's (no baseline or a zero one: no data).
 pub fn ratio(now: Values, base: &[(String, u64, Option<f64>)]) -> Values {
     now.into_iter()
@@ -422,11 +427,7 @@ pub fn check(
                         Baseline::Previous => w,
                         Baseline::Yesterday => 86_400_000_000,
                     };
-                    if at - back - w + step <= first {
-                        now.into_iter().map(|(g, n, _)| (g, n, None)).collect()
-                    } else {
-                        ratio(now, &values_at(at - back))
-                    }
+                    if at - back - w + step <= first { no_data(now) } else { ratio(now, &values_at(at - back)) }
                 }
                 Kind::ZScore(n) => {
                     let past: Vec<Values> = (1..=n as i64)
@@ -438,11 +439,7 @@ pub fn check(
             };
             // A "less than" rule on a window beginning before the first event would take
             // the time before the log for silence.
-            let compared = if rule.op.is_below() && at - w + step <= first {
-                compared.into_iter().map(|(g, n, _)| (g, n, None)).collect()
-            } else {
-                compared
-            };
+            let compared = if rule.op.is_below() && at - w + step <= first { no_data(compared) } else { compared };
             ev.evaluate_values(i, rule, at, compared);
         }
     }

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Evaluator, Kind, Rule, State, Values, measure, ratio, zscore};
+use super::{Evaluator, Kind, Rule, State, Values, measure, no_data, ratio, zscore};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::report::Span;
@@ -299,7 +299,7 @@ impl Watcher {
                 };
                 match find(back) {
                     Some(p) => ratio(now.clone(), &p.values),
-                    None => now.iter().map(|(g, n, _)| (g.clone(), *n, None)).collect(),
+                    None => no_data(now.clone()),
                 }
             }
             Kind::ZScore(n) => {
@@ -311,11 +311,7 @@ impl Watcher {
         // A "less than" rule on a window that began before anything was watched would
         // take the unseen part for silence: no data until the window is whole.
         let observed = if self.event_time { first } else { self.started.min(first) };
-        let compared = if rule.op.is_below() && at - rule.window < observed {
-            compared.into_iter().map(|(g, n, _)| (g, n, None)).collect()
-        } else {
-            compared
-        };
+        let compared = if rule.op.is_below() && at - rule.window < observed { no_data(compared) } else { compared };
         self.latest[i] = compared.clone();
         self.evaluator.evaluate_values(i, rule, at, compared);
         if boundary {
