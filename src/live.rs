@@ -25,6 +25,8 @@ pub struct SourceStatus {
     /// Events a relay could no longer replay.
     pub missed: u64,
     pub duplicates: u64,
+    /// Times a relay came back as a new stream (events may be missing).
+    pub restarts: u64,
     /// The latest problem, for the status bar.
     pub last_error: Option<String>,
 }
@@ -45,6 +47,10 @@ pub struct Live {
     pub alerts: Option<Watcher>,
     /// Reused per event: its group keys, hashed once for every engine and the rules.
     keys: Keys,
+    /// Every source has ended (read to its end, or failed for good).
+    pub sources_ended: bool,
+    /// Bytes read by sources and not yet ingested.
+    pub backlog_bytes: u64,
 }
 
 /// Where a filtered view's history begins.
@@ -67,6 +73,7 @@ impl Live {
                 bad: 0,
                 missed: 0,
                 duplicates: 0,
+                restarts: 0,
                 last_error: None,
             })
             .collect();
@@ -81,6 +88,8 @@ impl Live {
             total: 0,
             alerts: None,
             keys: Keys::default(),
+            sources_ended: false,
+            backlog_bytes: 0,
         }
     }
 
@@ -159,6 +168,13 @@ impl Live {
                 status.last_error = Some(format!("missed {missed} events (#{from}..#{to})"));
             }
             Update::Duplicates(n) => status.duplicates += n,
+            Update::Restarted { stream, last_seq } => {
+                status.restarts += 1;
+                status.last_error = Some(format!(
+                    "the relay restarted (stream {stream}, {last_seq} events buffered): events sent while it was down may be missing"
+                ));
+            }
+            Update::Notice(text) => status.last_error = Some(text),
             Update::BadRecords { count, first } => {
                 status.bad += count;
                 status.last_error = Some(first);

@@ -112,9 +112,11 @@ enum Command {
     Export(ExportArgs),
     /// Relay the events of sources over WebSocket to any number of consoles.
     ///
-    /// Every event gets a `seq`; a client that reconnects with `?since=SEQ` gets what it
-    /// missed from a bounded buffer (or a gap notice). Set TOKENTOP_SERVE_TOKEN to
-    /// require `Authorization: Bearer <token>`. Binds to 127.0.0.1 unless told otherwise.
+    /// Every event gets a `seq` and the relay's `stream` id (new at every start); a
+    /// client that reconnects with `?since=SEQ&stream=ID` gets what it missed from a
+    /// bounded buffer (or a gap notice; a reset notice when the relay restarted). Set
+    /// TOKENTOP_SERVE_TOKEN to require `Authorization: Bearer <token>`. Binds to
+    /// 127.0.0.1 unless told otherwise.
     Serve(ServeArgs),
     /// Evaluate the alert rules of a config file over inputs read to their end.
     ///
@@ -139,9 +141,9 @@ struct ServeArgs {
     /// Events kept for clients that reconnect with `since`.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     buffer: usize,
-    /// Events a client may fall behind before it is disconnected (it then resumes with `since`).
-    #[arg(long, default_value_t = 65_536, value_name = "N")]
-    client_queue: usize,
+    /// Bytes of event text kept for clients that reconnect (the older events go first).
+    #[arg(long, default_value = "128MiB", value_name = "SIZE", value_parser = parse_size)]
+    buffer_bytes: usize,
     /// Send new clients the buffered events of this last window (e.g. 1h).
     #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "1h")]
     backfill: Option<String>,
@@ -445,14 +447,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Reads sources for `duration` (files to their end) into a temporary file, for `report`.
+/// A source that never delivered (refused, unauthorised, unreadable) or that is
+/// failing at the end is an error: a report of nothing must not pass for a quiet hour.
 fn collect_live(specs: &[SourceSpec], ws: &WsArgs, duration: std::time::Duration) -> Result<Input> {
     let mut opts = SourceOptions { ws: ws.options()?, ..SourceOptions::default() };
     opts.follow.follow = false;
     let mut spool = tempfile::NamedTempFile::new().context("cannot create a temporary file for the live sources")?;
     let names: Vec<String> = specs.iter().map(SourceSpec::display).collect();
+    // Per source: whether it ever connected (or was read), and its last problem.
+    let mut reached = vec![false; specs.len()];
+    let mut failing: Vec<Option<String>> = vec![None; specs.len()];
     let rt = runtime()?;
     rt.block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
         source::start(specs, &opts, tx);
         let deadline = tokio::time::sleep(duration);
         tokio::pin!(deadline);
@@ -461,21 +468,44 @@ fn collect_live(specs: &[SourceSpec], ws: &WsArgs, duration: std::time::Duration
                 _ = &mut deadline => break,
                 feed = rx.recv() => match feed {
                     None => break,
-                    Some(feed) => match feed.update {
-                        Update::Lines(lines) => spool.write_all(&lines).context("cannot write the temporary file")?,
-                        Update::State(SourceState::Failed(e)) => eprintln!("tokentop: {}: {}", names[feed.source], sanitize(&e)),
-                        Update::BadRecords { count, first } => {
-                            eprintln!("tokentop: {}: {count} bad records: {}", names[feed.source], sanitize(&first))
+                    Some(feed) => {
+                        let (i, name) = (feed.source, &names[feed.source]);
+                        match feed.update {
+                            Update::Lines(lines) => spool.write_all(&lines).context("cannot write the temporary file")?,
+                            Update::State(SourceState::Failed(e)) => failing[i] = Some(e),
+                            Update::State(SourceState::Reconnecting { error, .. }) => failing[i] = Some(error),
+                            Update::State(SourceState::Connected { .. } | SourceState::Following | SourceState::AtEnd) => {
+                                reached[i] = true;
+                                failing[i] = None;
+                            }
+                            Update::BadRecords { count, first } => {
+                                eprintln!("tokentop: {name}: {count} bad records: {}", sanitize(&first))
+                            }
+                            Update::Gap { missed, .. } => eprintln!("tokentop: {name}: missed {missed} events"),
+                            Update::Restarted { .. } => {
+                                eprintln!("tokentop: {name}: the relay restarted; events sent while it was down may be missing")
+                            }
+                            Update::Notice(text) => eprintln!("tokentop: {name}: {}", sanitize(&text)),
+                            _ => {}
                         }
-                        Update::Gap { missed, .. } => eprintln!("tokentop: {}: missed {missed} events", names[feed.source]),
-                        _ => {}
-                    },
+                    }
                 },
             }
         }
         anyhow::Ok(())
     })?;
     rt.shutdown_background();
+    let mut problems = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match (&failing[i], reached[i]) {
+            (Some(e), _) => problems.push(format!("{name}: {}", sanitize(e))),
+            (None, false) => problems.push(format!("{name}: no connection within {:.0}s", duration.as_secs_f64())),
+            (None, true) => {}
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
     eprintln!("tokentop: collected for {:.0}s", duration.as_secs_f64());
     let path = spool.into_temp_path();
     let input = Input::open(path.to_str().context("temporary path is not UTF-8")?)?;
@@ -484,15 +514,39 @@ fn collect_live(specs: &[SourceSpec], ws: &WsArgs, duration: std::time::Duration
     Ok(input)
 }
 
+/// A size such as `128MiB`, `64MB`, `1GiB` or a number of bytes.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("`{s}`: expected a size such as 128MiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{s}`: use B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
 fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     let specs: Vec<SourceSpec> = args.sources.iter().map(|s| SourceSpec::parse(s)).collect();
     let mut sopts = SourceOptions { ws: args.ws.options()?, ..SourceOptions::default() };
     sopts.follow.follow = !args.no_follow;
+    let token = match std::env::var(serve::TOKEN_ENV) {
+        Ok(t) if t.trim().is_empty() => bail!(
+            "{} is set but empty: set it to a token, or unset it to serve without authentication",
+            serve::TOKEN_ENV
+        ),
+        Ok(t) => Some(t),
+        Err(_) => None,
+    };
     let opts = ServeOptions {
         listen: args.listen,
         buffer: args.buffer,
-        client_queue: args.client_queue,
-        token: std::env::var(serve::TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        buffer_bytes: args.buffer_bytes,
+        token,
         tls: args.tls_cert.zip(args.tls_key),
         backfill: args
             .backfill
@@ -505,8 +559,8 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     let names: Vec<String> = specs.iter().map(SourceSpec::display).collect();
     let rt = runtime()?;
     rt.block_on(async {
-        let relay = Relay::new(opts.buffer, opts.client_queue);
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let relay = Relay::new(opts.buffer, opts.buffer_bytes);
+        let (tx, rx) = source::channel(1024, source::QUEUE_BYTES);
         source::start(&specs, &sopts, tx);
         tokio::spawn(serve::publish_feeds(relay.clone(), rx, names));
         tokio::select! {

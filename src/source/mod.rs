@@ -11,9 +11,10 @@ pub mod ws;
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::parse::native::write_line;
 use crate::synth::Synth;
@@ -118,6 +119,14 @@ pub enum Update {
     },
     /// Events delivered again after a resume (same `seq`), not counted twice.
     Duplicates(u64),
+    /// The relay restarted: its events are a new stream (ending at `last_seq` when the
+    /// client came back); events it published while the client was away may be missing.
+    Restarted {
+        stream: String,
+        last_seq: u64,
+    },
+    /// Something worth telling about the source, shown as its latest problem.
+    Notice(String),
     /// Records a stream sent that are not events, with the first reason.
     BadRecords {
         count: u64,
@@ -130,6 +139,114 @@ pub enum Update {
 pub struct Feed {
     pub source: usize,
     pub update: Update,
+}
+
+/// Bytes of lines that may wait between sources and their consumer. Past it, sources
+/// wait (reading slows down, nothing is dropped), and memory stays bounded whatever
+/// the size of a file's first read.
+pub const QUEUE_BYTES: usize = 32 << 20;
+
+/// The channel from sources to their consumer: bounded in batches and in bytes.
+pub fn channel(batches: usize, bytes: usize) -> (FeedSender, FeedReceiver) {
+    let (tx, rx) = mpsc::channel(batches.max(1));
+    let bytes = bytes.clamp(1, u32::MAX as usize);
+    let budget = Arc::new(Semaphore::new(bytes));
+    let rt = tokio::runtime::Handle::try_current().ok();
+    (FeedSender { tx, budget: budget.clone(), max: bytes, rt }, FeedReceiver { rx, budget, max: bytes })
+}
+
+/// The sending side of [`channel`]. Cloning shares the bounds.
+#[derive(Clone)]
+pub struct FeedSender {
+    tx: mpsc::Sender<Feed>,
+    budget: Arc<Semaphore>,
+    max: usize,
+    /// For threads outside the runtime to wait on the semaphore.
+    rt: Option<tokio::runtime::Handle>,
+}
+
+fn cost(feed: &Feed, max: usize) -> usize {
+    match &feed.update {
+        Update::Lines(l) => l.len().min(max),
+        _ => 0,
+    }
+}
+
+impl FeedSender {
+    /// Waits for room, then sends; `false` when the consumer is gone.
+    pub async fn send(&self, feed: Feed) -> bool {
+        let n = cost(&feed, self.max);
+        if n > 0 {
+            match self.budget.acquire_many(n as u32).await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return false,
+            }
+        }
+        self.tx.send(feed).await.is_ok()
+    }
+
+    /// [`send`](Self::send) from a thread outside the runtime.
+    pub fn blocking_send(&self, feed: Feed) -> bool {
+        let n = cost(&feed, self.max);
+        if n > 0 {
+            let got = match &self.rt {
+                Some(rt) => rt.block_on(self.budget.acquire_many(n as u32)).map(|p| p.forget()).is_ok(),
+                None => loop {
+                    match self.budget.try_acquire_many(n as u32) {
+                        Ok(p) => break p.forget() == (),
+                        Err(tokio::sync::TryAcquireError::NoPermits) => std::thread::sleep(Duration::from_millis(1)),
+                        Err(tokio::sync::TryAcquireError::Closed) => break false,
+                    }
+                },
+            };
+            if !got {
+                return false;
+            }
+        }
+        self.tx.blocking_send(feed).is_ok()
+    }
+}
+
+/// The receiving side of [`channel`]: taking a batch of lines gives its bytes back.
+pub struct FeedReceiver {
+    rx: mpsc::Receiver<Feed>,
+    budget: Arc<Semaphore>,
+    max: usize,
+}
+
+impl FeedReceiver {
+    /// The next update; `None` once every source has ended.
+    pub async fn recv(&mut self) -> Option<Feed> {
+        let feed = self.rx.recv().await?;
+        self.release(&feed);
+        Some(feed)
+    }
+
+    /// The next update if one is queued.
+    pub fn try_recv(&mut self) -> Option<Feed> {
+        let feed = self.rx.try_recv().ok()?;
+        self.release(&feed);
+        Some(feed)
+    }
+
+    fn release(&self, feed: &Feed) {
+        let n = cost(feed, self.max);
+        if n > 0 {
+            self.budget.add_permits(n);
+        }
+    }
+
+    /// Bytes of lines waiting to be taken: the backlog.
+    pub fn queued_bytes(&self) -> usize {
+        self.max.saturating_sub(self.budget.available_permits())
+    }
+}
+
+impl Drop for FeedReceiver {
+    fn drop(&mut self) {
+        // Wakes senders waiting for room: they see the consumer gone.
+        self.budget.close();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -148,10 +265,10 @@ impl Default for SourceOptions {
 
 /// Starts every source; updates arrive on `tx` tagged with the source's index.
 /// WebSocket sources need to be called from within a tokio runtime.
-pub fn start(specs: &[SourceSpec], opts: &SourceOptions, tx: mpsc::Sender<Feed>) {
+pub fn start(specs: &[SourceSpec], opts: &SourceOptions, tx: FeedSender) {
     for (i, spec) in specs.iter().enumerate() {
         let blocking_tx = tx.clone();
-        let send = move |update: Update| blocking_tx.blocking_send(Feed { source: i, update }).is_ok();
+        let send = move |update: Update| blocking_tx.blocking_send(Feed { source: i, update });
         match spec.clone() {
             SourceSpec::File(path) => {
                 let fo = opts.follow;

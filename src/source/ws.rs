@@ -3,22 +3,25 @@
 //! newlines).
 //!
 //! The client reconnects forever with exponential backoff and jitter (from 250 ms to
-//! 30 s), resumes a relay with `?since=SEQ` so a dropped connection loses nothing,
-//! drops events it already has (same `seq`), reports gaps the relay announces, pings
-//! the server and drops a connection that stays silent. Secrets (the bearer token,
+//! 30 s), resumes a relay with `?since=SEQ&stream=ID` so a dropped connection loses
+//! nothing, drops events it already has (same `seq`), reports gaps the relay announces,
+//! pings the server and drops a connection that stays silent. When the relay restarted
+//! (a `reset` notice: its `seq` numbers are a new stream), the client takes the new
+//! stream's whole buffer and drops the events it saw before by their `request_id`;
+//! the restart is reported, since events published while the relay was down may be
+//! missing, and so are replayed events without a `request_id` (they cannot be checked). Secrets (the bearer token,
 //! header values) are never shown: not in states, errors or logs.
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{Feed, SourceState, Update};
+use super::{Feed, FeedSender, SourceState, Update};
 use crate::parse::native::write_line;
 use crate::parse::{LineParser, trim_line};
 
@@ -82,14 +85,77 @@ pub fn redact(url: &str) -> String {
     format!("{base}?{}", q.join("&"))
 }
 
-/// The URL with `since=N` set (replacing any `since` already there).
-fn with_since(url: &str, since: Option<u64>) -> String {
+/// The URL with `since=N` (and `stream=ID` when known) set, replacing any already there.
+fn with_since(url: &str, since: Option<u64>, stream: Option<&str>) -> String {
     let Some(since) = since else { return url.to_string() };
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut parts: Vec<&str> = query.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("since=")).collect();
-    let s = format!("since={since}");
-    parts.push(&s);
+    let mut parts: Vec<String> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("since=") && !kv.starts_with("stream="))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("since={since}"));
+    if let Some(s) = stream {
+        parts.push(format!("stream={s}"));
+    }
     format!("{base}?{}", parts.join("&"))
+}
+
+/// Request ids seen lately (hashed), to drop events a restarted relay sends again.
+struct SeenIds {
+    order: std::collections::VecDeque<u64>,
+    set: hashbrown::HashSet<u64>,
+}
+
+/// Request ids remembered: more than a relay's default replay buffer.
+const SEEN_IDS: usize = 1 << 18;
+
+impl SeenIds {
+    fn new() -> Self {
+        SeenIds { order: Default::default(), set: Default::default() }
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        self.set.contains(&h)
+    }
+
+    fn insert(&mut self, h: u64) {
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            if self.order.len() > SEEN_IDS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// Where the client stands in a relay's stream of events.
+struct Position {
+    last_seq: Option<u64>,
+    /// The relay's stream id, once an event or a reset named it.
+    stream: Option<String>,
+    /// After a reset: the new stream's events up to this `seq` were buffered while the
+    /// client was away, and may repeat events it already has.
+    catch_up: Option<u64>,
+    seen: SeenIds,
+    /// Replayed events after a reset that had no request id to check.
+    unverified: u64,
+}
+
+impl Position {
+    fn new() -> Self {
+        Position { last_seq: None, stream: None, catch_up: None, seen: SeenIds::new(), unverified: 0 }
+    }
+}
+
+/// The `stream` field of a relayed event, found without parsing it again.
+fn stream_of(record: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"stream\":\"";
+    let at = memchr::memmem::find(record, KEY)? + KEY.len();
+    let len = memchr::memchr(b'"', &record[at..])?;
+    std::str::from_utf8(&record[at..at + len]).ok()
 }
 
 /// Exponential backoff with "equal jitter": half the delay fixed, half random.
@@ -116,13 +182,21 @@ impl Backoff {
     }
 }
 
+/// A notice from a relay: `gap` or `reset`.
 #[derive(Deserialize)]
-struct Gap {
+struct Notice {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
     missed: u64,
+    #[serde(default)]
     from: u64,
+    #[serde(default)]
     to: u64,
+    #[serde(default)]
+    stream: String,
+    #[serde(default)]
+    last_seq: u64,
 }
 
 /// What one connection attempt ended with.
@@ -135,8 +209,8 @@ enum Ended {
 
 /// Connects to `url` and streams its events to `tx` as source number `source`, forever
 /// (until the receiver is dropped).
-pub async fn run(url: String, source: usize, opts: WsOptions, tx: mpsc::Sender<Feed>) {
-    let mut last_seq: Option<u64> = None;
+pub async fn run(url: String, source: usize, opts: WsOptions, tx: FeedSender) {
+    let mut position = Position::new();
     let mut backoff = Backoff {
         next: opts.backoff_first,
         first: opts.backoff_first,
@@ -146,14 +220,14 @@ pub async fn run(url: String, source: usize, opts: WsOptions, tx: mpsc::Sender<F
     let mut attempt = 0u32;
     let send = |update: Update| {
         let tx = tx.clone();
-        async move { tx.send(Feed { source, update }).await.is_ok() }
+        async move { tx.send(Feed { source, update }).await }
     };
     loop {
         if !send(Update::State(SourceState::Connecting)).await {
             return;
         }
         let started = tokio::time::Instant::now();
-        let reason = match connect_and_stream(&url, source, &opts, &tx, &mut last_seq).await {
+        let reason = match connect_and_stream(&url, source, &opts, &tx, &mut position).await {
             Ended::Stop => return,
             Ended::Retry(reason) => reason,
         };
@@ -176,10 +250,10 @@ async fn connect_and_stream(
     url: &str,
     source: usize,
     opts: &WsOptions,
-    tx: &mpsc::Sender<Feed>,
-    last_seq: &mut Option<u64>,
+    tx: &FeedSender,
+    position: &mut Position,
 ) -> Ended {
-    let mut request = match with_since(url, *last_seq).into_client_request() {
+    let mut request = match with_since(url, position.last_seq, position.stream.as_deref()).into_client_request() {
         Ok(r) => r,
         Err(e) => return Ended::Retry(format!("invalid URL {}: {e}", redact(url))),
     };
@@ -207,7 +281,7 @@ async fn connect_and_stream(
         Ok(Err(e)) => return Ended::Retry(describe(&e)),
         Ok(Ok(s)) => s,
     };
-    if tx.send(Feed { source, update: Update::State(SourceState::Connected { since: *last_seq }) }).await.is_err() {
+    if !tx.send(Feed { source, update: Update::State(SourceState::Connected { since: position.last_seq }) }).await {
         return Ended::Stop;
     }
     let (mut sink, mut stream) = stream.split();
@@ -230,7 +304,7 @@ async fn connect_and_stream(
                         Ok(t) => t,
                         Err(_) => {
                             let bad = Update::BadRecords { count: 1, first: "a binary message that is not UTF-8 text".into() };
-                            if tx.send(Feed { source, update: bad }).await.is_err() {
+                            if !tx.send(Feed { source, update: bad }).await {
                                 return Ended::Stop;
                             }
                             continue;
@@ -240,9 +314,9 @@ async fn connect_and_stream(
                         let why = frame.as_ref().map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
                         // A relay that drops us says where to resume.
                         if let Some(n) = why.as_deref().and_then(|r| r.rsplit_once("since=")).and_then(|(_, n)| n.trim().parse::<u64>().ok())
-                            && last_seq.is_none_or(|l| l < n)
+                            && position.last_seq.is_none_or(|l| l < n)
                         {
-                            *last_seq = Some(n);
+                            position.last_seq = Some(n);
                         }
                         return Ended::Retry(match why {
                             Some(r) => format!("the server closed the connection: {}", crate::text::sanitize(&r)),
@@ -251,8 +325,8 @@ async fn connect_and_stream(
                     }
                     _ => continue,
                 };
-                for update in handle(text, &mut parser, last_seq) {
-                    if tx.send(Feed { source, update }).await.is_err() {
+                for update in handle(text, &mut parser, position) {
+                    if !tx.send(Feed { source, update }).await {
                         return Ended::Stop;
                     }
                 }
@@ -292,16 +366,28 @@ fn describe(e: &WsError) -> String {
     }
 }
 
-/// Turns one message into updates: a gap notice, or events (as native lines) with
-/// duplicates dropped, and bad records counted.
-fn handle(text: &str, parser: &mut LineParser, last_seq: &mut Option<u64>) -> Vec<Update> {
+/// Turns one message into updates: a notice (gap, reset), or events (as native lines)
+/// with duplicates dropped, and bad records counted.
+fn handle(text: &str, parser: &mut LineParser, pos: &mut Position) -> Vec<Update> {
     let trimmed = text.trim_start();
     if trimmed.starts_with("{\"type\"")
-        && let Ok(gap) = serde_json::from_str::<Gap>(trimmed)
-        && gap.kind == "gap"
+        && let Ok(notice) = serde_json::from_str::<Notice>(trimmed)
     {
-        *last_seq = Some(gap.to.max(last_seq.unwrap_or(0)));
-        return vec![Update::Gap { missed: gap.missed, from: gap.from, to: gap.to }];
+        match notice.kind.as_str() {
+            "gap" => {
+                pos.last_seq = Some(notice.to.max(pos.last_seq.unwrap_or(0)));
+                return vec![Update::Gap { missed: notice.missed, from: notice.from, to: notice.to }];
+            }
+            "reset" => {
+                let stream = crate::text::sanitize(&notice.stream).into_owned();
+                pos.stream = Some(stream.clone());
+                pos.last_seq = Some(0);
+                pos.catch_up = (notice.last_seq > 0).then_some(notice.last_seq);
+                pos.unverified = 0;
+                return vec![Update::Restarted { stream, last_seq: notice.last_seq }];
+            }
+            _ => {}
+        }
     }
     let mut records: Vec<std::borrow::Cow<str>> = Vec::new();
     let mut bad = 0u64;
@@ -319,6 +405,7 @@ fn handle(text: &str, parser: &mut LineParser, last_seq: &mut Option<u64>) -> Ve
     }
     let mut lines = Vec::new();
     let mut dups = 0u64;
+    let mut caught_up = false;
     for record in &records {
         let Some(record) = trim_line(record.as_bytes()) else { continue };
         if record.len() > crate::parse::MAX_LINE_BYTES {
@@ -329,19 +416,48 @@ fn handle(text: &str, parser: &mut LineParser, last_seq: &mut Option<u64>) -> Ve
             continue;
         }
         let result = parser.parse(record, &mut |ev| {
-            if let Some(seq) = ev.seq {
-                if last_seq.is_some_and(|last| seq <= last) {
-                    dups += 1;
-                    return;
+            let Some(seq) = ev.seq else {
+                write_line(ev, &mut lines);
+                return;
+            };
+            if pos.last_seq.is_some_and(|last| seq <= last) {
+                dups += 1;
+                return;
+            }
+            pos.last_seq = Some(seq);
+            let id = ev.request_id.as_deref().map(|id| xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
+            if let Some(end) = pos.catch_up {
+                if seq >= end {
+                    pos.catch_up = None;
+                    caught_up = true;
                 }
-                *last_seq = Some(seq);
+                match id {
+                    Some(h) if pos.seen.contains(h) => {
+                        dups += 1;
+                        return;
+                    }
+                    Some(_) => {}
+                    None => pos.unverified += 1,
+                }
+            }
+            if let Some(h) = id {
+                pos.seen.insert(h);
             }
             write_line(ev, &mut lines);
         });
-        if let Err(e) = result {
-            bad += 1;
-            if first_bad.is_empty() {
-                first_bad = e.to_string();
+        match result {
+            Ok(_) => {
+                if let Some(stream) = stream_of(record)
+                    && pos.stream.as_deref() != Some(stream)
+                {
+                    pos.stream = Some(stream.to_string());
+                }
+            }
+            Err(e) => {
+                bad += 1;
+                if first_bad.is_empty() {
+                    first_bad = e.to_string();
+                }
             }
         }
     }
@@ -354,6 +470,12 @@ fn handle(text: &str, parser: &mut LineParser, last_seq: &mut Option<u64>) -> Ve
     }
     if bad > 0 {
         out.push(Update::BadRecords { count: bad, first: first_bad });
+    }
+    if caught_up && pos.unverified > 0 {
+        out.push(Update::Notice(format!(
+            "{} events replayed after the relay restarted had no request_id: some may repeat events seen before",
+            pos.unverified
+        )));
     }
     out
 }
@@ -373,9 +495,10 @@ mod tests {
 
     #[test]
     fn since_is_set_once() {
-        assert_eq!(with_since("ws://h/events", Some(7)), "ws://h/events?since=7");
-        assert_eq!(with_since("ws://h/events?since=3&x=1", Some(7)), "ws://h/events?x=1&since=7");
-        assert_eq!(with_since("ws://h/events", None), "ws://h/events");
+        assert_eq!(with_since("ws://h/events", Some(7), None), "ws://h/events?since=7");
+        assert_eq!(with_since("ws://h/events?since=3&x=1", Some(7), None), "ws://h/events?x=1&since=7");
+        assert_eq!(with_since("ws://h/events?stream=a&since=3", Some(7), Some("b")), "ws://h/events?since=7&stream=b");
+        assert_eq!(with_since("ws://h/events", None, Some("b")), "ws://h/events");
     }
 
     #[test]
@@ -398,7 +521,7 @@ mod tests {
     #[test]
     fn messages_become_lines_without_duplicates() {
         let mut p = LineParser::new(None);
-        let mut last = None;
+        let mut last = Position::new();
         let one = r#"{"created_at":1,"model":"a","seq":1}"#;
         let arr = r#"[{"created_at":2,"model":"b","seq":2},{"created_at":3,"model":"c","seq":3}]"#;
         let nl = "{\"created_at\":4,\"seq\":4}\n{\"created_at\":5}\nnot json";
@@ -406,7 +529,7 @@ mod tests {
         assert!(
             matches!(&handle(arr, &mut p, &mut last)[..], [Update::Lines(l)] if l.iter().filter(|&&b| b == b'\n').count() == 2)
         );
-        assert_eq!(last, Some(3));
+        assert_eq!(last.last_seq, Some(3));
         assert!(matches!(&handle(one, &mut p, &mut last)[..], [Update::Duplicates(1)]));
         let u = handle(nl, &mut p, &mut last);
         assert!(
@@ -414,6 +537,42 @@ mod tests {
         );
         let gap = handle(r#"{"type":"gap","missed":5,"from":5,"to":9}"#, &mut p, &mut last);
         assert_eq!(gap, vec![Update::Gap { missed: 5, from: 5, to: 9 }]);
-        assert_eq!(last, Some(9));
+        assert_eq!(last.last_seq, Some(9));
+    }
+
+    #[test]
+    fn a_reset_replays_the_new_stream_without_what_was_seen() {
+        let mut p = LineParser::new(None);
+        let mut pos = Position::new();
+        let ev = |id: &str, seq: u64, stream: &str| {
+            let id = if id.is_empty() { String::new() } else { format!(r#""request_id":"{id}","#) };
+            format!(r#"{{{id}"created_at":1,"seq":{seq},"stream":"{stream}"}}"#)
+        };
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            handle(&ev(id, i as u64 + 1, "old"), &mut p, &mut pos);
+        }
+        assert_eq!((pos.last_seq, pos.stream.as_deref()), (Some(3), Some("old")));
+        // The relay restarted and read its file again: a, b, c, then d, and one without an id.
+        let reset = handle(r#"{"type":"reset","stream":"new","last_seq":5}"#, &mut p, &mut pos);
+        assert_eq!(reset, vec![Update::Restarted { stream: "new".into(), last_seq: 5 }]);
+        let mut kept = 0;
+        let mut dups = 0;
+        let mut notices = Vec::new();
+        for (i, id) in ["a", "b", "c", "d", ""].iter().enumerate() {
+            for u in handle(&ev(id, i as u64 + 1, "new"), &mut p, &mut pos) {
+                match u {
+                    Update::Lines(l) => kept += l.iter().filter(|&&b| b == b'\n').count(),
+                    Update::Duplicates(n) => dups += n,
+                    Update::Notice(n) => notices.push(n),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert_eq!((kept, dups), (2, 3));
+        assert_eq!(notices.len(), 1, "the event without an id is reported: {notices:?}");
+        // Caught up: an id seen before is no longer a reason to drop anything.
+        let again = handle(&ev("a", 6, "new"), &mut p, &mut pos);
+        assert!(matches!(&again[..], [Update::Lines(_)]), "{again:?}");
+        assert_eq!(with_since("ws://h/", pos.last_seq, pos.stream.as_deref()), "ws://h/?since=6&stream=new");
     }
 }

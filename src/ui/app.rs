@@ -259,9 +259,6 @@ pub struct Snapshot {
     /// Newest first.
     pub requests: Vec<RecentRequest>,
     pub sessions: Vec<Row>,
-    pub sources: Vec<SourceStatus>,
-    pub events_per_sec: f64,
-    pub total: u64,
     /// When the filtered view's history starts, if filtered.
     pub filtered_since: Option<(Micros, usize)>,
     /// Users first seen within the window.
@@ -270,6 +267,21 @@ pub struct Snapshot {
     pub latency_bins: Vec<u64>,
     /// Requests per slab of the window, oldest first, by row key (`model:…`, `user:…`).
     pub trends: std::collections::HashMap<String, Vec<u64>>,
+}
+
+/// The sources and ingest, for the status bar.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub sources: Vec<SourceStatus>,
+    pub events_per_sec: f64,
+    /// Events ingested so far.
+    pub total: u64,
+    /// Every source has ended.
+    pub ended: bool,
+    /// Bytes read and not yet ingested.
+    pub backlog_bytes: u64,
+    /// The engine's clock.
+    pub now: Micros,
 }
 
 pub struct App {
@@ -309,6 +321,8 @@ pub struct App {
     /// Alert rules and their states; firing ones make the banner.
     pub alerts: Vec<AlertRow>,
     pub alert_info: AlertInfo,
+    /// What the status bar shows: kept current while the picture is paused.
+    pub status: Status,
     /// The Users view's segment.
     pub segment: Segment,
 }
@@ -341,6 +355,7 @@ impl App {
             first_row: None,
             alerts: Vec::new(),
             alert_info: AlertInfo::default(),
+            status: Status::default(),
             segment: Segment::All,
         }
     }
@@ -361,6 +376,14 @@ impl App {
 
     /// Takes a new snapshot from the engine (unless paused).
     pub fn refresh(&mut self, live: &Live, events_per_sec: f64) {
+        self.status = Status {
+            sources: live.sources.clone(),
+            events_per_sec,
+            total: live.total,
+            ended: live.sources_ended,
+            backlog_bytes: live.backlog_bytes,
+            now: live.engine.now(),
+        };
         // Alerts stay live while the rest is paused.
         if let Some(w) = &live.alerts {
             self.alerts = w.status();
@@ -464,9 +487,6 @@ impl App {
             now: engine.now(),
             requests,
             sessions,
-            sources: live.sources.clone(),
-            events_per_sec,
-            total: live.total,
             filtered_since: live.filtered.as_ref().map(|(_, _, s)| (s.at, s.backfilled)),
             latency_bins,
             new_users,
@@ -549,7 +569,7 @@ impl App {
             Action::Pause => {
                 self.paused = match self.paused {
                     Some(_) => None,
-                    None => Some(self.snapshot.as_ref().map_or(0, |s| s.total)),
+                    None => Some(self.status.total),
                 }
             }
             Action::Help => self.help = !self.help,

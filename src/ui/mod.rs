@@ -1,9 +1,11 @@
 //! The live console.
 //!
 //! One task owns everything: it handles keys first (`select!` with `biased`, so a
-//! keypress never waits behind a burst of events), then drains source feeds in bounded
-//! batches into the engine, and redraws at most every `refresh` (100 ms) and only when
-//! something changed. New data is taken from the engine at most every 250 ms (a
+//! keypress never waits behind a burst of events), then drains source feeds into the
+//! engine for at most a few milliseconds at a time (what is left waits in the bounded
+//! source channel, shown as a backlog), and redraws at most every `refresh` (100 ms),
+//! only when something changed, and at once after a key. When every source has ended
+//! it keeps showing what it read. New data is taken from the engine at most every 250 ms (a
 //! snapshot of a day of heavy traffic takes ~20 ms; four a second are plenty to read). With no input and no data it blocks; a 1 s tick moves the clock
 //! (windows roll with it). Frames go through a buffered writer wrapped in synchronized
 //! output, and ratatui writes only the cells that changed: no flicker over ssh.
@@ -85,6 +87,10 @@ impl Alerting {
 
 /// New data is taken from the engine at most this often.
 const DATA_EVERY: Duration = Duration::from_millis(250);
+/// The clock, the ingest rate and the alert rules move this often.
+const TICK: Duration = Duration::from_secs(1);
+/// Ingest runs at most this long before keys are looked at again.
+const INGEST_SLICE: Duration = Duration::from_millis(5);
 
 /// Puts the terminal back as it was: raw mode off, main screen, cursor shown.
 pub fn restore_terminal() {
@@ -111,7 +117,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
     };
     let mut live = Live::new(names, config.clone(), opts.prices.clone(), now);
     live.watch(alerting.rules.clone());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
     source::start(&opts.sources, &opts.source_options, tx);
 
     // A panic restores the terminal before its message is printed.
@@ -141,12 +147,15 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
         app.message = Some((msg, Instant::now()));
     }
     let mut input = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(TICK);
     let data_every = opts.refresh.max(DATA_EVERY);
     let mut last_draw = Instant::now() - opts.refresh;
     let mut last_data = Instant::now() - data_every;
-    let (mut dirty, mut data) = (true, true);
-    let (mut rate_at, mut rate_total, mut rate) = (Instant::now(), 0u64, 0.0f64);
+    let mut last_tick = Instant::now();
+    // `urgent`: a key was pressed, so the next frame is drawn at once.
+    let (mut dirty, mut data, mut urgent) = (true, true, false);
+    let (mut rate_total, mut rate) = (0u64, 0.0f64);
+    let mut sources_open = true;
     loop {
         let wait = if dirty {
             opts.refresh.saturating_sub(last_draw.elapsed())
@@ -163,62 +172,72 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
                     }
                     data |= app.needs_refresh;
                     dirty = true;
+                    urgent = true;
                 }
                 Some(Ok(TermEvent::Mouse(m))) => {
                     app.mouse(m);
                     data |= app.needs_refresh;
                     dirty = true;
+                    urgent = true;
                 }
                 Some(Ok(TermEvent::Resize(..))) => dirty = true,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e),
                 None => break,
             },
-            feed = rx.recv(), if !data || last_data.elapsed() < data_every => match feed {
+            feed = rx.recv(), if sources_open && (!data || last_data.elapsed() < data_every) => match feed {
                 Some(feed) => {
                     if live.clock() == Clock::Wall {
                         live.tick(crate::time::now());
                     }
                     live.feed(feed);
-                    // Drain what is queued, bounded so keys are never kept waiting long.
-                    for _ in 0..256 {
+                    // Drain what is queued for a few milliseconds at most, then look at
+                    // the keys again: a key never waits behind a burst of events.
+                    let until = Instant::now() + INGEST_SLICE;
+                    while Instant::now() < until {
                         match rx.try_recv() {
-                            Ok(feed) => live.feed(feed),
-                            Err(_) => break,
+                            Some(feed) => live.feed(feed),
+                            None => break,
                         }
                     }
                     data = true;
                 }
                 None => {
-                    // Every source is gone (read to their ends): keep showing the last state.
-                    std::future::pending::<()>().await;
+                    // Every source has ended: keep showing what was read, and say so.
+                    sources_open = false;
+                    live.sources_ended = true;
+                    data = true;
                 }
             },
-            _ = tick.tick() => {
-                if live.clock() == Clock::Wall {
-                    live.tick(crate::time::now());
-                }
-                let secs = rate_at.elapsed().as_secs_f64();
-                rate = (live.total - rate_total) as f64 / secs.max(1e-3);
-                rate_at = Instant::now();
-                rate_total = live.total;
-                data = true;
-                let changes = live.evaluate_alerts();
-                let (bell, stale) = alerting.notify(&changes, &live, crate::time::now());
-                app.alert_info.stale += stale;
-                if bell {
-                    term.backend_mut().write_all(b"\x07")?;
-                    term.backend_mut().flush()?;
-                }
-                if let Some(n) = &alerting.notifier {
-                    app.alert_info.deliveries = n.deliveries.lock().map(|d| d.clone()).unwrap_or_default();
-                    app.alert_info.dropped = n.dropped.load(std::sync::atomic::Ordering::Relaxed);
-                }
-            },
+            _ = tick.tick() => {},
             _ = tokio::time::sleep(wait), if dirty || data => {}
         }
         if app.quit {
             break;
+        }
+        // Once a second, whatever the load (a busy source must not starve the clock,
+        // the ingest rate or the alert rules).
+        if last_tick.elapsed() >= TICK {
+            let secs = last_tick.elapsed().as_secs_f64();
+            last_tick = Instant::now();
+            if live.clock() == Clock::Wall {
+                live.tick(crate::time::now());
+            }
+            rate = (live.total - rate_total) as f64 / secs;
+            rate_total = live.total;
+            live.backlog_bytes = rx.queued_bytes() as u64;
+            data = true;
+            let changes = live.evaluate_alerts();
+            let (bell, stale) = alerting.notify(&changes, &live, crate::time::now());
+            app.alert_info.stale += stale;
+            if bell {
+                term.backend_mut().write_all(b"\x07")?;
+                term.backend_mut().flush()?;
+            }
+            if let Some(n) = &alerting.notifier {
+                app.alert_info.deliveries = n.deliveries.lock().map(|d| d.clone()).unwrap_or_default();
+                app.alert_info.dropped = n.dropped.load(std::sync::atomic::Ordering::Relaxed);
+            }
         }
         if let Some(text) = app.copy.take() {
             // OSC 52: the terminal (also over ssh, and tmux with set-clipboard) sets the clipboard.
@@ -227,7 +246,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
             term.backend_mut().flush()?;
         }
         let take_data = data && (last_data.elapsed() >= data_every || app.needs_refresh);
-        if (dirty || take_data) && last_draw.elapsed() >= opts.refresh {
+        if (dirty || take_data) && (urgent || last_draw.elapsed() >= opts.refresh) {
             if take_data {
                 app.refresh(&live, rate);
                 last_data = Instant::now();
@@ -236,6 +255,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
             draw(&mut term, &mut app, &opts.theme)?;
             last_draw = Instant::now();
             dirty = false;
+            urgent = false;
         }
     }
     drop(term);

@@ -924,38 +924,49 @@ fn draw_hints(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 
 fn draw_status(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let mut spans = Vec::new();
-    if let Some(s) = &app.snapshot {
-        for src in &s.sources {
-            let style = match src.state {
-                SourceState::Failed(_) | SourceState::Reconnecting { .. } => theme.bad(),
-                SourceState::Waiting | SourceState::Connecting => theme.warn(),
-                _ => theme.good(),
-            };
-            let state = match &src.state {
-                SourceState::Reconnecting { in_ms, .. } => format!("reconnecting in {:.0}s", *in_ms as f64 / 1000.0),
-                SourceState::Failed(_) => "error".into(),
-                other => other.to_string(),
-            };
-            spans.push(Span::raw(format!("{} ", truncate(&sanitize(&src.name), 24))));
-            spans.push(Span::styled(state, style));
-            if src.bad > 0 {
-                spans.push(Span::styled(format!(" {} bad", int(src.bad)), theme.warn()));
-            }
-            if src.missed > 0 {
-                spans.push(Span::styled(format!(" gap {}", int(src.missed)), theme.bad()));
-            }
-            spans.push(Span::raw(" · "));
+    let st = &app.status;
+    for src in &st.sources {
+        let style = match src.state {
+            SourceState::Failed(_) | SourceState::Reconnecting { .. } => theme.bad(),
+            SourceState::Waiting | SourceState::Connecting => theme.warn(),
+            _ => theme.good(),
+        };
+        let state = match &src.state {
+            SourceState::Reconnecting { in_ms, .. } => format!("reconnecting in {:.0}s", *in_ms as f64 / 1000.0),
+            SourceState::Failed(e) => format!("error: {}", sanitize(e)),
+            other => other.to_string(),
+        };
+        spans.push(Span::raw(format!("{} ", truncate(&sanitize(&src.name), 24))));
+        spans.push(Span::styled(state, style));
+        if src.bad > 0 {
+            spans.push(Span::styled(format!(" {} bad", int(src.bad)), theme.warn()));
         }
-        spans.push(Span::raw(format!("{:.0} ev/s · ", s.events_per_sec)));
-        if let Some(at) = app.paused {
-            spans.push(Span::styled(
-                format!("PAUSED +{} ", int(s.total.saturating_sub(at))),
-                theme.warn().add_modifier(Modifier::REVERSED),
-            ));
-            spans.push(Span::raw(" · "));
+        if src.missed > 0 {
+            spans.push(Span::styled(format!(" gap {}", int(src.missed)), theme.bad()));
         }
+        if src.restarts > 0 {
+            spans.push(Span::styled(" restarted".to_string(), theme.warn()));
+        }
+        spans.push(Span::raw(" · "));
     }
-    let right = app.snapshot.as_ref().map_or_else(String::new, |s| clock(s.now, app.utc));
+    if st.ended {
+        spans.push(Span::styled("all sources ended".to_string(), theme.warn()));
+        spans.push(Span::raw(" · "));
+    } else {
+        spans.push(Span::raw(format!("{} ev/s · ", int(st.events_per_sec.round() as u64))));
+    }
+    if st.backlog_bytes >= 1 << 20 {
+        spans.push(Span::styled(format!("backlog {} MB", int(st.backlog_bytes >> 20)), theme.warn()));
+        spans.push(Span::raw(" · "));
+    }
+    if let Some(at) = app.paused {
+        spans.push(Span::styled(
+            format!("PAUSED +{} ", int(st.total.saturating_sub(at))),
+            theme.warn().add_modifier(Modifier::REVERSED),
+        ));
+        spans.push(Span::raw(" · "));
+    }
+    let right = if app.snapshot.is_some() { clock(app.status.now, app.utc) } else { String::new() };
     let used: usize = spans.iter().map(|s| s.width()).sum();
     if used + right.len() + 1 > area.width as usize {
         let keep = (area.width as usize).saturating_sub(right.len() + 1);
