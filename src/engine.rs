@@ -261,8 +261,28 @@ impl RecentRequest {
                 None => self.properties.push((k.to_string(), v.to_string())),
             }
         }
+        // A reused slot gives back room an earlier, larger request left in it.
+        if self.properties.capacity() > 2 * self.properties.len() + 8 {
+            self.properties.shrink_to(self.properties.len());
+        }
+    }
+
+    /// Heap bytes held, for the ring's bound in bytes.
+    fn heap_bytes(&self) -> usize {
+        let strings = [&self.request_id, &self.provider, &self.model, &self.user_id, &self.session_id]
+            .iter()
+            .chain([&&self.session_path, &&self.error])
+            .map(|s| s.capacity())
+            .sum::<usize>();
+        let props = self.properties.capacity() * std::mem::size_of::<(String, String)>()
+            + self.properties.iter().map(|(k, v)| k.capacity() + v.capacity()).sum::<usize>();
+        strings + props
     }
 }
+
+/// Bytes the recent-request ring may hold besides its slots: the ring keeps fewer
+/// requests rather than more memory when requests carry many or long strings.
+pub const RECENT_BYTES: usize = 64 << 20;
 
 /// Counts the engine keeps about what it was fed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -278,6 +298,8 @@ pub struct Engine {
     tiers: Vec<Tier>,
     recent: VecDeque<RecentRequest>,
     recent_cap: usize,
+    /// Heap bytes held by `recent` (see [`RECENT_BYTES`]).
+    recent_bytes: usize,
     now: Micros,
     clock: Clock,
     limits: Limits,
@@ -297,6 +319,7 @@ impl Engine {
             tiers: config.windows.iter().map(|&w| Tier::new(w)).collect(),
             recent: VecDeque::with_capacity(config.recent),
             recent_cap: config.recent,
+            recent_bytes: 0,
             now,
             clock: config.clock,
             limits: config.slab_limits,
@@ -400,13 +423,18 @@ impl Engine {
         if self.recent_cap == 0 {
             return;
         }
-        let mut slot = if self.recent.len() >= self.recent_cap {
-            self.recent.pop_front().unwrap_or_default()
-        } else {
-            RecentRequest::default()
+        let mut slot = match self.recent.len() >= self.recent_cap {
+            true => self.recent.pop_front().unwrap_or_default(),
+            false => RecentRequest::default(),
         };
+        self.recent_bytes -= slot.heap_bytes();
         slot.fill(ev, x);
+        self.recent_bytes += slot.heap_bytes();
         self.recent.push_back(slot);
+        while self.recent_bytes > RECENT_BYTES && self.recent.len() > 1 {
+            let old = self.recent.pop_front().expect("more than one");
+            self.recent_bytes -= old.heap_bytes();
+        }
     }
 
     /// Recent requests, oldest first.

@@ -45,10 +45,58 @@ pub struct Event<'a> {
 /// The name shown for a missing provider or model.
 pub const UNKNOWN: &str = "unknown";
 
+/// Longest id or name kept (request, user and session ids, model, provider, session
+/// name and path, property keys and values), in bytes. Anything kept beyond the event
+/// at hand (group tables, the recent requests, the relay's buffer) is bounded by it.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest error text kept, in bytes.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+/// Cuts a string longer than `max` bytes to a prefix, a visible `…` and a hash of the
+/// whole (`prefix…#1a2b3c4d`), so two long values that differ only at the end stay
+/// two values.
+pub fn bound(s: &mut Cow<'_, str>, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut cut = max.saturating_sub(12);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(s.as_bytes()) as u32;
+    *s = Cow::Owned(format!("{}…#{hash:08x}", &s[..cut]));
+}
+
 impl<'a> Event<'a> {
     /// An empty event (status 200) that fills a recycled property buffer.
     pub fn with_properties(properties: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> Event<'a> {
         Event { status: 200, properties, ..Event::default() }
+    }
+
+    /// Bounds every string to [`MAX_NAME_BYTES`] (errors to [`MAX_ERROR_BYTES`]).
+    pub fn bound_strings(&mut self) {
+        for s in [
+            &mut self.request_id,
+            &mut self.provider,
+            &mut self.provider_raw,
+            &mut self.model,
+            &mut self.user_id,
+            &mut self.session_id,
+            &mut self.session_name,
+            &mut self.session_path,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            bound(s, MAX_NAME_BYTES);
+        }
+        for (k, v) in &mut self.properties {
+            bound(k, MAX_NAME_BYTES);
+            bound(v, MAX_NAME_BYTES);
+        }
+        if let Some(e) = &mut self.error {
+            bound(e, MAX_ERROR_BYTES);
+        }
     }
 
     /// Sets a property; a key given again replaces its earlier value (last one wins).

@@ -33,7 +33,7 @@ pub enum InputError {
     Open { path: String, source: io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: io::Error },
-    #[error("cannot spool standard input to a temporary file: {0} (is TMPDIR writable?)")]
+    #[error("cannot spool a stream to a temporary file: {0} (is TMPDIR writable and not full?)")]
     Spool(io::Error),
 }
 
@@ -46,21 +46,34 @@ pub struct Input {
 }
 
 impl Input {
-    /// Opens a path, or spools standard input when the path is `-`.
+    /// Opens a path. Standard input (`-`) and whatever is not a regular file (a pipe,
+    /// a FIFO, `/dev/stdin`, a process substitution) is a stream: it is spooled to a
+    /// temporary file first, so it is read like any file (its size is not known ahead).
     pub fn open(path: &str) -> Result<Input, InputError> {
         if path == "-" {
-            let mut tmp = tempfile::tempfile().map_err(InputError::Spool)?;
-            io::copy(&mut io::stdin().lock(), &mut tmp).map_err(InputError::Spool)?;
-            let len = tmp.metadata().map_err(InputError::Spool)?.len();
-            return Ok(Input { name: "-".into(), file: tmp, len });
+            return Input::spool("-", &mut io::stdin().lock());
         }
         let open_err = |source| InputError::Open { path: path.into(), source };
-        let file = File::open(Path::new(path)).map_err(open_err)?;
+        let mut file = File::open(Path::new(path)).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
         if meta.is_dir() {
             return Err(open_err(io::Error::other("it is a directory")));
         }
+        if !meta.is_file() {
+            return Input::spool(path, &mut file);
+        }
         Ok(Input { name: path.into(), file, len: meta.len() })
+    }
+
+    fn spool(name: &str, stream: &mut dyn Read) -> Result<Input, InputError> {
+        let mut tmp = tempfile::tempfile().map_err(InputError::Spool)?;
+        io::copy(stream, &mut tmp).map_err(|source| match source.kind() {
+            // A failed write is the spool's fault; a failed read is the input's.
+            io::ErrorKind::StorageFull | io::ErrorKind::PermissionDenied => InputError::Spool(source),
+            _ => InputError::Read { path: name.into(), source },
+        })?;
+        let len = tmp.metadata().map_err(InputError::Spool)?.len();
+        Ok(Input { name: name.into(), file: tmp, len })
     }
 
     pub fn len(&self) -> u64 {
@@ -114,6 +127,9 @@ struct Range {
 /// What one range produced; line numbers inside are relative to the range.
 #[derive(Default)]
 struct RangeResult {
+    /// Bytes read from the input (at least the range's, at most a line more; a long run
+    /// without a newline is read once in all, not once per range it covers).
+    bytes_read: u64,
     lines: u64,
     events: u64,
     skipped: u64,
@@ -322,6 +338,13 @@ fn read_range(
             }
             return Ok(res);
         }
+        // Still inside a line that is not ours (it started before the range) or that
+        // was counted as too long, and every byte up to the range's end was looked at:
+        // no line starts in this range any more. Stopping here keeps a long run without
+        // a newline (zeros after a crash) from being read by every range it covers.
+        if skipping && base + hi as u64 >= range.end {
+            return Ok(res);
+        }
         // A line longer than the limit: count it (if ours) and drop bytes until its end.
         if hi - lo > MAX_LINE_BYTES {
             let line_start = base + lo as u64;
@@ -350,6 +373,7 @@ fn read_range(
         }
         pos += n as u64;
         hi += n;
+        res.bytes_read += n as u64;
     }
 }
 
@@ -503,6 +527,33 @@ mod tests {
             assert_eq!(lines, vec!["ok1", "ok2"]);
             assert_eq!((r.lines, r.events, r.errors), (3, 2, 1));
         }
+    }
+
+    #[test]
+    fn a_long_run_without_newlines_is_read_once_in_all() {
+        // 40 MiB of zeros (as a crash leaves them) between two lines, in 1 MiB ranges.
+        let mut text = b"ok1\n".to_vec();
+        text.extend(std::iter::repeat_n(0u8, 40 << 20));
+        text.extend_from_slice(b"\nok2\n");
+        let (_f, inp) = input(&text);
+        let range_bytes = 1u64 << 20;
+        let mut buf = vec![0u8; MAX_LINE_BYTES + READ_BYTES];
+        let (mut read, mut lines) = (0, Vec::new());
+        let mut start = 0;
+        while start < inp.len() {
+            let end = (start + range_bytes).min(inp.len());
+            let r = read_range(&inp, &Range { input: 0, start, end, csv: false }, &mut buf, &mut |l| {
+                lines.push(l.to_vec());
+                Ok(Parsed { events: 1, skipped: 0 })
+            })
+            .unwrap();
+            read += r.bytes_read;
+            start = end;
+        }
+        assert_eq!(lines, vec![b"ok1".to_vec(), b"ok2".to_vec()]);
+        // The range holding the run's start reads it to its end; the others stop at
+        // their own end. Quadratic reading would be about 40 x 20 MiB.
+        assert!(read < 3 * text.len() as u64, "read {read} bytes of {}", text.len());
     }
 
     #[test]

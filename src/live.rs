@@ -153,7 +153,9 @@ impl Live {
                 }
             }
             Update::State(s) => {
-                if let SourceState::Failed(e) | SourceState::Reconnecting { error: e, .. } = &s {
+                if let SourceState::Failed(e) | SourceState::Retrying(e) | SourceState::Reconnecting { error: e, .. } =
+                    &s
+                {
                     status.last_error = Some(e.clone());
                 }
                 status.state = s;

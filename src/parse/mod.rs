@@ -218,8 +218,10 @@ const PROVIDER_ALIASES: [(&str, &str); 13] = [
 ];
 
 /// Provider names follow LiteLLM's ids, lower-case; the raw name is kept when it
-/// changes. Allocates nothing for a name that is already an id.
+/// changes. Allocates nothing for a name that is already an id. Every string is
+/// bounded first (see [`Event::bound_strings`]).
 pub fn normalize(ev: &mut Event) {
+    ev.bound_strings();
     let Some(raw) = ev.provider.as_deref() else { return };
     let normal: Cow<'static, str> = match PROVIDER_ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(raw)) {
         Some((_, id)) => Cow::Borrowed(id),

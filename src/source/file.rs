@@ -4,7 +4,9 @@
 //! appended lines are read as they arrive; a rotated file (renamed, a new one created
 //! at the path) is read to its end before the new one is opened; a truncated file
 //! (copytruncate) is read again from its start; a path that does not exist yet is
-//! waited for. A partial last line is held until its newline arrives. A glob follows
+//! waited for; a path that cannot be read (a directory, no permission) is shown with
+//! its reason and tried again; a pipe, FIFO or device is read as a stream to its end.
+//! A partial last line is held until its newline arrives. A glob follows
 //! every matching file, including files created later.
 //!
 //! Followers poll (every 100 ms by default, at once again while there is data): a
@@ -22,6 +24,8 @@ use super::{SourceState, Update};
 
 /// Bytes read at a time.
 const READ_BYTES: usize = 256 << 10;
+/// A path that cannot be read (a directory, no permission) is tried again this often.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct FollowOptions {
@@ -65,6 +69,43 @@ pub fn follow(path: &Path, opts: FollowOptions, send: &mut dyn FnMut(Update) -> 
     };
     loop {
         let Some(cur) = open.as_mut() else {
+            // What cannot be read now is retried like `tail -F` when following.
+            let mut unreadable = |why: String, send: &mut dyn FnMut(Update) -> bool| -> bool {
+                if opts.follow {
+                    let ok = set_state(SourceState::Retrying(why), send);
+                    std::thread::sleep(opts.poll.max(RETRY_EVERY));
+                    ok
+                } else {
+                    let _ = set_state(SourceState::Failed(why), send);
+                    false
+                }
+            };
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => {
+                    let why = format!(
+                        "{} is a directory (give a file, or a quoted glob such as 'dir/*.jsonl')",
+                        path.display()
+                    );
+                    if !unreadable(why, send) {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(meta) if !meta.is_file() => {
+                    // A pipe, a FIFO, a device: a stream, read to its end.
+                    if !set_state(SourceState::Following, send) {
+                        return;
+                    }
+                    match File::open(path) {
+                        Ok(f) => super::read_stream(f, &path.display().to_string(), send),
+                        Err(e) => {
+                            let _ = set_state(SourceState::Failed(open_error(path, &e)), send);
+                        }
+                    }
+                    return;
+                }
+                _ => {}
+            }
             match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
                 Ok((file, meta)) if meta.is_file() => {
                     open = Some(Open { file, dev_ino: identity(&meta), pos: 0 });
@@ -72,10 +113,8 @@ pub fn follow(path: &Path, opts: FollowOptions, send: &mut dyn FnMut(Update) -> 
                         return;
                     }
                 }
-                Ok(_) => {
-                    let _ = set_state(SourceState::Failed(format!("{} is not a regular file", path.display())), send);
-                    return;
-                }
+                // Replaced between the look and the open: look again.
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound && opts.follow => {
                     if !set_state(SourceState::Waiting, send) {
                         return;
@@ -83,8 +122,9 @@ pub fn follow(path: &Path, opts: FollowOptions, send: &mut dyn FnMut(Update) -> 
                     std::thread::sleep(opts.poll);
                 }
                 Err(e) => {
-                    let _ = set_state(SourceState::Failed(open_error(path, &e)), send);
-                    return;
+                    if !unreadable(open_error(path, &e), send) {
+                        return;
+                    }
                 }
             }
             continue;

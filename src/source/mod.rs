@@ -79,6 +79,8 @@ pub enum SourceState {
         attempt: u32,
         error: String,
     },
+    /// Cannot be read now (a directory, no permission): tried again every poll.
+    Retrying(String),
     /// Given up: the message says what is wrong and what to do.
     Failed(String),
 }
@@ -96,6 +98,7 @@ impl std::fmt::Display for SourceState {
             SourceState::Reconnecting { in_ms, attempt, error } => {
                 write!(f, "reconnecting in {:.1}s (attempt {attempt}): {error}", *in_ms as f64 / 1000.0)
             }
+            SourceState::Retrying(e) => write!(f, "{e} (retrying)"),
             SourceState::Failed(e) => write!(f, "error: {e}"),
         }
     }
@@ -338,28 +341,44 @@ fn follow_glob(pattern: &str, fo: file::FollowOptions, send: impl Fn(Update) -> 
 
 fn read_stdin(send: impl Fn(Update) -> bool) {
     send(Update::State(SourceState::Following));
+    let mut send = send;
+    read_stream(std::io::stdin().lock(), "standard input", &mut send);
+}
+
+/// Reads a stream (standard input, a pipe, a FIFO, a device) to its end, sending whole
+/// lines, then reports it at its end (or failed, with the reason).
+pub(crate) fn read_stream(mut reader: impl Read, name: &str, send: &mut dyn FnMut(Update) -> bool) {
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; 256 << 10];
-    let mut stdin = std::io::stdin().lock();
+    let mut reported_too_long = 0;
     loop {
         let mut lines = Vec::new();
-        match stdin.read(&mut buf) {
+        let end = match reader.read(&mut buf) {
             Ok(0) => {
                 splitter.finish(&mut lines);
-                if !lines.is_empty() {
-                    send(Update::Lines(lines));
-                }
-                send(Update::State(SourceState::AtEnd));
-                return;
+                true
             }
-            Ok(n) => splitter.push(&buf[..n], &mut lines),
+            Ok(n) => {
+                splitter.push(&buf[..n], &mut lines);
+                false
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                send(Update::State(SourceState::Failed(format!("cannot read standard input: {e}"))));
+                send(Update::State(SourceState::Failed(format!("cannot read {name}: {e}"))));
                 return;
             }
+        };
+        if splitter.too_long > reported_too_long {
+            if !send(Update::TooLong(splitter.too_long - reported_too_long)) {
+                return;
+            }
+            reported_too_long = splitter.too_long;
         }
         if !lines.is_empty() && !send(Update::Lines(lines)) {
+            return;
+        }
+        if end {
+            send(Update::State(SourceState::AtEnd));
             return;
         }
     }

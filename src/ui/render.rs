@@ -927,7 +927,7 @@ fn draw_status(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let st = &app.status;
     for src in &st.sources {
         let style = match src.state {
-            SourceState::Failed(_) | SourceState::Reconnecting { .. } => theme.bad(),
+            SourceState::Failed(_) | SourceState::Retrying(_) | SourceState::Reconnecting { .. } => theme.bad(),
             SourceState::Waiting | SourceState::Connecting => theme.warn(),
             _ => theme.good(),
         };
