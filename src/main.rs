@@ -153,6 +153,9 @@ struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Close connections that have not completed their TLS and WebSocket handshake within this long.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    handshake_timeout: String,
     /// Read files to their end and stop following them.
     #[arg(long)]
     no_follow: bool,
@@ -555,6 +558,9 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
             .transpose()
             .map_err(anyhow::Error::msg)
             .context("--backfill")?,
+        handshake_timeout: std::time::Duration::from_micros(
+            parse_duration(&args.handshake_timeout).map_err(anyhow::Error::msg).context("--handshake-timeout")? as u64,
+        ),
     };
     let names: Vec<String> = specs.iter().map(SourceSpec::display).collect();
     let rt = runtime()?;
@@ -759,9 +765,17 @@ fn run_check(args: CheckArgs) -> Result<ExitCode> {
                 Err(e) => return Err(anyhow::anyhow!("{}: {e}", args.config.display())),
             };
             let now = tokentop::time::format_rfc3339(tokentop::time::now());
-            for f in &result.firing {
-                let window = rules.iter().find(|r| r.name == f.rule).map_or(0, |r| r.window);
-                notifier.deliver_now(&tokentop::alert::notify::Notification::new(f, "firing", window, &now)).await;
+            let all: Vec<_> = result
+                .firing
+                .iter()
+                .map(|f| {
+                    let window = rules.iter().find(|r| r.name == f.rule).map_or(0, |r| r.window);
+                    tokentop::alert::notify::Notification::new(f, "firing", window, &now)
+                })
+                .collect();
+            let late = notifier.deliver_now(&all).await;
+            if late > 0 {
+                eprintln!("tokentop: {late} notifications were not delivered before the deadline");
             }
             for d in notifier.deliveries.lock().expect("lock").iter() {
                 if let Some(e) = &d.last_error {

@@ -48,6 +48,9 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Send the buffered events of this last window to new clients.
     pub backfill: Option<Micros>,
+    /// A connection that has not completed its handshake (TLS and WebSocket) within
+    /// this long is closed: half-open connections cannot pile up.
+    pub handshake_timeout: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -247,10 +250,6 @@ pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<S
     }
 }
 
-/// A connection that has not completed its handshake (TLS and WebSocket) within this
-/// long is closed: half-open connections cannot pile up.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Accepts clients until the process ends.
 pub async fn serve(opts: ServeOptions, relay: Arc<Relay>) -> Result<(), ServeError> {
     let listener =
@@ -292,10 +291,10 @@ pub async fn serve(opts: ServeOptions, relay: Arc<Relay>) -> Result<(), ServeErr
         let (relay, opts, tls, log) = (relay.clone(), opts.clone(), tls.clone(), log.clone());
         tokio::spawn(async move {
             let result = match tls {
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Some(acceptor) => match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => client(stream, relay, &opts).await,
                     Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                    Err(_) => Err(format!("no TLS handshake within {}s", HANDSHAKE_TIMEOUT.as_secs())),
+                    Err(_) => Err(format!("no TLS handshake within {:?}", opts.handshake_timeout)),
                 },
                 None => client(tcp, relay, &opts).await,
             };
@@ -413,8 +412,8 @@ where
         Ok(resp)
     };
     let handshake = tokio_tungstenite::accept_hdr_async(stream, callback);
-    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Err(_) => return Err(format!("no WebSocket handshake within {}s", HANDSHAKE_TIMEOUT.as_secs())),
+    let ws = match tokio::time::timeout(opts.handshake_timeout, handshake).await {
+        Err(_) => return Err(format!("no WebSocket handshake within {:?}", opts.handshake_timeout)),
         Ok(r) => r.map_err(|e| e.to_string())?,
     };
     let Some(Joined { notices, position }) = joined else {

@@ -19,6 +19,32 @@ pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A URL without credentials or token-like query parameters, for display.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***@{}", &base[..s + 3], &base[at + 1..]),
+        _ => base.to_string(),
+    };
+    if query.is_empty() {
+        return base;
+    }
+    let q: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _))
+                if ["token", "key", "secret", "auth", "password"]
+                    .iter()
+                    .any(|s| k.to_ascii_lowercase().contains(s)) =>
+            {
+                format!("{k}=***")
+            }
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", q.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,10 @@
 //! Notifications: webhooks (JSON, or Slack's incoming-webhook shape) and command hooks,
 //! on firing and on resolve.
 //!
-//! Deliveries run in their own tasks behind a bounded queue: a slow or dead endpoint
-//! never slows the console or ingest (when the queue is full, notifications are dropped
-//! and counted). Each webhook has a timeout and retries with exponential backoff; with
+//! Deliveries run on a few worker tasks behind a bounded queue: a slow or dead endpoint
+//! never slows the console or ingest, and holds at most that many connections (when
+//! the queue is full, notifications are dropped and counted). Redirects are not
+//! followed: a 3xx is a failure with its reason. Each webhook has a timeout and retries with exponential backoff; with
 //! `secret_env`, the body is signed: `X-Tokentop-Signature: sha256=<hex HMAC-SHA256>`.
 
 use std::sync::{Arc, Mutex};
@@ -127,6 +128,31 @@ struct Webhook {
     status: usize,
 }
 
+/// Notifications waiting to be delivered; past it they are dropped and counted.
+const QUEUE: usize = 1024;
+/// Deliveries under way at once.
+const WORKERS: usize = 4;
+/// A hook command is given this long.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// `check --notify` waits at most this long in all.
+const MAX_DEADLINE: Duration = Duration::from_secs(120);
+/// The first pause between attempts; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Webhook {
+    /// How long every attempt with its pauses may take.
+    fn worst_case(&self) -> Duration {
+        let mut total = self.timeout * (self.retries + 1);
+        let mut backoff = FIRST_BACKOFF;
+        for _ in 0..self.retries {
+            total += backoff;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        total
+    }
+}
+
 /// Sends notifications in the background. Cloning shares the queue.
 #[derive(Clone)]
 pub struct Notifier {
@@ -190,7 +216,11 @@ impl Notifier {
         let mut deliveries = Vec::new();
         for (i, w) in webhooks.iter().enumerate() {
             let (url, shown) = match (&w.url, &w.url_env) {
-                (Some(u), None) => (u.clone(), u.split('/').take(3).collect::<Vec<_>>().join("/")),
+                // Scheme and host only: the path of a Slack webhook is its secret, and
+                // credentials in the URL are never shown.
+                (Some(u), None) => {
+                    (u.clone(), crate::text::redact_url(u).split('/').take(3).collect::<Vec<_>>().join("/"))
+                }
                 (None, Some(v)) => (
                     std::env::var(v)
                         .map_err(|_| format!("webhook #{}: the variable {v} (url_env) is not set", i + 1))?,
@@ -223,23 +253,43 @@ impl Notifier {
                 status: i,
             });
         }
-        let client = reqwest::Client::builder().build().map_err(|e| format!("cannot set up HTTPS: {e}"))?;
-        let (tx, mut rx) = mpsc::channel::<Notification>(1024);
+        // A redirect would turn the POST into a GET without its body: it is a failure
+        // to report, not a delivery.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
+        let (tx, rx) = mpsc::channel::<Notification>(QUEUE);
         let deliveries = Arc::new(Mutex::new(deliveries));
         let inner = Arc::new(Inner { client, targets, hooks: hooks.to_vec(), status: deliveries.clone() });
-        let worker = inner.clone();
-        tokio::spawn(async move {
-            while let Some(n) = rx.recv().await {
-                let w = worker.clone();
-                tokio::spawn(async move { w.deliver_all(&n).await });
-            }
-        });
+        // A fixed number of workers take from the queue: a dead endpoint holds at most
+        // that many deliveries (and their connections) at once; the rest wait in the
+        // queue, and past it are dropped and counted.
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WORKERS {
+            let (worker, rx) = (inner.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(n) = rx.lock().await.recv().await else { return };
+                    worker.deliver_all(&n).await;
+                }
+            });
+        }
         Ok(Notifier { tx, inner, deliveries, dropped: Arc::default() })
     }
 
-    /// Delivers now and waits for every webhook and hook (for `check --notify`).
-    pub async fn deliver_now(&self, n: &Notification) {
-        self.inner.deliver_all(n).await;
+    /// Delivers every notification now, all at once, and waits for them under one
+    /// deadline (for `check --notify`). Returns how many were not done by then.
+    pub async fn deliver_now(&self, all: &[Notification]) -> usize {
+        let deadline = self.inner.targets.iter().map(Webhook::worst_case).max().unwrap_or_default();
+        let deadline = deadline.max(HOOK_TIMEOUT).min(MAX_DEADLINE);
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let each = all.iter().map(|n| async {
+            self.inner.deliver_all(n).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let _ = tokio::time::timeout(deadline, futures_util::future::join_all(each)).await;
+        all.len() - done.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues a notification; never waits (a full queue drops it and counts).
@@ -252,7 +302,7 @@ impl Notifier {
 
 async fn deliver(client: &reqwest::Client, w: &Webhook, n: &Notification, status: &Mutex<Vec<Delivery>>) {
     let body = body(n, w.slack);
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = FIRST_BACKOFF;
     let mut last_error = String::new();
     for attempt in 0..=w.retries {
         let mut req =
@@ -267,13 +317,21 @@ async fn deliver(client: &reqwest::Client, w: &Webhook, n: &Notification, status
                 s[w.status].last_error = None;
                 return;
             }
+            Ok(resp) if resp.status().is_redirection() => {
+                let to = resp.headers().get("location").and_then(|l| l.to_str().ok()).map(crate::text::redact_url);
+                last_error = format!(
+                    "HTTP {}: redirects are not followed (set the webhook to the final URL{})",
+                    resp.status(),
+                    to.map(|t| format!(", {}", crate::text::sanitize(&t))).unwrap_or_default()
+                );
+            }
             Ok(resp) => last_error = format!("HTTP {}", resp.status()),
             Err(e) if e.is_timeout() => last_error = format!("no answer within {:.0?}", w.timeout),
             Err(e) => last_error = format!("cannot reach it ({})", e.without_url()),
         }
         if attempt < w.retries {
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
     let mut s = status.lock().expect("status lock");
@@ -295,7 +353,7 @@ async fn run_hook(h: &HookConfig, n: &Notification) {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&serde_json::to_vec(n).expect("JSON")).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    let _ = tokio::time::timeout(HOOK_TIMEOUT, child.wait()).await;
 }
 
 #[cfg(test)]

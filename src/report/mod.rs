@@ -283,7 +283,12 @@ pub struct UserRow {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Sessions {
+    /// Distinct sessions, also past the million kept one by one (then an estimate).
     pub total_sessions: u64,
+    /// `total_sessions` is a HyperLogLog estimate (over 1,000,000 sessions); the
+    /// averages are over the sessions kept one by one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
     pub avg_duration: f64,
     pub avg_cost: f64,
     pub avg_request_count: f64,
@@ -436,8 +441,10 @@ impl Report {
                 acc += s.cost;
                 acc
             });
+            let (distinct, exact) = stats.sessions.distinct_keys();
             Sessions {
-                total_sessions: all.len() as u64,
+                total_sessions: distinct,
+                estimated: !exact,
                 avg_duration: div(all.iter().map(|s| s.duration_micros()).sum::<i64>() as f64 / 1e6, k),
                 avg_cost: div(total_cost.to_f64(), k),
                 avg_request_count: div(all.iter().map(|s| s.requests as f64).sum(), k),

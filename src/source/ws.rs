@@ -59,31 +59,7 @@ impl Default for WsOptions {
     }
 }
 
-/// A URL without credentials or token-like query parameters, for display.
-pub fn redact(url: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let base = match (base.find("://"), base.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***@{}", &base[..s + 3], &base[at + 1..]),
-        _ => base.to_string(),
-    };
-    if query.is_empty() {
-        return base;
-    }
-    let q: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _))
-                if ["token", "key", "secret", "auth", "password"]
-                    .iter()
-                    .any(|s| k.to_ascii_lowercase().contains(s)) =>
-            {
-                format!("{k}=***")
-            }
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", q.join("&"))
-}
+pub use crate::text::redact_url as redact;
 
 /// The URL with `since=N` (and `stream=ID` when known) set, replacing any already there.
 fn with_since(url: &str, since: Option<u64>, stream: Option<&str>) -> String {

@@ -324,6 +324,11 @@ pub struct Capped<V> {
     empty: V,
     /// The smallest rank kept at the last [`compact`](Self::compact).
     floor: f64,
+    /// With [`counting`](Self::counting): every key seen, once a key was folded, so
+    /// the number of distinct keys stays known past the cap (for maps filled by
+    /// `entry` and `merge`).
+    seen: Option<Box<Distinct>>,
+    counting: bool,
 }
 
 /// The keys are already hashes: pass them through.
@@ -377,7 +382,14 @@ impl<V: Mergeable + Default> Capped<V> {
 
 impl<V: Mergeable> Capped<V> {
     pub fn with_empty(cap: usize, empty: V) -> Self {
-        Self { map: HashMap::default(), other: None, cap, empty, floor: 0.0 }
+        Self { map: HashMap::default(), other: None, cap, empty, floor: 0.0, seen: None, counting: false }
+    }
+
+    /// A map that also counts the distinct keys it folds (exactly up to four times its
+    /// cap, then as an estimate).
+    pub fn counting(mut self) -> Self {
+        self.counting = true;
+        self
     }
 
     /// The entry for `key`; allocates only when a new key is admitted.
@@ -389,11 +401,34 @@ impl<V: Mergeable> Capped<V> {
     /// Like [`entry`](Self::entry) when the caller already has `key_hash(key)`.
     #[inline]
     pub fn entry_hashed(&mut self, hash: u64, key: &str) -> &mut V {
-        let full = self.map.len() >= self.cap;
+        if self.map.len() >= self.cap && !self.map.contains_key(&hash) {
+            if self.counting {
+                self.seen_keys().insert_hash(hash);
+            }
+            return self.other.get_or_insert_with(|| self.empty.clone());
+        }
         match self.map.entry(hash) {
             Entry::Occupied(o) => &mut o.into_mut().1,
-            Entry::Vacant(v) if !full => &mut v.insert((key.into(), self.empty.clone())).1,
-            Entry::Vacant(_) => self.other.get_or_insert_with(|| self.empty.clone()),
+            Entry::Vacant(v) => &mut v.insert((key.into(), self.empty.clone())).1,
+        }
+    }
+
+    /// The set of keys seen, started from the keys kept when the first one folds.
+    fn seen_keys(&mut self) -> &mut Distinct {
+        let map = &self.map;
+        self.seen.get_or_insert_with(|| {
+            let mut d = Distinct::new(self.cap.saturating_mul(4));
+            map.keys().for_each(|&h| d.insert_hash(h));
+            Box::new(d)
+        })
+    }
+
+    /// Distinct keys seen, folded ones included: exact until the cap is passed, then
+    /// an estimate (see [`Distinct`]).
+    pub fn distinct_keys(&self) -> (u64, bool) {
+        match &self.seen {
+            Some(d) => (d.count(), d.is_exact()),
+            None => (self.map.len() as u64, true),
         }
     }
 
@@ -403,6 +438,9 @@ impl<V: Mergeable> Capped<V> {
         }
         if let Some(v) = &o.other {
             self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
+        }
+        if let Some(d) = &o.seen {
+            self.seen_keys().merge(d);
         }
     }
 
@@ -546,7 +584,11 @@ impl Stats {
             by_provider: Capped::new(limits.groups),
             by_property: Capped::with_empty(limits.property_keys, Capped::new(limits.groups)),
             users: Capped::new(limits.users),
-            sessions: Capped::new(limits.sessions),
+            // The report counts every session; live slabs need not.
+            sessions: match limits.distinct_exact {
+                0 => Capped::new(limits.sessions),
+                _ => Capped::new(limits.sessions).counting(),
+            },
             distinct_users: Distinct::new(limits.distinct_exact),
             first: Micros::MAX,
             last: Micros::MIN,
@@ -700,6 +742,25 @@ mod tests {
         assert_eq!((t.requests, t.ok, t.errors, t.e4xx, t.e5xx, t.e429, t.status0), (8, 2, 5, 2, 2, 1, 1));
         assert_eq!(s.by_status.len(), 8);
         assert_eq!(t.cost, Usd(8_000_000_000));
+    }
+
+    #[test]
+    fn distinct_keys_are_counted_past_the_cap() {
+        let mut a: Capped<Agg> = Capped::new(10).counting();
+        let mut b: Capped<Agg> = Capped::new(10).counting();
+        for i in 0..25 {
+            a.entry(&format!("s{i}"));
+        }
+        for i in 20..40 {
+            b.entry(&format!("s{i}"));
+        }
+        assert_eq!(a.len(), 10);
+        assert_eq!(a.distinct_keys(), (25, true));
+        a.merge(&b);
+        assert_eq!(a.distinct_keys(), (40, true), "s20..s24 are in both");
+        let mut small: Capped<Agg> = Capped::new(10);
+        small.entry("x");
+        assert_eq!(small.distinct_keys(), (1, true));
     }
 
     #[test]
