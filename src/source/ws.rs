@@ -7,7 +7,8 @@
 //! nothing, drops events it already has (same `seq`), reports gaps the relay announces,
 //! pings the server and drops a connection that stays silent. When the relay restarted
 //! (a `reset` notice: its `seq` numbers are a new stream), the client takes the new
-//! stream's whole buffer and drops the events it saw before by their `request_id`;
+//! stream's whole buffer and drops the events it saw before, by their `request_id`
+//! (the last 262,144 ids are remembered);
 //! the restart is reported, since events published while the relay was down may be
 //! missing, and so are replayed events without a `request_id` (they cannot be checked). Secrets (the bearer token,
 //! header values) are never shown: not in states, errors or logs.
@@ -113,16 +114,20 @@ struct Position {
     /// The relay's stream id, once an event or a reset named it.
     stream: Option<String>,
     /// After a reset: the new stream's events up to this `seq` were buffered while the
-    /// client was away, and may repeat events it already has.
+    /// client was away (those without a request id cannot be checked).
     catch_up: Option<u64>,
+    /// Request ids of this stream's events.
     seen: SeenIds,
+    /// Request ids of the stream before the last reset: a restarted relay reading its
+    /// files again sends them again, for as long as its first read lasts.
+    before: Option<SeenIds>,
     /// Replayed events after a reset that had no request id to check.
     unverified: u64,
 }
 
 impl Position {
     fn new() -> Self {
-        Position { last_seq: None, stream: None, catch_up: None, seen: SeenIds::new(), unverified: 0 }
+        Position { last_seq: None, stream: None, catch_up: None, seen: SeenIds::new(), before: None, unverified: 0 }
     }
 }
 
@@ -360,6 +365,7 @@ fn handle(text: &str, parser: &mut LineParser, pos: &mut Position) -> Vec<Update
                 pos.last_seq = Some(0);
                 pos.catch_up = (notice.last_seq > 0).then_some(notice.last_seq);
                 pos.unverified = 0;
+                pos.before = Some(std::mem::replace(&mut pos.seen, SeenIds::new()));
                 return vec![Update::Restarted { stream, last_seq: notice.last_seq }];
             }
             _ => {}
@@ -407,17 +413,16 @@ fn handle(text: &str, parser: &mut LineParser, pos: &mut Position) -> Vec<Update
                     pos.catch_up = None;
                     caught_up = true;
                 }
-                match id {
-                    Some(h) if pos.seen.contains(h) => {
-                        dups += 1;
-                        return;
-                    }
-                    Some(_) => {}
-                    None => pos.unverified += 1,
+                if id.is_none() {
+                    pos.unverified += 1;
                 }
             }
             if let Some(h) = id {
                 pos.seen.insert(h);
+                if pos.before.as_ref().is_some_and(|b| b.contains(h)) {
+                    dups += 1;
+                    return;
+                }
             }
             write_line(ev, &mut lines);
         });
@@ -546,9 +551,11 @@ mod tests {
         }
         assert_eq!((kept, dups), (2, 3));
         assert_eq!(notices.len(), 1, "the event without an id is reported: {notices:?}");
-        // Caught up: an id seen before is no longer a reason to drop anything.
-        let again = handle(&ev("a", 6, "new"), &mut p, &mut pos);
-        assert!(matches!(&again[..], [Update::Lines(_)]), "{again:?}");
-        assert_eq!(with_since("ws://h/", pos.last_seq, pos.stream.as_deref()), "ws://h/?since=6&stream=new");
+        // Still reading its files again after the client caught up: still dropped.
+        let again = handle(&ev("c", 6, "new"), &mut p, &mut pos);
+        assert_eq!(again, vec![Update::Duplicates(1)]);
+        let fresh = handle(&ev("e", 7, "new"), &mut p, &mut pos);
+        assert!(matches!(&fresh[..], [Update::Lines(_)]), "{fresh:?}");
+        assert_eq!(with_since("ws://h/", pos.last_seq, pos.stream.as_deref()), "ws://h/?since=7&stream=new");
     }
 }
