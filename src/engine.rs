@@ -686,6 +686,27 @@ mod tests {
     }
 
     #[test]
+    fn recent_ring_is_bounded_in_bytes() {
+        let config = Config { windows: vec![60 * S], recent: 20_000, ..Config::default() };
+        let mut e = Engine::new(config, PriceTable::default(), 1_000 * S);
+        let value = "v".repeat(crate::event::MAX_NAME_BYTES);
+        let mut big = ev(1_000 * S, "u", 1.0);
+        big.properties = (0..200).map(|i| (Cow::Owned(format!("key-{i}")), Cow::Owned(value.clone()))).collect();
+        for _ in 0..3_000 {
+            e.ingest(&big);
+        }
+        // 3,000 such requests hold about 170 MB: the ring keeps fewer.
+        assert!(e.recent_bytes <= RECENT_BYTES, "{}", e.recent_bytes);
+        assert!(e.recent().len() < 3_000 && e.recent().len() > 100, "{}", e.recent().len());
+        // Small requests again: the ring fills up to its count and gives the bytes back.
+        for i in 0..20_000 {
+            e.ingest(&ev(1_000 * S, &format!("u{i}"), 1.0));
+        }
+        assert_eq!(e.recent().len(), 20_000);
+        assert!(e.recent_bytes < 2 << 20, "{}", e.recent_bytes);
+    }
+
+    #[test]
     fn report_matches_the_engine() {
         let mut e = engine(Clock::Wall, 1_000 * S);
         for i in 0..10 {

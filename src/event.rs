@@ -161,6 +161,29 @@ mod tests {
     }
 
     #[test]
+    fn long_strings_are_bounded_and_stay_distinct() {
+        let a = format!("{}a", "é".repeat(30_000));
+        let b = format!("{}b", "é".repeat(30_000));
+        let mut e = Event {
+            user_id: Some(Cow::Borrowed(&a)),
+            model: Some(Cow::Borrowed("gpt-4o")),
+            error: Some(Cow::Owned("x".repeat(5000))),
+            properties: vec![(Cow::Borrowed("k"), Cow::Borrowed(&b))],
+            ..Default::default()
+        };
+        e.bound_strings();
+        let user = e.user().unwrap();
+        assert!(user.len() <= MAX_NAME_BYTES && user.starts_with("éé") && user.contains("…#"), "{user}");
+        assert_eq!(e.model(), "gpt-4o", "short strings are untouched");
+        assert!(matches!(e.model, Some(Cow::Borrowed(_))), "and not copied");
+        assert!(e.error.as_ref().unwrap().len() <= MAX_ERROR_BYTES);
+        let mut other = Event { user_id: Some(Cow::Borrowed(&b)), ..Default::default() };
+        other.bound_strings();
+        assert_ne!(other.user(), e.user(), "values that differ past the cut stay different");
+        assert_eq!(e.properties[0].1, other.user().unwrap(), "the same value is cut the same way");
+    }
+
+    #[test]
     fn missing_names_are_unknown() {
         let e = Event { model: Some(Cow::Borrowed("")), ..Default::default() };
         assert_eq!(e.model(), "unknown");

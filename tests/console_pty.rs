@@ -18,10 +18,19 @@ struct Console {
 
 impl Console {
     fn start(args: &[&str]) -> Console {
+        Console::start_with(env!("CARGO_BIN_EXE_tokentop"), args)
+    }
+
+    /// Runs `sh -c SCRIPT` in the terminal (to give the console another standard input).
+    fn shell(script: &str) -> Console {
+        Console::start_with("sh", &["-c", script])
+    }
+
+    fn start_with(program: &str, args: &[&str]) -> Console {
         let pty = native_pty_system()
             .openpty(PtySize { rows: 30, cols: 110, pixel_width: 0, pixel_height: 0 })
             .expect("a pseudo-terminal");
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_tokentop"));
+        let mut cmd = CommandBuilder::new(program);
         cmd.args(args);
         cmd.env("TERM", "xterm-256color");
         let child = pty.slave.spawn_command(cmd).unwrap();
@@ -86,6 +95,37 @@ impl Console {
         self.writer.write_all(keys.as_bytes()).unwrap();
         self.writer.flush().unwrap();
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_console_whose_sources_all_ended_shows_what_it_read_and_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let lines: String = (0..250u64)
+        .map(|i| format!("{{\"created_at\":{},\"model\":\"tt-one\"}}\n", 1_740_823_200_000u64 + i * 1000))
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    // Standard input is the file; keys come from the terminal.
+    let bin = env!("CARGO_BIN_EXE_tokentop");
+    let mut c = Console::shell(&format!("'{bin}' --clock event --utc - < '{}'", path.display()));
+    c.wait_for("250");
+    c.wait_for("all sources ended");
+    c.wait_for("stdin at end");
+    c.quit();
+
+    // A directory as the only source: the reason is on screen, and q still quits.
+    let mut c = Console::start(&["--clock", "event", dir.path().to_str().unwrap()]);
+    c.wait_for("is a directory");
+    c.quit();
+    // So does Ctrl-C.
+    let mut c = Console::start(&["--clock", "event", dir.path().to_str().unwrap()]);
+    c.wait_for("is a directory");
+    c.press("\x03");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "Ctrl-C did not quit");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

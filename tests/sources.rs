@@ -110,6 +110,38 @@ fn follows_appends_partial_lines_rotation_truncation_and_late_creation() {
 }
 
 #[test]
+fn a_path_that_becomes_a_directory_is_retried_and_a_fifo_is_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.jsonl");
+    append(&path, &format!("{}\n", event(1)));
+    let rx = follower(path.clone());
+    let (mut seen, mut states) = (Vec::new(), Vec::new());
+    drain_until(&rx, &mut seen, &mut states, |s, _| s.len() == 1);
+    // Replaced by a directory: the reason is shown, and the path is tried again.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    drain_until(&rx, &mut seen, &mut states, |_, st| {
+        st.iter().any(|s| matches!(s, SourceState::Retrying(why) if why.contains("is a directory")))
+    });
+    // The file comes back: followed again.
+    std::fs::remove_dir(&path).unwrap();
+    append(&path, &format!("{}\n", event(2)));
+    drain_until(&rx, &mut seen, &mut states, |s, _| s.len() == 2);
+    assert_eq!(seen, ["r1", "r2"]);
+
+    // A FIFO is read as a stream to its end, then reported at its end.
+    let fifo = dir.path().join("events.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let rx = follower(fifo.clone());
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    w.write_all(format!("{}\n{}", event(3), event(4)).as_bytes()).unwrap();
+    drop(w);
+    let (mut seen, mut states) = (Vec::new(), Vec::new());
+    drain_until(&rx, &mut seen, &mut states, |_, st| st.contains(&SourceState::AtEnd));
+    assert_eq!(seen, ["r3", "r4"], "the last line without its newline counts too");
+}
+
+#[test]
 fn a_glob_follows_files_created_later() {
     let dir = tempfile::tempdir().unwrap();
     append(&dir.path().join("a.jsonl"), &format!("{}\n", event(1)));

@@ -403,3 +403,41 @@ fn demo(rate: f64, seed: u64, send: impl Fn(Update) -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_channel_is_bounded_in_bytes_and_loses_nothing() {
+        let (tx, mut rx) = channel(1024, 10_000);
+        let sender = std::thread::spawn(move || {
+            for i in 0..100u8 {
+                assert!(tx.blocking_send(Feed { source: 0, update: Update::Lines(vec![i; 3_000]) }));
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Three batches fit in 10,000 bytes; the sender waits for room (a waiter may
+        // already hold part of what it asked for).
+        assert!((9_000..=10_000).contains(&rx.queued_bytes()), "{}", rx.queued_bytes());
+        let mut got = Vec::new();
+        while let Some(Feed { update: Update::Lines(l), .. }) = rx.recv().await {
+            assert!(rx.queued_bytes() <= 10_000);
+            got.push(l[0]);
+        }
+        sender.join().unwrap();
+        assert_eq!(got, (0..100).collect::<Vec<u8>>());
+        assert_eq!(rx.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sender_waiting_for_room_stops_when_the_consumer_is_gone() {
+        let (tx, rx) = channel(1024, 100);
+        assert!(tx.send(Feed { source: 0, update: Update::Lines(vec![0; 100]) }).await);
+        let waiting =
+            tokio::spawn(async move { tx.send(Feed { source: 0, update: Update::Lines(vec![0; 10]) }).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(rx);
+        assert!(!waiting.await.unwrap());
+    }
+}
