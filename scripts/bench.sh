@@ -8,7 +8,9 @@
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
 #   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
 #   scripts/bench.sh alerts    # live ingest with and without the nine seed alert rules
-#   scripts/bench.sh           # all six
+#   scripts/bench.sh faults    # keys under 100k and 200k events/s of file input; memory with
+#                              # 10,000 events of 50 KB strings; report over 1 GB without a newline
+#   scripts/bench.sh           # all seven
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -48,4 +50,17 @@ fi
 if [[ $what == alerts || $what == all ]]; then
   ./target/release/examples/alerts_bench 1 1000 100000 off
   ./target/release/examples/alerts_bench 1 1000 100000 on
+fi
+
+if [[ $what == faults || $what == all ]]; then
+  ./target/release/examples/faults_bench keys 100000 10
+  ./target/release/examples/faults_bench keys 200000 10
+  ./target/release/examples/faults_bench memory
+  zeros=$tmp/zeros.jsonl
+  { echo '{"created_at":1740000000000,"model":"m"}'; head -c 1000000000 /dev/zero; echo
+    echo '{"created_at":1740000001000,"model":"m"}'; } > "$zeros"
+  /usr/bin/time -f "report over 1 GB of zeros between two lines: %e s wall, peak RSS %M KiB" \
+    ./target/release/tokentop report --window all "$zeros" > /dev/null 2> "$tmp/zeros.err" || true
+  tail -n 1 "$tmp/zeros.err"
+  rm -f "$zeros"
 fi

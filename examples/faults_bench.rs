@@ -1,0 +1,224 @@
+//! Benchmarks for the faults an ops engineer probes for (`scripts/bench.sh faults`):
+//!
+//! - `faults_bench keys RATE SECS`: the console follows a file appended at RATE events/s
+//!   in a 120x40 pseudo-terminal; `?` and Esc are pressed 20 times and the time until the
+//!   screen shows (or drops) the help box is measured, with the ev/s the status bar shows.
+//! - `faults_bench memory`: 10,000 events with distinct 50 KB user, session, model,
+//!   property and error strings (a 2.5 GB file); peak memory of `report`, `serve` and
+//!   the console reading it.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+fn exe() -> std::path::PathBuf {
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("tokentop")
+}
+
+/// Peak resident memory of a process so far, in MiB.
+fn peak_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Bytes a process has read (from /proc/PID/io).
+fn read_bytes(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("rchar:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+struct Pty {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+}
+
+impl Pty {
+    fn start(args: &[&str]) -> Pty {
+        let (rows, cols) = (40, 120);
+        let pty = native_pty_system().openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut cmd = CommandBuilder::new(exe());
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            std::num::NonZero::new(rows).unwrap(),
+            std::num::NonZero::new(cols).unwrap(),
+            0,
+        )));
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let s = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        let writer = pty.master.take_writer().unwrap();
+        std::mem::forget(pty.master);
+        Pty { screen, writer, child }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    /// Presses `key` and returns how long until `done` holds for the screen.
+    fn answer(&mut self, key: &[u8], done: impl Fn(&str) -> bool) -> Duration {
+        let t = Instant::now();
+        self.writer.write_all(key).unwrap();
+        self.writer.flush().unwrap();
+        while !done(&self.contents()) {
+            assert!(t.elapsed() < Duration::from_secs(30), "no answer to a key in 30 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        t.elapsed()
+    }
+}
+
+fn keys(rate: f64, secs: f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.jsonl");
+    std::fs::write(&path, "").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, s) = (path.clone(), stop.clone());
+    // Appends at `rate` events/s, in 10 ms steps.
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+        let start = Instant::now();
+        let mut written = 0u64;
+        let mut buf = String::with_capacity(1 << 20);
+        while !s.load(Ordering::Relaxed) {
+            let due = (start.elapsed().as_secs_f64() * rate) as u64;
+            buf.clear();
+            let now_ms = tokentop::time::now() / 1000;
+            for i in written..due {
+                use std::fmt::Write as _;
+                let _ = writeln!(
+                    buf,
+                    r#"{{"created_at":{now_ms},"request_id":"r{i}","provider":"openai","model":"gpt-4o-{}","status":{},"latency_ms":{},"prompt_tokens":{},"completion_tokens":{},"user_id":"u{}"}}"#,
+                    i % 8,
+                    if i % 50 == 0 { 500 } else { 200 },
+                    100 + i % 3000,
+                    500 + i % 700,
+                    50 + i % 300,
+                    i % 5000
+                );
+            }
+            f.write_all(buf.as_bytes()).unwrap();
+            written = due;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (written, start.elapsed().as_secs_f64())
+    });
+    let mut c = Pty::start(&[path.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut lat = Vec::new();
+    let t = Instant::now();
+    while t.elapsed().as_secs_f64() < secs {
+        lat.push(c.answer(b"?", |s| s.contains("┌ keys")));
+        std::thread::sleep(Duration::from_millis(150));
+        lat.push(c.answer(b"\x1b", |s| !s.contains("┌ keys")));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let status = c.contents().lines().last().unwrap_or_default().trim().to_string();
+    let cpu_pid = c.child.process_id().unwrap();
+    let peak = peak_mib(cpu_pid);
+    stop.store(true, Ordering::Relaxed);
+    let (written, took) = writer.join().unwrap();
+    let _ = c.child.kill();
+    lat.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "console following a file at {rate:.0} events/s ({:.0} written/s): {} keys answered in p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; peak RSS {peak:.0} MiB",
+        written as f64 / took,
+        lat.len(),
+        ms(lat[lat.len() / 2]),
+        ms(lat[lat.len() * 95 / 100]),
+        ms(*lat.last().unwrap())
+    );
+    println!("status bar at the end: {status}");
+}
+
+fn memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge-strings.jsonl");
+    {
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).unwrap());
+        let pad = "x".repeat(50_000);
+        for i in 0..10_000u64 {
+            writeln!(
+                f,
+                r#"{{"created_at":{},"model":"m{i}{pad}","user_id":"u{i}{pad}","session_id":"s{i}{pad}","properties":{{"feature":"f{i}{pad}"}},"status":500,"error":"e{i}{pad}"}}"#,
+                1_740_000_000_000u64 + i * 100
+            )
+            .unwrap();
+        }
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    println!("input: 10,000 events, {:.0} MB, 5 distinct 50 KB strings each", size as f64 / 1e6);
+    let file = path.to_str().unwrap();
+
+    let mut report =
+        Command::new(exe()).args(["report", "--window", "all", file]).stdout(Stdio::null()).spawn().unwrap();
+    let pid = report.id();
+    let mut peak: f64 = 0.0;
+    while report.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_mib(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("report: peak RSS {peak:.0} MiB");
+
+    let mut serve = Command::new(exe())
+        .args(["serve", "--no-follow", "--listen", "127.0.0.1:0", file])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = serve.stderr.take().unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("at end") {
+        let n = err.read(&mut buf).unwrap();
+        assert!(n > 0, "serve exited: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    println!("serve: peak RSS {:.0} MiB (every event published and buffered)", peak_mib(serve.id()));
+    let _ = serve.kill();
+    let _ = serve.wait();
+
+    let mut c = Pty::start(&["--clock", "event", file]);
+    let pid = c.child.process_id().unwrap();
+    let t = Instant::now();
+    while read_bytes(pid) < size && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let shown = c.contents().contains("10,000");
+    println!("console: peak RSS {:.0} MiB (all 10,000 shown: {shown})", peak_mib(pid));
+    let _ = c.child.kill();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("keys") => keys(
+            args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000.0),
+            args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10.0),
+        ),
+        Some("memory") => memory(),
+        _ => eprintln!("usage: faults_bench keys [RATE] [SECS] | faults_bench memory"),
+    }
+}
