@@ -196,7 +196,10 @@ impl FeedSender {
                 Some(rt) => rt.block_on(self.budget.acquire_many(n as u32)).map(|p| p.forget()).is_ok(),
                 None => loop {
                     match self.budget.try_acquire_many(n as u32) {
-                        Ok(p) => break p.forget() == (),
+                        Ok(p) => {
+                            p.forget();
+                            break true;
+                        }
                         Err(tokio::sync::TryAcquireError::NoPermits) => std::thread::sleep(Duration::from_millis(1)),
                         Err(tokio::sync::TryAcquireError::Closed) => break false,
                     }
