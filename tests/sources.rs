@@ -15,25 +15,8 @@ use tokentop::source::ws::{WsOptions, run};
 use tokentop::source::{Feed, SourceState, Update};
 use tokio_tungstenite::tungstenite::Message;
 
-fn event(i: u64) -> String {
-    format!(r#"{{"created_at":{},"model":"m","request_id":"r{i}"}}"#, 1_740_000_000_000u64 + i)
-}
-
-fn ids(lines: &[u8]) -> Vec<String> {
-    lines
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
-            v["request_id"].as_str().unwrap().to_string()
-        })
-        .collect()
-}
-
-fn append(path: &std::path::Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
+mod common;
+use common::{append, event, ids};
 
 /// Runs a follower on a thread; its updates come back on the channel.
 fn follower(path: std::path::PathBuf) -> std::sync::mpsc::Receiver<Update> {

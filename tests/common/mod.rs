@@ -65,3 +65,27 @@ pub fn redirector() -> String {
     });
     url
 }
+
+/// A native event with request id `r{i}`.
+pub fn event(i: u64) -> String {
+    format!(r#"{{"created_at":{},"model":"m","request_id":"r{i}"}}"#, 1_740_000_000_000u64 + i)
+}
+
+/// The request ids of native lines.
+pub fn ids(lines: &[u8]) -> Vec<String> {
+    lines
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+            v["request_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Appends to a file, creating it when missing (as a gateway writing its log).
+pub fn append(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
