@@ -269,11 +269,18 @@ impl RecentRequest {
 
     /// Heap bytes held, for the ring's bound in bytes.
     fn heap_bytes(&self) -> usize {
-        let strings = [&self.request_id, &self.provider, &self.model, &self.user_id, &self.session_id]
-            .iter()
-            .chain([&&self.session_path, &&self.error])
-            .map(|s| s.capacity())
-            .sum::<usize>();
+        let strings: usize = [
+            &self.request_id,
+            &self.provider,
+            &self.model,
+            &self.user_id,
+            &self.session_id,
+            &self.session_path,
+            &self.error,
+        ]
+        .iter()
+        .map(|s| s.capacity())
+        .sum();
         let props = self.properties.capacity() * std::mem::size_of::<(String, String)>()
             + self.properties.iter().map(|(k, v)| k.capacity() + v.capacity()).sum::<usize>();
         strings + props
@@ -423,9 +430,10 @@ impl Engine {
         if self.recent_cap == 0 {
             return;
         }
-        let mut slot = match self.recent.len() >= self.recent_cap {
-            true => self.recent.pop_front().unwrap_or_default(),
-            false => RecentRequest::default(),
+        let mut slot = if self.recent.len() >= self.recent_cap {
+            self.recent.pop_front().unwrap_or_default()
+        } else {
+            RecentRequest::default()
         };
         self.recent_bytes -= slot.heap_bytes();
         slot.fill(ev, x);

@@ -160,26 +160,18 @@ impl Live {
                 }
                 status.state = s;
             }
-            Update::TooLong(n) => {
-                status.bad += n;
-                status.last_error = Some("a line longer than 1 MiB was skipped".into());
-            }
-            Update::Truncated => status.last_error = Some("truncated; read again from the start".into()),
-            Update::Gap { missed, from, to } => {
-                status.missed += missed;
-                status.last_error = Some(format!("missed {missed} events (#{from}..#{to})"));
-            }
-            Update::Duplicates(n) => status.duplicates += n,
-            Update::Restarted { stream, last_seq } => {
-                status.restarts += 1;
-                status.last_error = Some(format!(
-                    "the relay restarted (stream {stream}, {last_seq} events buffered): events sent while it was down may be missing"
-                ));
-            }
-            Update::Notice(text) => status.last_error = Some(text),
-            Update::BadRecords { count, first } => {
-                status.bad += count;
-                status.last_error = Some(first);
+            other => {
+                match &other {
+                    Update::TooLong(n) => status.bad += n,
+                    Update::Gap { missed, .. } => status.missed += missed,
+                    Update::Duplicates(n) => status.duplicates += n,
+                    Update::Restarted { .. } => status.restarts += 1,
+                    Update::BadRecords { count, .. } => status.bad += count,
+                    _ => {}
+                }
+                if let Some(text) = other.describe() {
+                    status.last_error = Some(text);
+                }
             }
         }
     }

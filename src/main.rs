@@ -481,15 +481,11 @@ fn collect_live(specs: &[SourceSpec], ws: &WsArgs, duration: std::time::Duration
                                 reached[i] = true;
                                 failing[i] = None;
                             }
-                            Update::BadRecords { count, first } => {
-                                eprintln!("tokentop: {name}: {count} bad records: {}", sanitize(&first))
+                            other => {
+                                if let Some(text) = other.describe() {
+                                    eprintln!("tokentop: {name}: {text}");
+                                }
                             }
-                            Update::Gap { missed, .. } => eprintln!("tokentop: {name}: missed {missed} events"),
-                            Update::Restarted { .. } => {
-                                eprintln!("tokentop: {name}: the relay restarted; events sent while it was down may be missing")
-                            }
-                            Update::Notice(text) => eprintln!("tokentop: {name}: {}", sanitize(&text)),
-                            _ => {}
                         }
                     }
                 },

@@ -235,16 +235,10 @@ pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<S
             }
             Update::State(SourceState::Failed(e)) => eprintln!("tokentop: {name}: {}", crate::text::sanitize(&e)),
             Update::State(s) => eprintln!("tokentop: {name}: {s}"),
-            Update::TooLong(n) => eprintln!("tokentop: {name}: skipped {n} lines longer than 1 MiB"),
-            Update::Truncated => eprintln!("tokentop: {name}: truncated, reading it again from the start"),
-            Update::Gap { missed, from, to } => eprintln!("tokentop: {name}: missed {missed} events (#{from}..#{to})"),
-            Update::Duplicates(_) => {}
-            Update::Restarted { stream, last_seq } => eprintln!(
-                "tokentop: {name}: the relay restarted (stream {stream}, {last_seq} events buffered); events sent while it was down may be missing"
-            ),
-            Update::Notice(text) => eprintln!("tokentop: {name}: {}", crate::text::sanitize(&text)),
-            Update::BadRecords { count, first } => {
-                eprintln!("tokentop: {name}: {count} bad records: {}", crate::text::sanitize(&first))
+            other => {
+                if let Some(text) = other.describe() {
+                    eprintln!("tokentop: {name}: {text}");
+                }
             }
         }
     }

@@ -3,8 +3,8 @@
 //! half-open and idle connections at the descriptor limit, wrong tokens, webhooks that
 //! redirect or hang.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use tokentop::source::ws::{WsOptions, run};
 use tokentop::source::{Feed, SourceState, Update};
 
 mod common;
-use common::{append, event, ids};
+use common::{Relay, append, event, ids, relay_with};
 
 fn events(range: std::ops::RangeInclusive<u64>) -> String {
     range.map(|i| event(i) + "\n").collect()
@@ -20,57 +20,6 @@ fn events(range: std::ops::RangeInclusive<u64>) -> String {
 
 fn tokentop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tokentop"))
-}
-
-/// A running `tokentop serve`, killed (SIGKILL) when dropped; its stderr is collected.
-struct Relay {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `tokentop serve` through `sh -c` (so a test can set limits first) and waits
-/// until it listens.
-// The child is waited for in `Relay::drop`.
-#[allow(clippy::zombie_processes)]
-fn relay_with(shell_prefix: &str, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Relay {
-    let bin = env!("CARGO_BIN_EXE_tokentop");
-    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-    let script = format!("{shell_prefix} exec '{bin}' serve --listen {listen} {}", quoted.join(" "));
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).stderr(Stdio::piped()).stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if err.read_line(&mut line).unwrap_or(0) == 0 {
-            let status = child.wait();
-            panic!("the relay exited: {status:?}");
-        }
-        stderr.lock().unwrap().push(line.trim().to_string());
-        if let Some(url) = line.trim().strip_prefix("tokentop: relaying on ") {
-            let url = url.to_string();
-            let log = stderr.clone();
-            std::thread::spawn(move || {
-                for l in err.lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(l);
-                }
-            });
-            return Relay { child, url, stderr };
-        }
-    }
 }
 
 fn relay(listen: &str, args: &[&str]) -> Relay {

@@ -5,8 +5,8 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,7 +16,7 @@ use tokentop::source::{Feed, SourceState, Update};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{append, event, ids};
+use common::{Relay, append, event, ids, relay_with};
 
 /// Runs a follower on a thread; its updates come back on the channel.
 fn follower(path: std::path::PathBuf) -> std::sync::mpsc::Receiver<Update> {
@@ -154,42 +154,9 @@ fn a_glob_follows_files_created_later() {
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["r1", "r2", "r4"]);
 }
 
-/// A running `tokentop serve` on a free port, killed when dropped.
-struct Relay {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// The child is waited for in `Relay::drop`.
-#[allow(clippy::zombie_processes)]
+/// A running `tokentop serve` on a free port.
 fn relay(args: &[&str], env: &[(&str, &str)]) -> Relay {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokentop"));
-    cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").args(args).stderr(Stdio::piped()).stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if err.read_line(&mut line).unwrap_or(0) == 0 {
-            let status = child.wait();
-            panic!("the relay exited: {status:?}");
-        }
-        if let Some(url) = line.trim().strip_prefix("tokentop: relaying on ") {
-            let url = url.to_string();
-            std::thread::spawn(move || for _ in err.lines() {});
-            return Relay { child, url };
-        }
-    }
+    relay_with("", "127.0.0.1:0", args, env)
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

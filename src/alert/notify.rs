@@ -4,8 +4,9 @@
 //! Deliveries run on a few worker tasks behind a bounded queue: a slow or dead endpoint
 //! never slows the console or ingest, and holds at most that many connections (when
 //! the queue is full, notifications are dropped and counted). Redirects are not
-//! followed: a 3xx is a failure with its reason. Each webhook has a timeout and retries with exponential backoff; with
-//! `secret_env`, the body is signed: `X-Tokentop-Signature: sha256=<hex HMAC-SHA256>`.
+//! followed: a 3xx is a failure with its reason. Each webhook has a timeout and retries
+//! with exponential backoff; with `secret_env`, the body is signed:
+//! `X-Tokentop-Signature: sha256=<hex HMAC-SHA256>`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

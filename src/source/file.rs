@@ -6,8 +6,8 @@
 //! (copytruncate) is read again from its start; a path that does not exist yet is
 //! waited for; a path that cannot be read (a directory, no permission) is shown with
 //! its reason and tried again; a pipe, FIFO or device is read as a stream to its end.
-//! A partial last line is held until its newline arrives. A glob follows
-//! every matching file, including files created later.
+//! A partial last line is held until its newline arrives. A glob follows every
+//! matching file, including files created later.
 //!
 //! Followers poll (every 100 ms by default, at once again while there is data): a
 //! `stat` per file and poll is negligible when idle, and it works on every file system,

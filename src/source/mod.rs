@@ -137,6 +137,26 @@ pub enum Update {
     },
 }
 
+impl Update {
+    /// What a person should be told of this update (not of lines or states), in the
+    /// status bar or on stderr. Text from the source is sanitised.
+    pub fn describe(&self) -> Option<String> {
+        Some(match self {
+            Update::Lines(_) | Update::State(_) | Update::Duplicates(_) => return None,
+            Update::TooLong(n) => format!("skipped {n} lines longer than 1 MiB"),
+            Update::Truncated => "truncated; read again from the start".into(),
+            Update::Gap { missed, from, to } => format!("missed {missed} events (#{from}..#{to})"),
+            Update::Restarted { stream, last_seq } => format!(
+                "the relay restarted (stream {stream}, {last_seq} events buffered): events sent while it was down may be missing"
+            ),
+            Update::Notice(text) => crate::text::sanitize(text).into_owned(),
+            Update::BadRecords { count, first } => {
+                format!("{count} bad records, the first: {}", crate::text::sanitize(first))
+            }
+        })
+    }
+}
+
 /// An update from source number `source` (its index in the list given).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Feed {
@@ -320,8 +340,8 @@ fn follow_glob(pattern: &str, fo: file::FollowOptions, send: impl Fn(Update) -> 
                         // Each file reports its lines; the glob as a whole reports its state.
                         spawn(format!("file {}", path.display()), move || {
                             file::follow(&path, fo, &mut |u| match u {
-                                Update::State(SourceState::Failed(e)) => {
-                                    send(Update::BadRecords { count: 0, first: e })
+                                Update::State(SourceState::Failed(e) | SourceState::Retrying(e)) => {
+                                    send(Update::Notice(e))
                                 }
                                 Update::State(_) => true,
                                 u => send(u),

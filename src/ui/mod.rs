@@ -5,9 +5,11 @@
 //! engine for at most a few milliseconds at a time (what is left waits in the bounded
 //! source channel, shown as a backlog), and redraws at most every `refresh` (100 ms),
 //! only when something changed, and at once after a key. When every source has ended
-//! it keeps showing what it read. New data is taken from the engine at most every 250 ms (a
-//! snapshot of a day of heavy traffic takes ~20 ms; four a second are plenty to read). With no input and no data it blocks; a 1 s tick moves the clock
-//! (windows roll with it). Frames go through a buffered writer wrapped in synchronized
+//! it keeps showing what it read. New data is taken from the engine at most every
+//! 250 ms (a snapshot of a day of heavy traffic takes ~20 ms; four a second are plenty
+//! to read). With no input and no data it blocks; once a second, whatever the load,
+//! the clock moves (windows roll with it), the ingest rate is measured and the alert
+//! rules are evaluated. Frames go through a buffered writer wrapped in synchronized
 //! output, and ratatui writes only the cells that changed: no flicker over ssh.
 
 pub mod app;

@@ -89,3 +89,55 @@ pub fn append(path: &std::path::Path, text: &str) {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
+
+/// A running `tokentop serve`, killed (SIGKILL) when dropped; its stderr is collected.
+pub struct Relay {
+    pub child: std::process::Child,
+    pub url: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tokentop serve` through `sh -c` (so a test can set limits first) and waits
+/// until it listens.
+// The child is waited for in `Relay::drop`.
+#[allow(clippy::zombie_processes)]
+pub fn relay_with(shell_prefix: &str, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Relay {
+    use std::io::BufRead as _;
+    let bin = env!("CARGO_BIN_EXE_tokentop");
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!("{shell_prefix} exec '{bin}' serve --listen {listen} {}", quoted.join(" "));
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(script).stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("the relay exited: {status:?}");
+        }
+        stderr.lock().unwrap().push(line.trim().to_string());
+        if let Some(url) = line.trim().strip_prefix("tokentop: relaying on ") {
+            let url = url.to_string();
+            let log = stderr.clone();
+            std::thread::spawn(move || {
+                for l in err.lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(l);
+                }
+            });
+            return Relay { child, url, stderr };
+        }
+    }
+}
