@@ -29,6 +29,8 @@ pub struct ExportOptions {
     pub end: Option<Micros>,
     pub filter: Filter,
     pub input_format: Option<Format>,
+    /// The zone of timestamps written without an offset.
+    pub zone: crate::time::Zone,
     /// For `cost` terms in the filter.
     pub prices: PriceTable,
 }
@@ -101,7 +103,7 @@ pub fn export(
     out: &mut dyn Write,
     progress: Option<&std::sync::atomic::AtomicU64>,
 ) -> Result<Exported, ExportError> {
-    let read = ReadOptions { threads: 1, format: opts.input_format, progress };
+    let read = ReadOptions { threads: 1, format: opts.input_format, progress, zone: opts.zone };
     match opts.format {
         ExportFormat::Jsonl => {
             let mut line = Vec::with_capacity(1024);

@@ -22,6 +22,10 @@ pub struct SourceStatus {
     pub events: u64,
     /// Lines or records that were not events (bad JSON, wrong types, over 1 MiB).
     pub bad: u64,
+    /// Fields that could not be read: dropped, their records kept.
+    pub fields_dropped: u64,
+    /// Records that are not LLM calls (spans of other operations, outer nested spans).
+    pub skipped: u64,
     /// Events a relay could no longer replay.
     pub missed: u64,
     pub duplicates: u64,
@@ -37,7 +41,8 @@ pub struct Live {
     /// The engine of the current filter (drill-down), when one is set.
     pub filtered: Option<(Filter, Engine, FilteredSince)>,
     pub sources: Vec<SourceStatus>,
-    parser: LineParser,
+    /// One parser a source: each keeps its own format and held spans.
+    parsers: Vec<LineParser>,
     prices: PriceTable,
     cache: PriceCache,
     config: Config,
@@ -53,6 +58,32 @@ pub struct Live {
     pub backlog_bytes: u64,
 }
 
+/// Where an event goes: the engine, the filtered view's engine and the alert rules.
+struct Sink<'a> {
+    engine: &'a mut Engine,
+    filtered: &'a mut Option<(Filter, Engine, FilteredSince)>,
+    prices: &'a PriceTable,
+    cache: &'a mut PriceCache,
+    alerts: &'a mut Option<Watcher>,
+    keys: &'a mut Keys,
+}
+
+/// Prices an event once and records it everywhere it counts.
+fn ingest(s: Sink, ev: &Event) {
+    let price = s.cache.get(s.prices, ev.provider(), ev.model());
+    let x = Sample::new(ev, cost_of(ev, price.as_ref()));
+    s.keys.hash(ev);
+    s.engine.ingest_sampled(ev, &x, s.keys);
+    if let Some((f, fe, _)) = s.filtered.as_mut()
+        && f.matches(ev, x.cost.to_f64())
+    {
+        fe.ingest_sampled(ev, &x, s.keys);
+    }
+    if let Some(w) = s.alerts.as_mut() {
+        w.record(ev, &x, s.keys);
+    }
+}
+
 /// Where a filtered view's history begins.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FilteredSince {
@@ -64,6 +95,7 @@ pub struct FilteredSince {
 
 impl Live {
     pub fn new(names: Vec<String>, config: Config, prices: PriceTable, now: Micros) -> Live {
+        let parsers = names.iter().map(|_| LineParser::new(None)).collect();
         let sources = names
             .into_iter()
             .map(|name| SourceStatus {
@@ -71,6 +103,8 @@ impl Live {
                 state: SourceState::Starting,
                 events: 0,
                 bad: 0,
+                fields_dropped: 0,
+                skipped: 0,
                 missed: 0,
                 duplicates: 0,
                 restarts: 0,
@@ -81,7 +115,7 @@ impl Live {
             engine: Engine::new(config.clone(), prices.clone(), now),
             filtered: None,
             sources,
-            parser: LineParser::new(None),
+            parsers,
             prices,
             cache: PriceCache::default(),
             config,
@@ -99,8 +133,16 @@ impl Live {
         self.alerts = (!rules.is_empty()).then(|| Watcher::new(rules, self.config.clock == Clock::EventTime, now));
     }
 
-    /// Moves every engine's clock.
+    /// Timestamps without an offset are in `zone` (`--tz`).
+    pub fn set_zone(&mut self, zone: crate::time::Zone) {
+        for p in &mut self.parsers {
+            *p = LineParser::new(None).with_zone(zone);
+        }
+    }
+
+    /// Moves every engine's clock, and ingests the spans whose traces went quiet.
     pub fn tick(&mut self, now: Micros) {
+        self.release_held(false);
         self.engine.tick(now);
         if let Some((_, e, _)) = &mut self.filtered {
             e.tick(now);
@@ -123,32 +165,46 @@ impl Live {
         }
     }
 
+    /// Ingests the spans held for their traces: those quiet long enough, or all of them
+    /// when the sources have ended.
+    fn release_held(&mut self, all: bool) {
+        let Live { engine, filtered, sources, parsers, prices, cache, total, alerts, keys, .. } = self;
+        for (parser, status) in parsers.iter_mut().zip(sources.iter_mut()) {
+            let mut ingest = |ev: &Event| {
+                ingest(Sink { engine, filtered, prices, cache, alerts, keys }, ev);
+                *total += 1;
+            };
+            let p = if all { parser.finish(&mut ingest) } else { parser.release_quiet(&mut ingest) };
+            status.events += u64::from(p.events);
+            status.skipped += u64::from(p.skipped_total());
+        }
+    }
+
     /// Applies one update from a source.
     pub fn feed(&mut self, feed: Feed) {
-        let Live { engine, filtered, sources, parser, prices, cache, total, alerts, keys, .. } = self;
+        let Live { engine, filtered, sources, parsers, prices, cache, total, alerts, keys, .. } = self;
         let status = &mut sources[feed.source];
+        let parser = &mut parsers[feed.source];
         match feed.update {
             Update::Lines(lines) => {
                 for line in lines.split(|&b| b == b'\n').filter_map(trim_line) {
                     let r = parser.parse(line, &mut |ev| {
-                        let price = cache.get(prices, ev.provider(), ev.model());
-                        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
-                        keys.hash(ev);
-                        engine.ingest_sampled(ev, &x, keys);
-                        if let Some((f, fe, _)) = filtered.as_mut()
-                            && f.matches(ev, x.cost.to_f64())
-                        {
-                            fe.ingest_sampled(ev, &x, keys);
-                        }
-                        if let Some(w) = alerts.as_mut() {
-                            w.record(ev, &x, keys);
-                        }
-                        status.events += 1;
+                        ingest(Sink { engine, filtered, prices, cache, alerts, keys }, ev);
                         *total += 1;
                     });
-                    if let Err(e) = r {
-                        status.bad += 1;
-                        status.last_error = Some(e.to_string());
+                    match r {
+                        Ok(p) => {
+                            status.events += u64::from(p.events);
+                            status.skipped += u64::from(p.skipped_total());
+                            if p.field_errors > 0 {
+                                status.fields_dropped += u64::from(p.field_errors);
+                                status.last_error = parser.field_error().map(|e| format!("dropped a field: {e}"));
+                            }
+                        }
+                        Err(e) => {
+                            status.bad += 1;
+                            status.last_error = Some(e.to_string());
+                        }
                     }
                 }
             }
@@ -174,6 +230,12 @@ impl Live {
                 }
             }
         }
+    }
+
+    /// Every source has ended: what they hold is ingested.
+    pub fn end_sources(&mut self) {
+        self.sources_ended = true;
+        self.release_held(true);
     }
 
     /// Narrows the view to `filter` (or back to everything with `None`). The filtered

@@ -69,6 +69,10 @@ struct ConsoleArgs {
     /// Show times in UTC instead of local time.
     #[arg(long)]
     utc: bool,
+    /// The time zone of timestamps written without an offset (LiteLLM, ClickHouse):
+    /// UTC, local, an offset such as +05:30, or a name such as Europe/Berlin.
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    tz: tokentop::time::Zone,
     /// Events per second of the `demo` source [default: 50].
     #[arg(long)]
     rate: Option<f64>,
@@ -196,6 +200,10 @@ struct CheckArgs {
     /// Read every input as this format instead of detecting it per line.
     #[arg(long, value_name = "NAME")]
     input_format: Option<Format>,
+    /// The time zone of timestamps written without an offset (LiteLLM, ClickHouse):
+    /// UTC, local, an offset such as +05:30, or a name such as Europe/Berlin.
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    tz: tokentop::time::Zone,
     /// Extra or replacement prices, in the shape of assets/pricing.json.
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
@@ -244,6 +252,10 @@ struct ExportArgs {
     /// tokentop, helicone, helicone-csv, litellm, otel.
     #[arg(long, value_name = "NAME")]
     input_format: Option<Format>,
+    /// The time zone of timestamps written without an offset (LiteLLM, ClickHouse):
+    /// UTC, local, an offset such as +05:30, or a name such as Europe/Berlin.
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    tz: tokentop::time::Zone,
     /// Input files; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     inputs: Vec<String>,
@@ -279,6 +291,10 @@ struct ReportArgs {
     /// tokentop, helicone, helicone-csv, litellm, otel.
     #[arg(long, value_name = "NAME")]
     input_format: Option<Format>,
+    /// The time zone of timestamps written without an offset (LiteLLM, ClickHouse):
+    /// UTC, local, an offset such as +05:30, or a name such as Europe/Berlin.
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    tz: tokentop::time::Zone,
     /// For live sources (ws:// URLs, `demo`): how long to collect before reporting.
     #[arg(long, value_name = "DURATION")]
     duration: Option<String>,
@@ -324,6 +340,7 @@ fn run_report(args: ReportArgs) -> Result<ExitCode> {
         top: args.top,
         by: args.by,
         input_format: args.input_format,
+        zone: args.tz,
         ..report::Options::default()
     };
     if let Some(t) = args.threads {
@@ -365,8 +382,19 @@ fn run_report(args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The first bad lines, on stderr; their text comes from the input, so it is sanitised.
+/// The first bad lines and unreadable fields, on stderr; their text comes from the
+/// input, so it is sanitised.
 fn print_bad_lines(counts: &ingest::Counts) {
+    for u in &counts.unreadable {
+        eprintln!("tokentop: {}", sanitize(u));
+    }
+    for e in &counts.first_field_errors {
+        eprintln!("tokentop: {}:{}: dropped a field: {}", e.input, e.line, sanitize(&e.error.to_string()));
+    }
+    let more = counts.field_errors.saturating_sub(counts.first_field_errors.len() as u64);
+    if more > 0 {
+        eprintln!("tokentop: ... and {more} more fields dropped (counted in ingest.field_errors)");
+    }
     for e in &counts.first_errors {
         eprintln!("tokentop: {}:{}: {}", e.input, e.line, sanitize(&e.error.to_string()));
     }
@@ -394,6 +422,7 @@ fn run_export(args: ExportArgs) -> Result<ExitCode> {
         end: args.end.as_deref().map(|s| parse_time("--end", s)).transpose()?,
         filter: args.filter.unwrap_or_default(),
         input_format: args.input_format,
+        zone: args.tz,
         prices: PriceTable::builtin(),
     };
     let inputs = open_inputs(&args.inputs)?;
@@ -698,6 +727,7 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
         },
         prices: load_prices(args.prices.as_ref().or(file.prices.as_ref()))?,
         utc: args.utc || file.utc.unwrap_or(false),
+        zone: args.tz,
         mouse: args.mouse || file.mouse.unwrap_or(false),
         keymap,
     };
@@ -740,7 +770,7 @@ fn run_check(args: CheckArgs) -> Result<ExitCode> {
     let prices = load_prices(args.prices.as_ref())?;
     let inputs = open_inputs(&args.inputs)?;
     let mut counts = None;
-    let read = ingest::ReadOptions { threads: 1, format: args.input_format, progress: None };
+    let read = ingest::ReadOptions { threads: 1, format: args.input_format, progress: None, zone: args.tz };
     let result = tokentop::alert::check(&rules, |visit| {
         let mut cache = tokentop::pricing::PriceCache::default();
         counts = Some(ingest::read_each(&inputs, read, |ev| {

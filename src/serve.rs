@@ -215,9 +215,21 @@ fn new_stream_id() -> String {
 
 /// Publishes what the sources send, until they are all gone.
 pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<String>) {
+    // Spans held for their traces are released within a second of going quiet.
     let mut parser = LineParser::new(None);
     let mut bad = 0u64;
-    while let Some(feed) = rx.recv().await {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let feed = tokio::select! {
+            feed = rx.recv() => feed,
+            _ = tick.tick() => {
+                parser.release_quiet(&mut |ev| {
+                    relay.publish(ev.created_at, |seq, out| write_line_with_seq(ev, Some(seq), out));
+                });
+                continue;
+            }
+        };
+        let Some(feed) = feed else { break };
         let name = &names[feed.source];
         match feed.update {
             Update::Lines(lines) => {
@@ -242,6 +254,9 @@ pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<S
             }
         }
     }
+    parser.finish(&mut |ev| {
+        relay.publish(ev.created_at, |seq, out| write_line_with_seq(ev, Some(seq), out));
+    });
 }
 
 /// Accepts clients until the process ends.

@@ -20,6 +20,16 @@ pub fn now() -> Micros {
 /// `T`, `t` or a space between date and time and any number of fraction digits
 /// (nanoseconds and beyond are truncated to microseconds).
 pub fn parse_rfc3339(s: &str) -> Result<Micros, &'static str> {
+    match parse_timestamp(s)? {
+        (t, false) => Ok(t),
+        (_, true) => Err("timestamp has no UTC offset (add Z or +HH:MM)"),
+    }
+}
+
+/// Parses an RFC 3339 timestamp, also without an offset (as Python's `str(datetime)`
+/// and ClickHouse write them): `(micros, naive)`, where a naive time was read as if
+/// it were UTC and is for [`Zone::to_utc`] to place.
+pub fn parse_timestamp(s: &str) -> Result<(Micros, bool), &'static str> {
     let b = s.as_bytes();
     if b.len() < 19 {
         return Err("timestamp too short for RFC 3339 (e.g. 2024-05-01T12:00:00Z)");
@@ -74,12 +84,79 @@ pub fn parse_rfc3339(s: &str) -> Result<Micros, &'static str> {
             let off = oh * 3600 + om * 60;
             if sign == b'+' { off } else { -off }
         }
-        None => return Err("timestamp has no UTC offset (add Z or +HH:MM)"),
+        None => {
+            let days = days_from_civil(year, month, day);
+            let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+            return Ok((secs * MICROS_PER_SEC + micros, true));
+        }
         _ => return Err("timestamp has a malformed UTC offset (expected Z or +HH:MM)"),
     };
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Ok(secs * MICROS_PER_SEC + micros)
+    Ok((secs * MICROS_PER_SEC + micros, false))
+}
+
+/// The time zone that timestamps without an offset were written in (`--tz`): UTC
+/// unless told otherwise, since logs from servers mostly are.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Zone {
+    #[default]
+    Utc,
+    /// This machine's zone (`TZ`, else `/etc/localtime`).
+    Local,
+    Fixed(chrono::FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// Places a naive time (read as if UTC) in this zone. A local time that a
+    /// daylight-saving change skipped or repeated takes the earlier reading.
+    pub fn to_utc(self, naive: Micros) -> Micros {
+        use chrono::TimeZone;
+        let Some(t) = chrono::DateTime::from_timestamp_micros(naive) else { return naive };
+        let local = t.naive_utc();
+        let placed = match self {
+            Zone::Utc => return naive,
+            Zone::Local => chrono::Local.from_local_datetime(&local).earliest().map(|t| t.timestamp_micros()),
+            Zone::Fixed(z) => z.from_local_datetime(&local).earliest().map(|t| t.timestamp_micros()),
+            Zone::Named(z) => z.from_local_datetime(&local).earliest().map(|t| t.timestamp_micros()),
+        };
+        // A time inside a spring-forward gap: shift by the zone's offset an hour later.
+        placed.unwrap_or_else(|| self.to_utc(naive + 3600 * MICROS_PER_SEC) - 3600 * MICROS_PER_SEC)
+    }
+}
+
+impl std::str::FromStr for Zone {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Zone, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("utc") || t == "Z" {
+            return Ok(Zone::Utc);
+        }
+        if t.eq_ignore_ascii_case("local") {
+            return Ok(Zone::Local);
+        }
+        if let Some(sign @ (b'+' | b'-')) = t.bytes().next() {
+            let digits: String = t[1..].chars().filter(|c| *c != ':').collect();
+            let ok = matches!(digits.len(), 2 | 4) && digits.bytes().all(|b| b.is_ascii_digit());
+            let (h, m) = if ok {
+                (digits[..2].parse::<i32>().unwrap_or(99), digits.get(2..).map_or(0, |m| m.parse().unwrap_or(99)))
+            } else {
+                (99, 99)
+            };
+            let secs = (h * 3600 + m * 60) * if sign == b'+' { 1 } else { -1 };
+            return (h <= 23 && m <= 59)
+                .then(|| chrono::FixedOffset::east_opt(secs))
+                .flatten()
+                .map(Zone::Fixed)
+                .ok_or_else(|| format!("`{s}` is not a UTC offset: use +HH:MM, e.g. +05:30"));
+        }
+        t.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
+            format!(
+                "`{s}` is not a time zone: use UTC, local, an offset such as +05:30 or a name such as Europe/Berlin"
+            )
+        })
+    }
 }
 
 /// Converts epoch milliseconds (possibly fractional) to microseconds.

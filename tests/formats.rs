@@ -39,17 +39,29 @@ fn check_sample(input: &str, expected: &str, bad_line: &str) {
 
 #[test]
 fn helicone_records() {
-    check_sample("helicone.jsonl", "helicone.expected.jsonl", "helicone.jsonl:5: Helicone record: field `delay_ms`");
+    check_sample(
+        "helicone.jsonl",
+        "helicone.expected.jsonl",
+        "helicone.jsonl:5: dropped a field: Helicone record: field `delay_ms`",
+    );
 }
 
 #[test]
 fn helicone_csv_export() {
-    check_sample("helicone.csv", "helicone-csv.expected.jsonl", "helicone.csv:5: helicone-csv: column `latency`");
+    check_sample(
+        "helicone.csv",
+        "helicone-csv.expected.jsonl",
+        "helicone.csv:5: dropped a field: Helicone CSV row: column `latency`",
+    );
 }
 
 #[test]
 fn litellm_payloads() {
-    check_sample("litellm.jsonl", "litellm.expected.jsonl", "litellm.jsonl:5: LiteLLM payload: field `status`");
+    check_sample(
+        "litellm.jsonl",
+        "litellm.expected.jsonl",
+        "litellm.jsonl:5: dropped a field: LiteLLM payload: field `status`",
+    );
     let out = tokentop(&["export", &data("litellm.jsonl")]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("88dc28"), "API key hashes never leave the parser");
 }
@@ -80,8 +92,10 @@ fn one_file_may_mix_formats() {
     drop(f);
     let out = tokentop(&["report", "--window", "all", mixed.to_str().unwrap()]);
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["summary"]["total_requests"], 4 + 4 + 4 + 1);
-    assert_eq!(r["ingest"]["parse_errors"], 3);
+    // A record with a field that cannot be read is kept without that field.
+    assert_eq!(r["summary"]["total_requests"], 5 + 5 + 4 + 1);
+    assert_eq!(r["ingest"]["parse_errors"], 1);
+    assert_eq!(r["ingest"]["field_errors"], 2);
     assert_eq!(r["by_provider"]["openai"]["requests"], 2 + 1 + 1 + 1, "normalised names group together");
 }
 
@@ -91,8 +105,8 @@ fn a_quoted_glob_reads_every_matching_file() {
     let out = tokentop(&["report", "--window", "all", &pattern]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // helicone (4) + litellm (4) + otel (4) samples, and their expected files (4 + 3 + 4 + 4).
-    assert_eq!(r["summary"]["total_requests"], 4 + 4 + 4 + 4 + 3 + 4 + 4);
+    // helicone (5) + litellm (5) + otel (4) samples, and their expected files (5 + 4 + 5 + 4).
+    assert_eq!(r["summary"]["total_requests"], 5 + 5 + 4 + 5 + 4 + 5 + 4);
     let out = tokentop(&["report", "/nonexistent/*.jsonl"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("matches no file"));
 }
@@ -181,7 +195,7 @@ fn csv_export_has_a_column_per_field_and_property() {
     assert_eq!(&header[..3], ["request_id", "created_at", "provider"]);
     assert_eq!(&header[header.len() - 2..], ["prop.App", "prop.country_code"]);
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5, "the record with an unreadable field is kept");
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     assert_eq!(&rows[0][col("session_name")], "Trip planner");
     assert_eq!(&rows[0][col("prop.country_code")], "DE");

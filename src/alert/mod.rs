@@ -308,6 +308,7 @@ pub fn measure(rule: &Rule, stats: &Stats, span: Span) -> Values {
         prices: crate::pricing::PriceTable::default(),
         limits: Limits::REPORT,
         input_format: None,
+        zone: crate::time::Zone::Utc,
     };
     let report = Report::build(
         stats,

@@ -18,13 +18,14 @@ use serde::Deserializer as _;
 use serde::de::{self, MapAccess, Visitor};
 
 use super::json::{
-    Key, Scalar, Skip, StrPairs, want_bool, want_count, want_duration, want_nonneg, want_str, want_time,
+    Key, Notes, Scalar, Skip, Stamp, StrPairs, loose_str, loosen, want_bool, want_count, want_duration, want_nonneg,
+    want_time,
 };
 use crate::event::Event;
-use crate::time::{MICROS_PER_MS, Micros};
+use crate::time::MICROS_PER_MS;
 
 /// The header of Helicone's CSV export (the columns we read; others are ignored).
-pub const CSV_COLUMNS: [&str; 12] = [
+pub const CSV_COLUMNS: [&str; 13] = [
     "response_id",
     "response_created_at",
     "response_status",
@@ -37,6 +38,7 @@ pub const CSV_COLUMNS: [&str; 12] = [
     "completion_tokens",
     "latency",
     "cost",
+    "cost_usd",
 ];
 
 const ZERO_UUID: &str = "00000000-0000-0000-0000-000000000000";
@@ -47,18 +49,20 @@ pub fn is_csv_header(line: &str) -> bool {
     ["request_created_at", "response_status", "model", "latency"].iter().all(|c| cols.contains(c))
 }
 
-/// Parses a JSON record into `ev`.
-pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>) -> Result<(), serde_json::Error> {
+/// Parses a JSON record into `ev`. A field that cannot be read is noted in `notes`
+/// and lost; the record is rejected only without a readable `request_created_at`.
+pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>, notes: &mut Notes) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    de.deserialize_map(RecordVisitor { ev })?;
+    de.deserialize_map(RecordVisitor { ev, notes })?;
     de.end()
 }
 
 /// Fields whose final value depends on others, settled after the whole record.
 #[derive(Default)]
 struct Pending {
-    created: Option<Micros>,
-    responded: Option<Micros>,
+    created: Option<Stamp>,
+    created_error: Option<String>,
+    responded: Option<Stamp>,
     status: Option<i64>,
     request_model_seen: bool,
     cache_read: u64,
@@ -67,6 +71,7 @@ struct Pending {
 
 struct RecordVisitor<'e, 'de> {
     ev: &'e mut Event<'de>,
+    notes: &'e mut Notes,
 }
 
 impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
@@ -77,7 +82,7 @@ impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let ev = self.ev;
+        let (ev, notes) = (self.ev, self.notes);
         let mut p = Pending::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match key.as_ref() {
@@ -87,14 +92,25 @@ impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
                 }
                 k if is_field(k) => {
                     let v: Scalar<'de> = map.next_value()?;
-                    set(ev, &mut p, k, v).map_err(de::Error::custom)?;
+                    if let Err(e) = set(ev, &mut p, k, v) {
+                        if k == "request_created_at" {
+                            p.created_error = Some(e);
+                        } else {
+                            notes.field(e);
+                        }
+                    }
                 }
                 _ => {
                     map.next_value::<Skip>()?;
                 }
             }
         }
-        let created = p.created.ok_or_else(|| de::Error::custom("missing required field `request_created_at`"))?;
+        let created = match (p.created, p.created_error.take()) {
+            (Some(c), _) => c,
+            (None, Some(e)) => return Err(de::Error::custom(e)),
+            (None, None) => return Err(de::Error::custom("missing required field `request_created_at`")),
+        };
+        notes.naive_time = created.naive;
         finish(ev, &p, created);
         Ok(())
     }
@@ -126,6 +142,21 @@ fn is_field(k: &str) -> bool {
 }
 
 fn set<'de>(ev: &mut Event<'de>, p: &mut Pending, key: &str, v: Scalar<'de>) -> Result<(), String> {
+    let v = if matches!(
+        key,
+        "request_id"
+            | "request_model"
+            | "model"
+            | "provider"
+            | "request_user_id"
+            | "cache_reference_id"
+            | "country_code"
+    ) {
+        v
+    } else {
+        loosen(v)
+    };
+    let want_str = loose_str;
     match key {
         "request_id" => ev.request_id = want_str(key, v)?,
         "request_created_at" => p.created = want_time(key, &v, MICROS_PER_MS as f64)?,
@@ -188,14 +219,17 @@ fn property<'de>(ev: &mut Event<'de>, k: Cow<'de, str>, v: Cow<'de, str>) {
     }
 }
 
-fn finish(ev: &mut Event, p: &Pending, created: Micros) {
+fn finish(ev: &mut Event, p: &Pending, created: Stamp) {
+    // A response time is comparable only when both times carry an offset, or neither does.
+    let responded = p.responded.filter(|r| r.naive == created.naive).map(|r| r.micros);
+    let created = created.micros;
     ev.created_at = created;
     ev.status = match p.status {
         Some(s) if (0..=999).contains(&s) => s as u16,
         _ => 0,
     };
     if ev.latency_ms.is_none()
-        && let Some(r) = p.responded.filter(|&r| r >= created)
+        && let Some(r) = responded.filter(|&r| r >= created)
     {
         ev.latency_ms = Some((r - created) as f64 / 1000.0);
     }
@@ -235,42 +269,86 @@ impl CsvColumns {
     }
 }
 
-fn num<T: std::str::FromStr>(col: &str, s: Option<&str>) -> Result<Option<T>, String> {
-    s.map(|s| s.parse::<T>().map_err(|_| format!("column `{col}`: `{s}` is not a valid number"))).transpose()
-}
-
-/// Parses one row of Helicone's CSV export into `ev`.
-pub fn parse_csv_row<'r>(cols: &CsvColumns, rec: &'r csv::ByteRecord, ev: &mut Event<'r>) -> Result<(), String> {
+/// Parses one row of Helicone's CSV export into `ev`. A cell that cannot be read is
+/// noted in `notes` and lost; the row is rejected only without a readable
+/// `request_created_at`.
+pub(crate) fn parse_csv_row<'r>(
+    cols: &CsvColumns,
+    rec: &'r csv::ByteRecord,
+    ev: &mut Event<'r>,
+    notes: &mut Notes,
+) -> Result<(), String> {
     let created = cols.get(rec, "request_created_at")?.ok_or("missing `request_created_at`")?;
-    ev.created_at = super::json::lenient_rfc3339(created).map_err(|e| format!("column `request_created_at`: {e}"))?;
-    ev.request_id = cols.get(rec, "response_id")?.map(Cow::Borrowed);
-    let status: Option<i64> = num("response_status", cols.get(rec, "response_status")?)?;
+    let (created, naive) =
+        super::json::lenient_rfc3339(created).map_err(|e| format!("column `request_created_at`: {e}"))?;
+    ev.created_at = created;
+    notes.naive_time = naive;
+    let mut cell = |col: &str| notes.keep(cols.get(rec, col).map(|c| c.filter(|c| !super::json::is_absent(c))));
+    let text = |c: Option<&'r str>| c.map(Cow::Borrowed);
+    ev.request_id = text(cell("response_id"));
+    ev.model = text(cell("model"));
+    ev.user_id = text(cell("request_user_id"));
+    let (status, prompt, completion) = (cell("response_status"), cell("prompt_tokens"), cell("completion_tokens"));
+    let (latency, cost, cost_usd) = (cell("latency"), cell("cost"), cell("cost_usd"));
+    let (responded, props) = (cell("response_created_at"), cell("request_properties"));
+    let status: Option<i64> = notes.keep(num("response_status", status));
     ev.status = status.filter(|s| (0..=999).contains(s)).map_or(0, |s| s as u16);
-    ev.model = cols.get(rec, "model")?.map(Cow::Borrowed);
-    ev.user_id = cols.get(rec, "request_user_id")?.map(Cow::Borrowed);
-    ev.prompt_tokens = num("prompt_tokens", cols.get(rec, "prompt_tokens")?)?.unwrap_or(0);
-    ev.completion_tokens = num("completion_tokens", cols.get(rec, "completion_tokens")?)?.unwrap_or(0);
-    let latency: Option<f64> = num("latency", cols.get(rec, "latency")?)?;
-    if let Some(l) = latency.filter(|l| !(l.is_finite() && (0.0..=1e12).contains(l))) {
-        return Err(format!("column `latency`: {l} is not a duration in ms"));
-    }
-    ev.latency_ms = latency;
-    let cost: Option<f64> = num("cost", cols.get(rec, "cost")?)?;
-    if let Some(c) = cost.filter(|c| !(c.is_finite() && *c >= 0.0)) {
-        return Err(format!("column `cost`: {c} is not a cost in USD"));
-    }
-    ev.cost_usd = cost;
+    ev.prompt_tokens = notes.keep(num("prompt_tokens", prompt)).unwrap_or(0);
+    ev.completion_tokens = notes.keep(num("completion_tokens", completion)).unwrap_or(0);
+    ev.latency_ms = notes.keep(num::<f64>("latency", latency).and_then(|l| match l {
+        Some(l) if !(l.is_finite() && (0.0..=1e12).contains(&l)) => {
+            Err(format!("column `latency`: {l} is not a duration in ms"))
+        }
+        l => Ok(l),
+    }));
+    let usd = |col: &str, c: Option<&str>| {
+        num::<f64>(col, c).and_then(|c| match c {
+            Some(c) if !(c.is_finite() && c >= 0.0) => Err(format!("column `{col}`: {c} is not a cost in USD")),
+            c => Ok(c),
+        })
+    };
+    ev.cost_usd = notes.keep(usd("cost_usd", cost_usd)).or(notes.keep(usd("cost", cost)));
     if ev.latency_ms.is_none()
-        && let Some(r) = cols.get(rec, "response_created_at")?
-        && let Ok(r) = super::json::lenient_rfc3339(r)
+        && let Some(r) = responded
+        && let Ok((r, r_naive)) = super::json::lenient_rfc3339(r)
+        && r_naive == naive
         && r >= ev.created_at
     {
         ev.latency_ms = Some((r - ev.created_at) as f64 / 1000.0);
     }
-    if let Some(props) = cols.get(rec, "request_properties")? {
-        let mut de = serde_json::Deserializer::from_str(props);
-        de::DeserializeSeed::deserialize(StrPairs(|k: Cow<'r, str>, v| property(ev, k, v)), &mut de)
-            .map_err(|e| format!("column `request_properties`: not a JSON object ({e})"))?;
+    if let Some(props) = props
+        && let Err(e) = csv_properties(props, ev)
+    {
+        notes.field(e);
+    }
+    Ok(())
+}
+
+fn num<T: std::str::FromStr>(col: &str, s: Option<&str>) -> Result<Option<T>, String> {
+    s.map(|s| s.parse::<T>().map_err(|_| format!("column `{col}`: `{s}` is not a valid number"))).transpose()
+}
+
+/// The `request_properties` cell: a JSON object, or one whose quotes were doubled a
+/// second time (Helicone's export tool escapes objects twice: `{""Team"":""x""}`).
+fn csv_properties<'r>(cell: &'r str, ev: &mut Event<'r>) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_str(cell);
+    let first = de::DeserializeSeed::deserialize(StrPairs(|k: Cow<'r, str>, v| property(ev, k, v)), &mut de)
+        .and_then(|()| de.end());
+    let Err(e) = first else { return Ok(()) };
+    if !cell.contains("\"\"") {
+        return Err(format!("column `request_properties`: not a JSON object ({e})"));
+    }
+    ev.properties.clear();
+    let undoubled = cell.replace("\"\"", "\"");
+    let value: serde_json::Value = serde_json::from_str(&undoubled)
+        .map_err(|e| format!("column `request_properties`: not a JSON object, even with its quotes undoubled ({e})"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err("column `request_properties`: not a JSON object".into());
+    };
+    for (k, v) in map {
+        if let serde_json::Value::String(v) = v {
+            property(ev, Cow::Owned(k), Cow::Owned(v));
+        }
     }
     Ok(())
 }
@@ -280,8 +358,13 @@ mod tests {
     use super::*;
 
     fn parse(line: &str) -> Result<Event<'_>, serde_json::Error> {
+        parse_noted(line).map(|(ev, _)| ev)
+    }
+
+    fn parse_noted(line: &str) -> Result<(Event<'_>, Notes), serde_json::Error> {
         let mut ev = Event::with_properties(Vec::new());
-        parse_into(line, &mut ev).map(|()| ev)
+        let mut notes = Notes::default();
+        parse_into(line, &mut ev, &mut notes).map(|()| (ev, notes))
     }
 
     #[test]
@@ -318,11 +401,30 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_field() {
-        let e = parse(r#"{"request_created_at":"2025-03-01T10:00:00Z","delay_ms":"slow"}"#).unwrap_err();
-        assert!(e.to_string().contains("`delay_ms`"), "{e}");
+    fn a_field_that_cannot_be_read_loses_the_field_not_the_record() {
+        let (e, notes) = parse_noted(
+            r#"{"request_created_at":"2025-03-01T10:00:00Z","delay_ms":"slow","response_status":429,"prompt_tokens":"12"}"#,
+        )
+        .unwrap();
+        assert_eq!((e.status, e.latency_ms, e.prompt_tokens), (429, None, 12), "quoted integers are integers");
+        assert_eq!(notes.field_errors, 1);
+        assert!(notes.first.as_deref().unwrap().contains("`delay_ms`"), "{:?}", notes.first);
         let e = parse(r#"{"request_model":"x"}"#).unwrap_err();
         assert!(e.to_string().contains("request_created_at"), "{e}");
+        let e = parse(r#"{"request_created_at":"yesterday"}"#).unwrap_err();
+        assert!(e.to_string().contains("request_created_at"), "no usable time rejects the record: {e}");
+    }
+
+    #[test]
+    fn clickhouse_json_quotes_integers_and_writes_naive_times() {
+        let (e, notes) = parse_noted(
+            r#"{"request_created_at":"2025-05-15 17:30:42.830","response_created_at":"2025-05-15 17:30:43.330","response_status":"200","prompt_tokens":"1200","completion_tokens":"80","cost_usd":0.0021,"cache_reference_id":"None","country_code":""}"#,
+        )
+        .unwrap();
+        assert!(notes.naive_time && notes.field_errors == 0, "{notes:?}");
+        assert_eq!(e.created_at, crate::time::parse_rfc3339("2025-05-15T17:30:42.830Z").unwrap());
+        assert_eq!((e.status, e.prompt_tokens, e.completion_tokens, e.latency_ms), (200, 1200, 80, Some(500.0)));
+        assert_eq!((e.cost_usd, e.cache_hit, e.properties.len()), (Some(0.0021), false, 0));
     }
 
     #[test]
@@ -336,7 +438,7 @@ mod tests {
         let mut rec = csv::ByteRecord::new();
         assert!(rdr.read_byte_record(&mut rec).unwrap());
         let mut ev = Event::with_properties(Vec::new());
-        parse_csv_row(&cols, &rec, &mut ev).unwrap();
+        parse_csv_row(&cols, &rec, &mut ev, &mut Notes::default()).unwrap();
         assert_eq!(
             (ev.request_id.as_deref(), ev.status, ev.model(), ev.user()),
             (Some("r1"), 200, "gpt-4o-mini", Some("bob"))
@@ -349,7 +451,7 @@ mod tests {
         assert_eq!(ev.properties.len(), 1);
         assert!(rdr.read_byte_record(&mut rec).unwrap());
         let mut ev = Event::with_properties(Vec::new());
-        parse_csv_row(&cols, &rec, &mut ev).unwrap();
+        parse_csv_row(&cols, &rec, &mut ev, &mut Notes::default()).unwrap();
         assert_eq!((ev.status, ev.latency_ms, ev.cost_usd), (500, None, None));
     }
 }

@@ -340,21 +340,38 @@ impl<'de> de::Deserialize<'de> for Skippable<'de> {
 }
 
 /// Timestamps from other tools: RFC 3339, also with a `+HH` or `+HHMM` offset (as
-/// PostgreSQL prints them), or epoch `unit`s as a number.
-pub(crate) fn want_time(key: &str, v: &Scalar, unit_micros: f64) -> Result<Option<crate::time::Micros>, String> {
+/// PostgreSQL prints them) or none at all (`2025-01-24 09:20:46.847371`, as Python and
+/// ClickHouse print them; `naive` in the answer), or epoch `unit`s as a number or a
+/// numeric string.
+pub(crate) fn want_time(key: &str, v: &Scalar, unit_micros: f64) -> Result<Option<Stamp>, String> {
     match v {
         Scalar::Null => Ok(None),
-        Scalar::Str(s) => lenient_rfc3339(s).map(Some).map_err(|e| format!("field `{key}`: {e}")),
+        Scalar::Str(s) if is_absent(s) => Ok(None),
+        Scalar::Str(s) => match lenient_rfc3339(s) {
+            Ok((t, naive)) => Ok(Some(Stamp { micros: t, naive })),
+            Err(e) => match s.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(Some(Stamp { micros: (n * unit_micros).round() as i64, naive: false })),
+                _ => Err(format!("field `{key}`: {e}")),
+            },
+        },
         _ => match want_number(key, v)? {
-            Some(n) => Ok(Some((n * unit_micros).round() as i64)),
+            Some(n) => Ok(Some(Stamp { micros: (n * unit_micros).round() as i64, naive: false })),
             None => Ok(None),
         },
     }
 }
 
-pub(crate) fn lenient_rfc3339(s: &str) -> Result<crate::time::Micros, &'static str> {
-    use crate::time::parse_rfc3339;
-    let err = match parse_rfc3339(s) {
+/// A time read from a record; `naive` when it carried no offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stamp {
+    pub(crate) micros: crate::time::Micros,
+    pub(crate) naive: bool,
+}
+
+pub(crate) fn lenient_rfc3339(s: &str) -> Result<(crate::time::Micros, bool), &'static str> {
+    use crate::time::parse_timestamp;
+    let s = s.trim();
+    let err = match parse_timestamp(s) {
         Ok(t) => return Ok(t),
         Err(e) => e,
     };
@@ -362,10 +379,88 @@ pub(crate) fn lenient_rfc3339(s: &str) -> Result<crate::time::Micros, &'static s
     let n = b.len();
     let sign_at = |i: usize| n > i && matches!(b[n - i], b'+' | b'-') && b[n - i + 1..].iter().all(u8::is_ascii_digit);
     if sign_at(3) {
-        return parse_rfc3339(&format!("{s}:00"));
+        return parse_timestamp(&format!("{s}:00"));
     }
     if sign_at(5) {
-        return parse_rfc3339(&format!("{}:{}", &s[..n - 2], &s[n - 2..]));
+        return parse_timestamp(&format!("{}:{}", &s[..n - 2], &s[n - 2..]));
+    }
+    // ` UTC` / ` +0000 UTC` suffixes (Go's time.String) are not worth more than this.
+    if let Some(rest) = s.strip_suffix(" UTC") {
+        return parse_timestamp(rest).map(|(t, _)| (t, false));
     }
     Err(err)
+}
+
+/// How other tools write "no value" in a string: Python's `None`, `null`, or nothing.
+pub(crate) fn is_absent(s: &str) -> bool {
+    matches!(s.trim(), "" | "None" | "null" | "NULL" | "none" | "nil")
+}
+
+/// A value from another tool's record, as the field rules want it: `"None"`, `"null"`
+/// and `""` are absent, and a string that holds a number (ClickHouse quotes 64-bit
+/// integers, spend logs quote counts) is that number. For numeric and boolean fields.
+pub(crate) fn loosen<'de>(v: Scalar<'de>) -> Scalar<'de> {
+    let Scalar::Str(s) = &v else { return v };
+    let t = s.trim();
+    if is_absent(t) {
+        return Scalar::Null;
+    }
+    match t {
+        "true" | "True" | "TRUE" => return Scalar::Bool(true),
+        "false" | "False" | "FALSE" => return Scalar::Bool(false),
+        _ => {}
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Scalar::U64(n);
+    }
+    if let Ok(n) = t.parse::<i64>() {
+        return Scalar::I64(n);
+    }
+    match t.parse::<f64>() {
+        Ok(f) if f.is_finite() && t.bytes().any(|b| b.is_ascii_digit()) => Scalar::F64(f),
+        _ => v,
+    }
+}
+
+/// A string field of another tool's record; `"None"`, `"null"` and `""` are absent.
+pub(crate) fn loose_str<'de>(key: &str, v: Scalar<'de>) -> Result<Option<Cow<'de, str>>, String> {
+    match v {
+        Scalar::Str(s) if is_absent(&s) => Ok(None),
+        Scalar::U64(_) | Scalar::I64(_) | Scalar::F64(_) => Ok(Some(Cow::Owned(show(&v)))),
+        other => want_str(key, other),
+    }
+}
+
+/// What reading one foreign record noted besides its fields: the fields that could
+/// not be read (each lost, the record kept) and whether its time carried no offset.
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    pub(crate) field_errors: u32,
+    /// The first unreadable field's reason (naming the field).
+    pub(crate) first: Option<String>,
+    pub(crate) naive_time: bool,
+}
+
+impl Notes {
+    pub(crate) fn clear(&mut self) {
+        self.field_errors = 0;
+        self.first = None;
+        self.naive_time = false;
+    }
+
+    /// Counts a field that could not be read (its value is dropped).
+    pub(crate) fn field(&mut self, reason: String) {
+        self.field_errors += 1;
+        if self.first.is_none() {
+            self.first = Some(reason);
+        }
+    }
+
+    /// Keeps the value of a field rule, or counts its error and keeps nothing.
+    pub(crate) fn keep<T>(&mut self, r: Result<Option<T>, String>) -> Option<T> {
+        r.unwrap_or_else(|e| {
+            self.field(e);
+            None
+        })
+    }
 }

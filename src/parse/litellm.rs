@@ -22,49 +22,64 @@ use std::fmt;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::json::{Key, Scalar, Skip, Skippable, want_bool, want_count, want_nonneg, want_str, want_time};
+use super::json::{
+    Key, Notes, Scalar, Skip, Skippable, Stamp, is_absent, loose_str, loosen, want_bool, want_count, want_nonneg,
+    want_time,
+};
 use crate::event::Event;
-use crate::time::{MICROS_PER_SEC, Micros};
+use crate::time::MICROS_PER_SEC;
 
-pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>) -> Result<(), serde_json::Error> {
+/// Parses a payload or spend-log row into `ev`. A field that cannot be read is noted in
+/// `notes` and lost; the record is rejected only without a readable `startTime`.
+pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>, notes: &mut Notes) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    de.deserialize_map(PayloadVisitor { ev })?;
+    de.deserialize_map(PayloadVisitor { ev, notes })?;
     de.end()
 }
 
 #[derive(Default)]
 struct Pending<'de> {
-    start: Option<Micros>,
-    end: Option<Micros>,
-    first_token: Option<Micros>,
-    stream: bool,
+    start: Option<Stamp>,
+    start_error: Option<String>,
+    end: Option<Stamp>,
+    first_token: Option<Stamp>,
+    stream: Option<bool>,
     failed: Option<bool>,
     error_code: Option<u16>,
     error_message: Option<Cow<'de, str>>,
     usage: Usage,
 }
 
+/// Cache and reasoning counts, under every name LiteLLM passes on from providers. A
+/// count is the largest seen under any of its names, so that `cached_tokens: 0` does
+/// not hide `cache_read_input_tokens: 1000`.
 #[derive(Default, Clone, Copy)]
 struct Usage {
-    cached: Option<u64>,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
     reasoning: Option<u64>,
 }
 
+fn most(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Usage {
-    fn or(self, o: Usage) -> Usage {
+    fn merge(self, o: Usage) -> Usage {
         Usage {
-            cached: self.cached.or(o.cached),
-            cache_read: self.cache_read.or(o.cache_read),
-            cache_write: self.cache_write.or(o.cache_write),
-            reasoning: self.reasoning.or(o.reasoning),
+            cache_read: most(self.cache_read, o.cache_read),
+            cache_write: most(self.cache_write, o.cache_write),
+            reasoning: most(self.reasoning, o.reasoning),
         }
     }
 }
 
 struct PayloadVisitor<'e, 'de> {
     ev: &'e mut Event<'de>,
+    notes: &'e mut Notes,
 }
 
 impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
@@ -75,14 +90,14 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let ev = self.ev;
+        let (ev, notes) = (self.ev, self.notes);
         let mut p = Pending::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match key.as_ref() {
-                "metadata" => map.next_value_seed(Metadata { ev: &mut *ev, usage: &mut p.usage })?,
+                "metadata" => map.next_value_seed(Metadata { ev: &mut *ev, p: &mut p, notes: &mut *notes })?,
                 "response" => {
-                    let u = map.next_value_seed(ResponseUsage)?;
-                    p.usage = p.usage.or(u);
+                    let u = map.next_value_seed(ResponseUsage { notes: &mut *notes })?;
+                    p.usage = p.usage.merge(u);
                 }
                 "error_information" => map.next_value_seed(ErrorInfo { p: &mut p })?,
                 "request_tags" => {
@@ -92,7 +107,13 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
                 }
                 k if is_field(k) => {
                     let v: Scalar<'de> = map.next_value()?;
-                    set(ev, &mut p, k, v).map_err(de::Error::custom)?;
+                    if let Err(e) = set(ev, &mut p, k, v) {
+                        if k == "startTime" {
+                            p.start_error = Some(e);
+                        } else {
+                            notes.field(e);
+                        }
+                    }
                 }
                 // messages, model_parameters, hidden_params, …
                 _ => {
@@ -100,7 +121,12 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
                 }
             }
         }
-        let start = p.start.ok_or_else(|| de::Error::custom("missing required field `startTime`"))?;
+        let start = match (p.start, p.start_error.take()) {
+            (Some(s), _) => s,
+            (None, Some(e)) => return Err(de::Error::custom(e)),
+            (None, None) => return Err(de::Error::custom("missing required field `startTime`")),
+        };
+        notes.naive_time = start.naive;
         finish(ev, p, start);
         Ok(())
     }
@@ -109,7 +135,8 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_, 'de> {
 fn is_field(k: &str) -> bool {
     matches!(
         k,
-        "id" | "startTime"
+        "id" | "request_id"
+            | "startTime"
             | "endTime"
             | "completionStartTime"
             | "stream"
@@ -119,23 +146,26 @@ fn is_field(k: &str) -> bool {
             | "prompt_tokens"
             | "completion_tokens"
             | "response_cost"
+            | "spend"
             | "cache_hit"
             | "end_user"
             | "session_id"
             | "error_str"
             | "model_group"
             | "call_type"
+            | "team_id"
     )
 }
 
 fn set<'de>(ev: &mut Event<'de>, p: &mut Pending<'de>, key: &str, v: Scalar<'de>) -> Result<(), String> {
     let secs = MICROS_PER_SEC as f64;
+    let want_str = loose_str;
     match key {
-        "id" => ev.request_id = want_str(key, v)?,
+        "id" | "request_id" => ev.request_id = want_str(key, v)?.or(ev.request_id.take()),
         "startTime" => p.start = want_time(key, &v, secs)?,
         "endTime" => p.end = want_time(key, &v, secs)?,
         "completionStartTime" => p.first_token = want_time(key, &v, secs)?,
-        "stream" => p.stream = want_bool(key, &v)?.unwrap_or(false),
+        "stream" => p.stream = want_bool(key, &loosen(v))?,
         "status" => {
             p.failed = match want_str(key, v)?.as_deref() {
                 None => None,
@@ -146,20 +176,29 @@ fn set<'de>(ev: &mut Event<'de>, p: &mut Pending<'de>, key: &str, v: Scalar<'de>
         }
         "model" => ev.model = want_str(key, v)?,
         "custom_llm_provider" => ev.provider = want_str(key, v)?,
-        "prompt_tokens" => ev.prompt_tokens = want_count(key, &v)?.unwrap_or(0),
-        "completion_tokens" => ev.completion_tokens = want_count(key, &v)?.unwrap_or(0),
-        "response_cost" => ev.cost_usd = want_nonneg(key, &v)?,
-        "cache_hit" => ev.cache_hit = want_bool(key, &v)?.unwrap_or(false),
-        "end_user" => ev.user_id = want_str(key, v)?.filter(|u| !u.is_empty()),
+        "prompt_tokens" => ev.prompt_tokens = want_count(key, &loosen(v))?.unwrap_or(0),
+        "completion_tokens" => ev.completion_tokens = want_count(key, &loosen(v))?.unwrap_or(0),
+        // `response_cost` (payloads) and `spend` (spend logs) are both what the call cost.
+        "response_cost" | "spend" => {
+            if let Some(c) = want_nonneg(key, &loosen(v))? {
+                ev.cost_usd = Some(c);
+            }
+        }
+        "cache_hit" => ev.cache_hit = want_bool(key, &loosen(v))?.unwrap_or(false),
+        "end_user" => ev.user_id = want_str(key, v)?,
         "session_id" => {
             if let Some(s) = want_str(key, v)? {
                 ev.session_id = Some(s);
             }
         }
         "error_str" => p.error_message = p.error_message.take().or(want_str(key, v)?),
-        "model_group" | "call_type" => {
-            if let Some(s) = want_str(key, v)?.filter(|s| !s.is_empty()) {
-                let name = if key == "call_type" { "call_type" } else { "model_group" };
+        "model_group" | "call_type" | "team_id" => {
+            if let Some(s) = want_str(key, v)? {
+                let name = match key {
+                    "call_type" => "call_type",
+                    "team_id" => "team_id",
+                    _ => "model_group",
+                };
                 ev.set_property(Cow::Borrowed(name), s);
             }
         }
@@ -168,15 +207,21 @@ fn set<'de>(ev: &mut Event<'de>, p: &mut Pending<'de>, key: &str, v: Scalar<'de>
     Ok(())
 }
 
-fn finish<'de>(ev: &mut Event<'de>, p: Pending<'de>, start: Micros) {
-    ev.created_at = start;
-    if let Some(end) = p.end.filter(|&e| e >= start) {
-        ev.latency_ms = Some((end - start) as f64 / 1000.0);
+fn finish<'de>(ev: &mut Event<'de>, p: Pending<'de>, start: Stamp) {
+    ev.created_at = start.micros;
+    // Durations only between times written the same way (both naive, or both not).
+    let same = |t: Option<Stamp>| t.filter(|t| t.naive == start.naive && t.micros >= start.micros).map(|t| t.micros);
+    let end = same(p.end);
+    if let Some(end) = end {
+        ev.latency_ms = Some((end - start.micros) as f64 / 1000.0);
     }
-    if p.stream
-        && let Some(first) = p.first_token.filter(|&f| f >= start)
+    // LiteLLM sets completionStartTime to endTime for calls that were not streamed:
+    // a first token is measured only for a stream, and only before the end.
+    if p.stream != Some(false)
+        && let Some(first) = same(p.first_token)
+        && end.is_none_or(|end| first < end)
     {
-        ev.ttft_ms = Some((first - start) as f64 / 1000.0);
+        ev.ttft_ms = Some((first - start.micros) as f64 / 1000.0);
     }
     ev.status = match p.failed {
         Some(true) => p.error_code.unwrap_or(500),
@@ -185,7 +230,7 @@ fn finish<'de>(ev: &mut Event<'de>, p: Pending<'de>, start: Micros) {
     if p.failed == Some(true) {
         ev.error = p.error_message;
     }
-    ev.cache_read_tokens = p.usage.cached.or(p.usage.cache_read).unwrap_or(0);
+    ev.cache_read_tokens = p.usage.cache_read.unwrap_or(0);
     ev.cache_write_tokens = p.usage.cache_write.unwrap_or(0);
     ev.reasoning_tokens = p.usage.reasoning.unwrap_or(0);
 }
@@ -205,9 +250,17 @@ fn shareable(key: &str) -> bool {
     true
 }
 
+/// Parses a field that a spend log stores as a JSON string (`metadata`,
+/// `request_tags`) and reads it with `seed`, as if it had been inline.
+fn from_json_string<'de, S: DeserializeSeed<'de>>(seed: S, s: &str) -> Result<S::Value, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(s)?;
+    seed.deserialize(value)
+}
+
 struct Metadata<'e, 'de> {
     ev: &'e mut Event<'de>,
-    usage: &'e mut Usage,
+    p: &'e mut Pending<'de>,
+    notes: &'e mut Notes,
 }
 
 impl<'de> DeserializeSeed<'de> for Metadata<'_, 'de> {
@@ -225,17 +278,34 @@ impl<'de> Visitor<'de> for Metadata<'_, 'de> {
     fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
     }
+    /// Spend logs store `metadata` as a JSON string.
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        if is_absent(s) {
+            return Ok(());
+        }
+        let Metadata { ev, p, notes } = self;
+        if let Err(e) = from_json_string(Metadata { ev, p, notes: &mut *notes }, s) {
+            notes.field(format!("field `metadata`: a string that is not a JSON object ({e})"));
+        }
+        Ok(())
+    }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             match k.as_ref() {
-                "usage_object" => *self.usage = map.next_value_seed(UsageSeed)?.or(*self.usage),
+                "usage_object" | "additional_usage_values" => {
+                    let u = map.next_value_seed(UsageSeed { notes: &mut *self.notes })?;
+                    self.p.usage = self.p.usage.merge(u);
+                }
+                "error_information" => map.next_value_seed(ErrorInfo { p: &mut *self.p })?,
                 "session_id" => {
-                    if let Skippable::Str(s) = map.next_value()? {
+                    if let Skippable::Str(s) = map.next_value()?
+                        && !is_absent(&s)
+                    {
                         self.ev.session_id.get_or_insert(s);
                     }
                 }
                 _ => match map.next_value()? {
-                    Skippable::Str(v) if !v.is_empty() && shareable(&k) => self.ev.set_property(k, v),
+                    Skippable::Str(v) if !is_absent(&v) && shareable(&k) => self.ev.set_property(k, v),
                     _ => {}
                 },
             }
@@ -243,18 +313,19 @@ impl<'de> Visitor<'de> for Metadata<'_, 'de> {
         Ok(())
     }
 }
-
 /// The `usage` object inside `response`; everything else in it is passed over.
-struct ResponseUsage;
+struct ResponseUsage<'n> {
+    notes: &'n mut Notes,
+}
 
-impl<'de> DeserializeSeed<'de> for ResponseUsage {
+impl<'de> DeserializeSeed<'de> for ResponseUsage<'_> {
     type Value = Usage;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Usage, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ResponseUsage {
+impl<'de> Visitor<'de> for ResponseUsage<'_> {
     type Value = Usage;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("field `response`")
@@ -263,7 +334,7 @@ impl<'de> Visitor<'de> for ResponseUsage {
         let mut usage = Usage::default();
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             if k == "usage" {
-                usage = map.next_value_seed(UsageSeed)?;
+                usage = map.next_value_seed(UsageSeed { notes: &mut *self.notes })?;
             } else {
                 map.next_value::<Skip>()?;
             }
@@ -273,7 +344,23 @@ impl<'de> Visitor<'de> for ResponseUsage {
     fn visit_unit<E>(self) -> Result<Usage, E> {
         Ok(Usage::default())
     }
-    fn visit_str<E>(self, _: &str) -> Result<Usage, E> {
+    /// Spend logs store the response as a JSON string (or `{}`), usually without usage.
+    fn visit_str<E>(self, s: &str) -> Result<Usage, E> {
+        if is_absent(s) || !s.contains("usage") {
+            return Ok(Usage::default());
+        }
+        Ok(from_json_string(ResponseUsage { notes: &mut *self.notes }, s).unwrap_or_default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Usage, E> {
+        Ok(Usage::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Usage, E> {
+        Ok(Usage::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Usage, E> {
+        Ok(Usage::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Usage, E> {
         Ok(Usage::default())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Usage, A::Error> {
@@ -282,17 +369,19 @@ impl<'de> Visitor<'de> for ResponseUsage {
     }
 }
 
-/// An OpenAI- or Anthropic-style usage object.
-struct UsageSeed;
+/// An OpenAI-, Anthropic- or Gemini-style usage object, as LiteLLM passes it on.
+struct UsageSeed<'n> {
+    notes: &'n mut Notes,
+}
 
-impl<'de> DeserializeSeed<'de> for UsageSeed {
+impl<'de> DeserializeSeed<'de> for UsageSeed<'_> {
     type Value = Usage;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Usage, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for UsageSeed {
+impl<'de> Visitor<'de> for UsageSeed<'_> {
     type Value = Usage;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a usage object")
@@ -300,16 +389,28 @@ impl<'de> Visitor<'de> for UsageSeed {
     fn visit_unit<E>(self) -> Result<Usage, E> {
         Ok(Usage::default())
     }
+    fn visit_str<E>(self, s: &str) -> Result<Usage, E> {
+        if is_absent(s) {
+            return Ok(Usage::default());
+        }
+        Ok(from_json_string(UsageSeed { notes: &mut *self.notes }, s).unwrap_or_default())
+    }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Usage, A::Error> {
         let mut u = Usage::default();
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             match k.as_ref() {
-                "prompt_tokens_details" => u.cached = map.next_value_seed(Detail("cached_tokens"))?,
-                "completion_tokens_details" => u.reasoning = map.next_value_seed(Detail("reasoning_tokens"))?,
-                "cache_read_input_tokens" | "cache_creation_input_tokens" => {
-                    let v: Scalar = map.next_value()?;
-                    let n = want_count(&k, &v).map_err(de::Error::custom)?;
-                    if k == "cache_read_input_tokens" { u.cache_read = n } else { u.cache_write = n }
+                "prompt_tokens_details" | "completion_tokens_details" => {
+                    let d = map.next_value_seed(Details { notes: &mut *self.notes })?;
+                    u = u.merge(d);
+                }
+                "cache_read_input_tokens" | "cachedContentTokenCount" | "cached_tokens" => {
+                    u.cache_read = most(u.cache_read, count(self.notes, &k, map.next_value()?));
+                }
+                "cache_creation_input_tokens" | "cache_creation_tokens" => {
+                    u.cache_write = most(u.cache_write, count(self.notes, &k, map.next_value()?));
+                }
+                "reasoning_tokens" | "thoughtsTokenCount" => {
+                    u.reasoning = most(u.reasoning, count(self.notes, &k, map.next_value()?));
                 }
                 _ => {
                     map.next_value::<Skip>()?;
@@ -320,35 +421,47 @@ impl<'de> Visitor<'de> for UsageSeed {
     }
 }
 
-/// One count inside a `*_tokens_details` object.
-struct Detail(&'static str);
+/// A token count inside a usage object; one that cannot be read is noted and lost.
+fn count(notes: &mut Notes, key: &str, v: Scalar) -> Option<u64> {
+    notes.keep(want_count(key, &loosen(v)))
+}
 
-impl<'de> DeserializeSeed<'de> for Detail {
-    type Value = Option<u64>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+/// `prompt_tokens_details` / `completion_tokens_details`: `cached_tokens`,
+/// `cache_creation_tokens`, `reasoning_tokens`.
+struct Details<'n> {
+    notes: &'n mut Notes,
+}
+
+impl<'de> DeserializeSeed<'de> for Details<'_> {
+    type Value = Usage;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Usage, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Detail {
-    type Value = Option<u64>;
+impl<'de> Visitor<'de> for Details<'_> {
+    type Value = Usage;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a token details object")
     }
-    fn visit_unit<E>(self) -> Result<Option<u64>, E> {
-        Ok(None)
+    fn visit_unit<E>(self) -> Result<Usage, E> {
+        Ok(Usage::default())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
-        let mut out = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Usage, A::Error> {
+        let mut u = Usage::default();
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-            if k == self.0 {
-                let v: Scalar = map.next_value()?;
-                out = want_count(self.0, &v).map_err(de::Error::custom)?;
-            } else {
-                map.next_value::<Skip>()?;
+            match k.as_ref() {
+                "cached_tokens" => u.cache_read = most(u.cache_read, count(self.notes, &k, map.next_value()?)),
+                "cache_creation_tokens" => {
+                    u.cache_write = most(u.cache_write, count(self.notes, &k, map.next_value()?))
+                }
+                "reasoning_tokens" => u.reasoning = most(u.reasoning, count(self.notes, &k, map.next_value()?)),
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
             }
         }
-        Ok(out)
+        Ok(u)
     }
 }
 
@@ -376,15 +489,14 @@ impl<'de> Visitor<'de> for ErrorInfo<'_, 'de> {
             match k.as_ref() {
                 "error_code" => {
                     // An HTTP status as a number or a numeric string; anything else is no code.
-                    self.p.error_code = match map.next_value::<Scalar>()? {
+                    self.p.error_code = match loosen(map.next_value::<Scalar>()?) {
                         Scalar::U64(n) if n <= 999 => Some(n as u16),
-                        Scalar::Str(s) => s.trim().parse::<u16>().ok().filter(|n| *n <= 999),
                         _ => None,
                     }
                 }
                 "error_message" => {
                     if let Skippable::Str(m) = map.next_value()?
-                        && !m.is_empty()
+                        && !is_absent(&m)
                     {
                         self.p.error_message = Some(m);
                     }
@@ -398,7 +510,8 @@ impl<'de> Visitor<'de> for ErrorInfo<'_, 'de> {
     }
 }
 
-/// `request_tags`: a list of strings, joined with commas.
+/// `request_tags`: a list of strings (or, in spend logs, that list as a JSON string),
+/// joined with commas.
 struct Tags;
 
 impl<'de> DeserializeSeed<'de> for Tags {
@@ -414,6 +527,16 @@ impl<'de> Visitor<'de> for Tags {
         f.write_str("field `request_tags`: a list of strings")
     }
     fn visit_unit<E>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Option<String>, E> {
+        if is_absent(s) {
+            return Ok(None);
+        }
+        Ok(from_json_string(Tags, s).unwrap_or_else(|_| Some(s.to_string())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        while map.next_entry::<de::IgnoredAny, Skip>()?.is_some() {}
         Ok(None)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
@@ -435,8 +558,13 @@ mod tests {
     use super::*;
 
     fn parse(line: &str) -> Result<Event<'_>, serde_json::Error> {
+        parse_noted(line).map(|(ev, _)| ev)
+    }
+
+    fn parse_noted(line: &str) -> Result<(Event<'_>, Notes), serde_json::Error> {
         let mut ev = Event::with_properties(Vec::new());
-        parse_into(line, &mut ev).map(|()| ev)
+        let mut notes = Notes::default();
+        parse_into(line, &mut ev, &mut notes).map(|()| (ev, notes))
     }
 
     #[test]
@@ -489,11 +617,37 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_field() {
-        assert!(
-            parse(r#"{"startTime":1,"response_cost":"cheap"}"#).unwrap_err().to_string().contains("`response_cost`")
-        );
-        assert!(parse(r#"{"startTime":1,"status":"meh"}"#).unwrap_err().to_string().contains("`status`"));
+    fn a_field_that_cannot_be_read_loses_the_field_not_the_record() {
+        let (e, notes) = parse_noted(r#"{"startTime":1,"response_cost":"cheap","status":"meh","model":"m"}"#).unwrap();
+        assert_eq!((e.model(), e.cost_usd, e.status), ("m", None, 200));
+        assert_eq!(notes.field_errors, 2);
+        assert!(notes.first.as_deref().unwrap().contains("`response_cost`"), "{:?}", notes.first);
         assert!(parse(r#"{"model":"x"}"#).unwrap_err().to_string().contains("startTime"));
+    }
+
+    #[test]
+    fn spend_log_rows() {
+        // The LiteLLM_SpendLogs shape: naive times, strings for cache_hit, metadata and tags.
+        let (e, notes) = parse_noted(
+            r#"{"request_id":"chatcmpl-9","call_type":"acompletion","api_key":"88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b","spend":0.00042,"total_tokens":"1300","prompt_tokens":"1200","completion_tokens":"100","startTime":"2025-01-24 09:20:46.847371","endTime":"2025-01-24 09:20:48.347371","completionStartTime":"2025-01-24 09:20:48.347371","model":"gpt-4o-mini","model_group":"gpt-4o-mini","custom_llm_provider":"openai","user":"","metadata":"{\"user_api_key_alias\": \"search-svc\", \"user_api_key\": \"88dc28\", \"additional_usage_values\": {\"prompt_tokens_details\": {\"cached_tokens\": 0}, \"cache_read_input_tokens\": 1000}}","cache_hit":"None","cache_key":"Cache OFF","request_tags":"[\"prod\", \"search\"]","team_id":"","end_user":"","requester_ip_address":"","status":"success","session_id":"None"}"#,
+        )
+        .unwrap();
+        assert_eq!(notes.field_errors, 0, "{:?}", notes.first);
+        assert!(notes.naive_time);
+        assert_eq!(e.created_at, crate::time::parse_rfc3339("2025-01-24T09:20:46.847371Z").unwrap());
+        assert_eq!((e.latency_ms, e.ttft_ms, e.status, e.cache_hit), (Some(1500.0), None, 200, false));
+        assert_eq!((e.prompt_tokens, e.completion_tokens, e.cache_read_tokens), (1200, 100, 1000));
+        assert_eq!((e.cost_usd, e.user(), e.session()), (Some(0.00042), None, None));
+        assert_eq!(e.request_id.as_deref(), Some("chatcmpl-9"));
+        let props: Vec<_> = e.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            props,
+            vec![
+                "call_type=acompletion",
+                "model_group=gpt-4o-mini",
+                "user_api_key_alias=search-svc",
+                "tags=prod,search"
+            ]
+        );
     }
 }

@@ -4,11 +4,13 @@
 //! a bad line becomes a [`ParseError`] that is counted, never a crash. [`LineParser`]
 //! picks the format per line (or uses the one forced with `--input-format`).
 
+pub mod errors;
 pub mod helicone;
 pub(crate) mod json;
 pub mod litellm;
 pub mod native;
 pub mod otel;
+pub mod traces;
 
 use std::borrow::Cow;
 
@@ -17,7 +19,10 @@ use serde::de::{MapAccess, Visitor};
 use thiserror::Error;
 
 use crate::event::{Event, recycle_properties};
-use json::{Key, Skip};
+use crate::time::Zone;
+use json::{Key, Notes, Skip};
+use otel::Found;
+use traces::{Release, Traces};
 
 /// Lines longer than this are rejected without being buffered whole.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -79,12 +84,65 @@ impl std::str::FromStr for Format {
 /// The JSON-lines formats, in the order they are tried when nothing identifies a line.
 const LINE_FORMATS: [Format; 4] = [Format::Tokentop, Format::Helicone, Format::Litellm, Format::Otel];
 
-/// What one line yielded.
+/// Why a record was read but not counted as a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A span of another operation (HTTP, database, a framework's chain).
+    NotCall,
+    /// A span that carries token usage but is not an LLM call (an agent or workflow
+    /// span summing its calls).
+    UsageOutsideCall,
+    /// A span marked as an LLM call with neither a model nor token usage (a prompt template).
+    NoModelOrUsage,
+    /// An LLM span around another LLM span of the same trace: the inner one is the call.
+    Nested,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 4] =
+        [SkipReason::NotCall, SkipReason::UsageOutsideCall, SkipReason::NoModelOrUsage, SkipReason::Nested];
+
+    /// The reason as the report names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SkipReason::NotCall => "not_an_llm_call",
+            SkipReason::UsageOutsideCall => "usage_outside_an_llm_call",
+            SkipReason::NoModelOrUsage => "no_model_or_usage",
+            SkipReason::Nested => "nested_llm_span",
+        }
+    }
+}
+
+/// What one line (or a release of held spans) yielded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Parsed {
     pub events: u32,
-    /// Records that are not LLM calls (OpenTelemetry spans of other operations).
-    pub skipped: u32,
+    /// Records that are not LLM calls, by [`SkipReason`] (in the order of `SkipReason::ALL`).
+    pub skipped: [u32; 4],
+    /// Fields that could not be read and were dropped (the record was kept).
+    pub field_errors: u32,
+}
+
+impl Parsed {
+    fn one() -> Parsed {
+        Parsed { events: 1, ..Parsed::default() }
+    }
+
+    pub fn skip(&mut self, reason: SkipReason) {
+        self.skipped[reason as usize] += 1;
+    }
+
+    pub fn skipped_total(&self) -> u32 {
+        self.skipped.iter().sum()
+    }
+
+    pub fn add(&mut self, o: Parsed) {
+        self.events += o.events;
+        self.field_errors += o.field_errors;
+        for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
+            *a += b;
+        }
+    }
 }
 
 /// Parses lines of any JSON-lines format, keeping its buffers from line to line.
@@ -92,25 +150,91 @@ pub struct Parsed {
 /// The format that parsed the previous line is tried first, so a file in one format
 /// costs one parse per line. When it fails on the line's content (not its JSON
 /// syntax), the line's top-level keys tell which format it is.
+///
+/// OpenTelemetry LLM spans that belong to a trace are held until the trace's nesting
+/// is known (see [`traces`]): call [`finish`](Self::finish) at the end of an input and,
+/// for live sources, [`release_quiet`](Self::release_quiet) now and then.
 pub struct LineParser {
     forced: Option<Format>,
     last: Format,
     spare: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    links: Vec<Link<'static>>,
+    notes: Notes,
+    zone: Zone,
+    traces: Traces,
+    /// Hold spans across lines (files and live sources) or resolve each line on its own.
+    hold: bool,
+    /// The first unreadable field of the last line, naming the format and the field.
+    field_error: Option<String>,
 }
+
+type Link<'a> = (Cow<'a, str>, Cow<'a, str>, Cow<'a, str>);
 
 impl LineParser {
     pub fn new(forced: Option<Format>) -> LineParser {
-        LineParser { forced, last: forced.unwrap_or(Format::Tokentop), spare: Vec::new() }
+        LineParser {
+            forced,
+            last: forced.unwrap_or(Format::Tokentop),
+            spare: Vec::new(),
+            links: Vec::new(),
+            notes: Notes::default(),
+            zone: Zone::Utc,
+            traces: Traces::default(),
+            hold: true,
+            field_error: None,
+        }
+    }
+
+    /// Timestamps without an offset (in other tools' logs) are in `zone`.
+    pub fn with_zone(mut self, zone: Zone) -> LineParser {
+        self.zone = zone;
+        self
+    }
+
+    /// Resolves nested spans within each line instead of holding them across lines
+    /// (for messages that must be answered at once, such as a relay's).
+    pub fn without_holding(mut self) -> LineParser {
+        self.hold = false;
+        self
+    }
+
+    /// The first field of the last line that could not be read, when
+    /// [`Parsed::field_errors`] is not zero.
+    pub fn field_error(&self) -> Option<&str> {
+        self.field_error.as_deref()
+    }
+
+    /// Releases every held span: the input has ended.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(&Event)) -> Parsed {
+        let mut out = Parsed::default();
+        if !self.traces.is_empty() {
+            self.traces.release(Release::All, emit, &mut out);
+        }
+        out
+    }
+
+    /// Releases the spans of traces quiet for [`traces::HOLD`] (live sources).
+    pub fn release_quiet(&mut self, emit: &mut dyn FnMut(&Event)) -> Parsed {
+        let mut out = Parsed::default();
+        if !self.traces.is_empty()
+            && let Some(cutoff) = std::time::Instant::now().checked_sub(traces::HOLD)
+        {
+            self.traces.release(Release::QuietSince(cutoff), emit, &mut out);
+        }
+        out
     }
 
     /// Parses one line (without its newline), calling `emit` with each event.
     pub fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(&Event)) -> Result<Parsed, ParseError> {
+        // A byte-order mark at the start of a file is not part of its first record.
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         let Ok(text) = std::str::from_utf8(line) else {
             return Err(ParseError::Invalid("line is not valid UTF-8".into()));
         };
+        self.field_error = None;
         let first = self.last;
         let err = match self.parse_as(first, text, emit) {
-            Ok(p) => return Ok(p),
+            Ok(p) => return Ok(self.noted(first, p)),
             Err(e) => e,
         };
         if self.forced.is_some() || is_syntax(&err) {
@@ -121,7 +245,7 @@ impl LineParser {
             Some(f) => match self.parse_as(f, text, emit) {
                 Ok(p) => {
                     self.last = f;
-                    Ok(p)
+                    Ok(self.noted(f, p))
                 }
                 Err(e) => Err(ParseError::Invalid(format!("{}: {}", f.noun(), json::describe(&e)))),
             },
@@ -132,36 +256,100 @@ impl LineParser {
         }
     }
 
+    fn noted(&mut self, format: Format, mut p: Parsed) -> Parsed {
+        p.field_errors = self.notes.field_errors;
+        if let Some(first) = self.notes.first.take() {
+            self.field_error = Some(format!("{}: {first}", format.noun()));
+        }
+        p
+    }
+
     fn parse_as<'a>(
         &mut self,
         format: Format,
         text: &'a str,
         emit: &mut dyn FnMut(&Event),
     ) -> Result<Parsed, serde_json::Error> {
+        self.notes.clear();
         let mut ev: Event<'a> = Event::with_properties(recycle_properties(std::mem::take(&mut self.spare)));
         let result = match format {
-            Format::Tokentop => native::parse_into(text, &mut ev).map(|()| Parsed { events: 1, skipped: 0 }),
-            Format::Helicone => helicone::parse_into(text, &mut ev).map(|()| Parsed { events: 1, skipped: 0 }),
-            Format::Litellm => litellm::parse_into(text, &mut ev).map(|()| Parsed { events: 1, skipped: 0 }),
+            Format::Tokentop => native::parse_into(text, &mut ev).map(|()| Parsed::one()),
+            Format::Helicone => helicone::parse_into(text, &mut ev, &mut self.notes).map(|()| Parsed::one()),
+            Format::Litellm => litellm::parse_into(text, &mut ev, &mut self.notes).map(|()| Parsed::one()),
             Format::HeliconeCsv => Err(serde::de::Error::custom(
                 "Helicone CSV is read as a whole file (its header names the columns), not line by line",
             )),
             Format::Otel => {
-                // Spans are emitted as they are read, each normalised on the way.
-                let r = otel::parse_lines(text, &mut ev, &mut |e| {
-                    normalize(e);
-                    emit(e)
-                });
+                let r = self.parse_spans(text, &mut ev, emit);
                 self.spare = recycle_properties(ev.properties);
-                return r.map(|c| Parsed { events: c.llm, skipped: c.skipped });
+                return r;
             }
         };
         if result.is_ok() {
+            if format != Format::Tokentop {
+                settle(&mut ev, &self.notes, self.zone);
+            }
             normalize(&mut ev);
             emit(&ev);
         }
         self.spare = recycle_properties(ev.properties);
         result
+    }
+
+    /// An OTLP line: calls are emitted, or held when they belong to a trace.
+    fn parse_spans<'a>(
+        &mut self,
+        text: &'a str,
+        ev: &mut Event<'a>,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Result<Parsed, serde_json::Error> {
+        let mut out = Parsed::default();
+        let mut links: Vec<Link<'a>> = recycle_links(std::mem::take(&mut self.links));
+        let (traces, zone) = (&mut self.traces, self.zone);
+        let notes_ptr = &mut self.notes;
+        let r = otel::parse_lines(text, ev, notes_ptr, &mut |ids, found| match found {
+            Found::Skipped(reason) => {
+                out.skip(reason);
+                if let (Some(t), Some(s), Some(p)) = (ids.trace, ids.span, ids.parent) {
+                    links.push((t, s, p));
+                }
+            }
+            Found::Call(e) => {
+                settle(e, &Notes::default(), zone);
+                // Spans without ids wait with the others, so that calls keep their order.
+                let (t, s) = (ids.trace.as_deref().unwrap_or(""), ids.span.as_deref().unwrap_or(""));
+                traces.hold(t, s, ids.parent.as_deref(), traces::to_static(e));
+            }
+        });
+        for (t, s, p) in &links {
+            self.traces.link(t, s, p);
+        }
+        self.links = recycle_links(links);
+        let which = if self.hold { Release::OverBound } else { Release::All };
+        if !self.traces.is_empty() {
+            self.traces.release(which, emit, &mut out);
+        }
+        r.map(|()| out)
+    }
+}
+
+/// Empties a link buffer and hands back its allocation for another line's lifetime.
+fn recycle_links<'b>(mut v: Vec<Link<'_>>) -> Vec<Link<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("vector was cleared")).collect()
+}
+
+/// What other tools' records need once read: a naive time placed in its zone, and a
+/// first-token time only where one was measured (not one equal to the end of the call).
+fn settle(ev: &mut Event, notes: &Notes, zone: Zone) {
+    if notes.naive_time {
+        ev.created_at = zone.to_utc(ev.created_at);
+    }
+    if let (Some(ttft), Some(latency)) = (ev.ttft_ms, ev.latency_ms)
+        && ttft >= latency
+        && latency > 0.0
+    {
+        ev.ttft_ms = None;
     }
 }
 
@@ -184,7 +372,7 @@ fn identify(text: &str) -> Option<Format> {
                     "created_at" => seen[0] = true,
                     "request_created_at" => seen[1] = true,
                     "startTime" => seen[2] = true,
-                    "resourceSpans" => seen[3] = true,
+                    "resourceSpans" | "scopeSpans" => seen[3] = true,
                     _ => {}
                 }
                 map.next_value::<Skip>()?;
@@ -252,7 +440,7 @@ mod tests {
 
     #[test]
     fn detects_formats_line_by_line() {
-        let mut p = LineParser::new(None);
+        let mut p = LineParser::new(None).without_holding();
         let native = r#"{"created_at":1,"model":"a","provider":"OpenAI"}"#;
         let helicone = r#"{"request_created_at":"2025-01-01T00:00:00Z","request_model":"b","provider":"ANTHROPIC"}"#;
         let litellm = r#"{"startTime":1,"status":"success","model":"c","custom_llm_provider":"mistral_ai"}"#;
@@ -273,9 +461,14 @@ mod tests {
         let mut p = LineParser::new(None);
         let e = models(&mut p, r#"{"hello":"world"}"#).unwrap_err().to_string();
         assert!(e.contains("tried tokentop, helicone, litellm, otel"), "{e}");
-        let e = models(&mut p, r#"{"startTime":1,"response_cost":"x"}"#).unwrap_err().to_string();
+        assert_eq!(
+            models(&mut p, r#"{"startTime":1,"response_cost":"x"}"#).unwrap().len(),
+            1,
+            "the field is lost, not the record"
+        );
+        let e = p.field_error().unwrap();
         assert!(e.starts_with("LiteLLM payload: field `response_cost`"), "{e}");
-        let e = models(&mut p, "{broken").unwrap_err().to_string();
+        let e = models(&mut LineParser::new(None), "{broken").unwrap_err().to_string();
         assert!(e.starts_with("tokentop event:") && e.contains("column"), "{e}");
         let mut forced = LineParser::new(Some(Format::Helicone));
         let e = models(&mut forced, r#"{"created_at":1}"#).unwrap_err().to_string();

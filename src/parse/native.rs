@@ -195,6 +195,10 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
                 map.next_value_seed(PropertiesSeed { ev: &mut *ev })?;
                 continue;
             }
+            if key == "error" {
+                map.next_value_seed(ErrorSeed { ev: &mut *ev })?;
+                continue;
+            }
             let Some(field) = Field::from_key(key) else {
                 map.next_value::<Skip>()?;
                 continue;
@@ -209,6 +213,75 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
             }
             None => Err(de::Error::custom("missing required field `created_at`")),
         }
+    }
+}
+
+/// `error`: a string, or an error object as OpenAI and Anthropic return it
+/// (`{"message", "type", "code"}`): its message is the error text, its type and code
+/// go into the request's properties (`error.type`, `error.code`).
+struct ErrorSeed<'e, 'de> {
+    ev: &'e mut Event<'de>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ErrorSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ErrorSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("field `error`: a string or an object with `message`")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.ev.error = None;
+        Ok(())
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.ev.error = Some(std::borrow::Cow::Borrowed(v));
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.ev.error = Some(std::borrow::Cow::Owned(v.to_owned()));
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ev = self.ev;
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let name = match k.as_ref() {
+                "message" => None,
+                "type" => Some("error.type"),
+                "code" => Some("error.code"),
+                // An Anthropic body nests the object: {"type":"error","error":{…}}.
+                "error" => {
+                    map.next_value_seed(ErrorSeed { ev: &mut *ev })?;
+                    continue;
+                }
+                _ => {
+                    map.next_value::<Skip>()?;
+                    continue;
+                }
+            };
+            let v = match map.next_value::<Scalar<'de>>()? {
+                Scalar::Str(s) => s,
+                Scalar::Null => continue,
+                n @ (Scalar::U64(_) | Scalar::I64(_)) => std::borrow::Cow::Owned(show(&n)),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "field `error.{k}`: expected a string, found {}",
+                        other.kind()
+                    )));
+                }
+            };
+            match name {
+                None => ev.error = Some(v),
+                Some(n) if v != "error" => ev.set_property(std::borrow::Cow::Borrowed(n), v),
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,24 +1,32 @@
-//! OpenTelemetry GenAI spans in OTLP/JSON: one `{"resourceSpans": […]}` export per line,
-//! as the OpenTelemetry Collector's file exporter writes them. One line holds many spans.
+//! OpenTelemetry GenAI spans in OTLP/JSON, as instrumentations really write them: one
+//! `{"resourceSpans": […]}` export per line (the Collector's file exporter), one
+//! ResourceSpans per line (Java's `logging-otlp`), or an export nested in a larger
+//! document (`{"trace_requests": [{"pbreq": {"resourceSpans": …}}]}`, as oteltest
+//! writes it). One line holds many spans.
 //!
-//! LLM calls are spans whose `gen_ai.operation.name` is `chat`, `text_completion`,
-//! `generate_content` or `embeddings` (or whose OpenInference `openinference.span.kind`
-//! is `LLM` or `EMBEDDING`); other spans are skipped and counted, not errors.
+//! A span is an LLM call when one of these says so (first that applies):
+//! LangSmith's `langsmith.span.kind` (`llm`), OpenInference's `openinference.span.kind`
+//! (`LLM`, `EMBEDDING`), OpenLLMetry's `traceloop.span.kind` (`workflow`, `task`, `agent`,
+//! `tool` are not), the Vercel AI SDK's `ai.*.doGenerate` / `ai.*.doStream` spans,
+//! `gen_ai.operation.name` (`chat`, `chat.completions`, `text_completion`,
+//! `generate_content`, `embeddings`, …; another operation is not), OpenLLMetry's legacy
+//! `llm.request.type`, or `gen_ai.system` / `gen_ai.provider.name` with a model or token
+//! usage. An LLM span with neither model nor usage (a prompt template) is not a call.
+//! Spans that are not calls are skipped and counted by reason ([`SkipReason`]).
 //!
-//! Mapping (semantic conventions first, then OpenLIT / OpenInference variants):
-//! `spanId` → `request_id`; `startTimeUnixNano` → `created_at`; end − start →
-//! `latency_ms`; model: `gen_ai.response.model`, else `gen_ai.request.model`, else
-//! `llm.model_name`; provider: `gen_ai.provider.name`, else `gen_ai.system`, else
-//! `llm.provider` / `llm.system`; tokens: `gen_ai.usage.input_tokens` /
-//! `llm.token_count.prompt`, `gen_ai.usage.output_tokens` / `llm.token_count.completion`,
-//! `gen_ai.usage.cache_read.input_tokens` / `llm.token_count.prompt_details.cache_read`,
-//! `gen_ai.usage.cache_creation.input_tokens` / `llm.token_count.prompt_details.cache_write`,
-//! `gen_ai.usage.reasoning.output_tokens` / `llm.token_count.completion_details.reasoning`;
-//! `gen_ai.response.time_to_first_chunk` (seconds) → `ttft_ms`; `gen_ai.usage.cost`
-//! (OpenLIT) or `llm.cost.total` → `cost_usd`; `gen_ai.conversation.id` / `session.id`
-//! → session; `user.id` / `enduser.id` → user; the resource's `service.name` → property
-//! `service`. Status: `http.response.status_code` if present; else a span with status
-//! ERROR is status 0 with `error.type` (or the status message) as the error; else 200.
+//! Mapping: `spanId` → `request_id`; `startTimeUnixNano` → `created_at`; end − start →
+//! `latency_ms`; model: `gen_ai.response.model`, `gen_ai.request.model`,
+//! `llm.model_name`, `ai.model.id`; provider: `gen_ai.provider.name`, `gen_ai.system`,
+//! `llm.provider`, `llm.system`, `ai.model.provider`; tokens under every name in use
+//! (semantic conventions, OpenLLMetry, OpenInference, the AI SDK), each the largest seen
+//! under its names; `gen_ai.usage.cost`, `gen_ai.cost.total_cost`, `llm.cost.total` →
+//! billed cost; TTFT from `gen_ai.response.time_to_first_chunk` or
+//! `gen_ai.server.time_to_first_token` (seconds) or `ai.response.msToFirstChunk`, unless
+//! the span says it was not streamed; `gen_ai.conversation.id` / `session.id` →
+//! session; `user.id` / `enduser.id` / `gen_ai.request.user` → user; the resource's
+//! `service.name` → property `service`. Status: `http.response.status_code` if present;
+//! else for a span with status ERROR, the status that its `error.type`, exception event
+//! or status message names ([`super::errors`]), else 0; else 200.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -26,42 +34,53 @@ use std::fmt;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::json::{Key, Scalar, Skip};
+use super::SkipReason;
+use super::json::{Key, Notes, Scalar, Skip, is_absent};
 use crate::event::Event;
 
-/// What one line held besides its events.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SpanCounts {
-    pub llm: u32,
-    pub skipped: u32,
+/// Where a span sits in its trace.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SpanIds<'de> {
+    pub(crate) trace: Option<Cow<'de, str>>,
+    pub(crate) span: Option<Cow<'de, str>>,
+    pub(crate) parent: Option<Cow<'de, str>>,
 }
 
-/// Parses an export line, calling `emit` with each LLM span as an event. `ev` is the
-/// buffer each span is read into (its property buffer is reused).
+/// What a span turned out to be.
+pub(crate) enum Found<'a, 'de> {
+    Call(&'a mut Event<'de>),
+    Skipped(SkipReason),
+}
+
+/// Parses an export, calling `emit` with every span: an LLM call as an event (read into
+/// `ev`, whose property buffer is reused), any other span with why it is skipped.
+/// Attributes that cannot be read are noted in `notes` and lost.
 pub(crate) fn parse_lines<'de>(
     text: &'de str,
     ev: &mut Event<'de>,
-    emit: &mut dyn FnMut(&mut Event<'de>),
-) -> Result<SpanCounts, serde_json::Error> {
+    notes: &mut Notes,
+    emit: &mut dyn FnMut(SpanIds<'de>, Found<'_, 'de>),
+) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let mut ctx = Ctx { ev, emit, counts: SpanCounts::default(), service: None, seen_root: false };
+    let mut ctx = Ctx { ev, notes, emit, service: None, seen_root: false };
     de.deserialize_map(Root { ctx: &mut ctx })?;
     de.end()?;
     if !ctx.seen_root {
         return Err(de::Error::custom("missing required field `resourceSpans`"));
     }
-    Ok(ctx.counts)
+    Ok(())
 }
 
 struct Ctx<'c, 'de> {
     ev: &'c mut Event<'de>,
-    emit: &'c mut dyn FnMut(&mut Event<'de>),
-    counts: SpanCounts,
+    notes: &'c mut Notes,
+    emit: &'c mut dyn FnMut(SpanIds<'de>, Found<'_, 'de>),
     service: Option<Cow<'de, str>>,
     seen_root: bool,
 }
 
-/// Walks `{"resourceSpans": [ {"resource": …, "scopeSpans": [ {"spans": [ … ]} ]} ]}`.
+/// The top of a line: `{"resourceSpans": …}`, one ResourceSpans itself, or a document
+/// that holds `resourceSpans` further down.
 struct Root<'a, 'c, 'de> {
     ctx: &'a mut Ctx<'c, 'de>,
 }
@@ -73,13 +92,75 @@ impl<'de> Visitor<'de> for Root<'_, '_, 'de> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            match k.as_ref() {
+                "resourceSpans" => {
+                    self.ctx.seen_root = true;
+                    map.next_value_seed(Each { ctx: &mut *self.ctx, level: Level::Resource })?;
+                }
+                // One ResourceSpans per line.
+                "resource" => self.ctx.service = map.next_value_seed(ResourceService)?,
+                "scopeSpans" | "instrumentationLibrarySpans" => {
+                    self.ctx.seen_root = true;
+                    map.next_value_seed(Each { ctx: &mut *self.ctx, level: Level::Scope })?;
+                }
+                _ => map.next_value_seed(Seek { ctx: &mut *self.ctx })?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Looks for `resourceSpans` anywhere below (metrics and logs around it are passed over).
+struct Seek<'a, 'c, 'de> {
+    ctx: &'a mut Ctx<'c, 'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for Seek<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seek<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             if k == "resourceSpans" {
                 self.ctx.seen_root = true;
                 map.next_value_seed(Each { ctx: &mut *self.ctx, level: Level::Resource })?;
+            } else if k.starts_with("resource") && k != "resource" {
+                // resourceMetrics, resourceLogs: not spans.
+                map.next_value::<IgnoredAny>()?;
             } else {
-                map.next_value::<Skip>()?;
+                map.next_value_seed(Seek { ctx: &mut *self.ctx })?;
             }
         }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Seek { ctx: &mut *self.ctx })?.is_some() {}
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
         Ok(())
     }
 }
@@ -185,8 +266,8 @@ impl<'de> Visitor<'de> for ResourceService {
         let mut service = None;
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             if k == "attributes" {
-                let mut attrs = Attrs::default();
-                map.next_value_seed(AttrList { attrs: &mut attrs })?;
+                let (mut attrs, mut notes) = (Attrs::default(), Notes::default());
+                map.next_value_seed(AttrList { attrs: &mut attrs, notes: &mut notes })?;
                 service = attrs.service;
             } else {
                 map.next_value::<Skip>()?;
@@ -196,96 +277,219 @@ impl<'de> Visitor<'de> for ResourceService {
     }
 }
 
-/// The attributes tokentop reads from a span (and a resource).
+/// The attributes tokentop reads from a span (and a resource, and exception events).
 #[derive(Default)]
 struct Attrs<'de> {
     operation: Option<Cow<'de, str>>,
-    span_kind: Option<Cow<'de, str>>,
+    request_type: Option<Cow<'de, str>>,
+    openinference_kind: Option<Cow<'de, str>>,
+    langsmith_kind: Option<Cow<'de, str>>,
+    traceloop_kind: Option<Cow<'de, str>>,
+    ai_operation: Option<Cow<'de, str>>,
     response_model: Option<Cow<'de, str>>,
     request_model: Option<Cow<'de, str>>,
-    model_name: Option<Cow<'de, str>>,
+    other_model: Option<Cow<'de, str>>,
     provider: Option<Cow<'de, str>>,
     system: Option<Cow<'de, str>>,
+    other_provider: Option<Cow<'de, str>>,
     input: Option<u64>,
     output: Option<u64>,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
     reasoning: Option<u64>,
-    ttft_s: Option<f64>,
+    ttft_ms: Option<f64>,
+    streamed: Option<bool>,
     cost: Option<f64>,
     session: Option<Cow<'de, str>>,
     user: Option<Cow<'de, str>>,
     http_status: Option<u64>,
     error_type: Option<Cow<'de, str>>,
+    exception_type: Option<Cow<'de, str>>,
+    exception_message: Option<Cow<'de, str>>,
     service: Option<Cow<'de, str>>,
+}
+
+/// The larger of two counts: a zero under one name does not hide a count under another.
+fn most(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Operation names of LLM calls, semantic conventions and the variants in use.
+fn is_call_operation(op: &str) -> bool {
+    const OPS: [&str; 14] = [
+        "chat",
+        "chat.completions",
+        "chat_completions",
+        "chat.completion",
+        "text_completion",
+        "completion",
+        "completions",
+        "generate_content",
+        "generate",
+        "embeddings",
+        "embedding",
+        "embed",
+        "responses",
+        "response",
+    ];
+    OPS.iter().any(|o| o.eq_ignore_ascii_case(op))
 }
 
 impl<'de> Attrs<'de> {
     fn set(&mut self, key: &str, v: Scalar<'de>) -> Result<(), String> {
         let s = |v: Scalar<'de>| match v {
-            Scalar::Str(s) => Some(s),
+            Scalar::Str(s) if !is_absent(&s) => Some(s),
             _ => None,
         };
         let n = |v: &Scalar| -> Result<Option<u64>, String> {
             match v {
+                Scalar::Str(s) if is_absent(s) => Ok(None),
                 Scalar::Str(s) => {
-                    s.parse::<u64>().map(Some).map_err(|_| format!("attribute `{key}`: `{s}` is not a count"))
+                    s.trim().parse::<u64>().map(Some).map_err(|_| format!("attribute `{key}`: `{s}` is not a count"))
                 }
                 other => super::json::want_count(key, other).map_err(|e| e.replace("field", "attribute")),
             }
         };
         let f = |v: &Scalar| -> Result<Option<f64>, String> {
             match v {
-                Scalar::Str(s) => {
-                    s.parse::<f64>().map(Some).map_err(|_| format!("attribute `{key}`: `{s}` is not a number"))
-                }
+                Scalar::Str(s) if is_absent(s) => Ok(None),
+                Scalar::Str(s) => match s.trim().parse::<f64>() {
+                    Ok(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+                    _ => Err(format!("attribute `{key}`: `{s}` is not a number ≥ 0")),
+                },
                 other => super::json::want_nonneg(key, other).map_err(|e| e.replace("field", "attribute")),
             }
         };
+        let b = |v: &Scalar| match v {
+            Scalar::Bool(b) => Some(*b),
+            Scalar::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+            Scalar::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        };
         match key {
             "gen_ai.operation.name" => self.operation = s(v),
-            "openinference.span.kind" => self.span_kind = s(v),
+            "llm.request.type" => self.request_type = s(v),
+            "openinference.span.kind" => self.openinference_kind = s(v),
+            "langsmith.span.kind" => self.langsmith_kind = s(v),
+            "traceloop.span.kind" => self.traceloop_kind = s(v),
+            "ai.operationId" => self.ai_operation = s(v),
+            "operation.name" => {
+                if self.ai_operation.is_none() {
+                    self.ai_operation = s(v).filter(|o| o.starts_with("ai."));
+                }
+            }
             "gen_ai.response.model" => self.response_model = s(v),
             "gen_ai.request.model" => self.request_model = s(v),
-            "llm.model_name" => self.model_name = s(v),
+            "llm.model_name" | "ai.model.id" | "langsmith.metadata.ls_model_name" => {
+                self.other_model = self.other_model.take().or(s(v))
+            }
             "gen_ai.provider.name" => self.provider = s(v),
-            "gen_ai.system" | "llm.provider" | "llm.system" => self.system = self.system.take().or(s(v)),
-            "gen_ai.usage.input_tokens" | "gen_ai.usage.prompt_tokens" | "llm.token_count.prompt" => {
-                self.input = n(&v)?
+            "gen_ai.system" => self.system = s(v),
+            "llm.provider" | "llm.system" | "langsmith.metadata.ls_provider" => {
+                self.other_provider = self.other_provider.take().or(s(v))
             }
-            "gen_ai.usage.output_tokens" | "gen_ai.usage.completion_tokens" | "llm.token_count.completion" => {
-                self.output = n(&v)?
+            // The AI SDK names a provider and its API: `openai.chat`, `anthropic.messages`.
+            "ai.model.provider" => {
+                let p = s(v).map(|p| match p.split_once('.') {
+                    Some((name, _)) => Cow::Owned(name.to_string()),
+                    None => p,
+                });
+                self.other_provider = self.other_provider.take().or(p);
             }
-            "gen_ai.usage.cache_read.input_tokens" | "llm.token_count.prompt_details.cache_read" => {
-                self.cache_read = n(&v)?
+            "gen_ai.usage.input_tokens"
+            | "gen_ai.usage.prompt_tokens"
+            | "llm.token_count.prompt"
+            | "llm.usage.prompt_tokens"
+            | "ai.usage.promptTokens"
+            | "ai.usage.inputTokens" => self.input = most(self.input, n(&v)?),
+            "gen_ai.usage.output_tokens"
+            | "gen_ai.usage.completion_tokens"
+            | "llm.token_count.completion"
+            | "llm.usage.completion_tokens"
+            | "ai.usage.completionTokens"
+            | "ai.usage.outputTokens" => self.output = most(self.output, n(&v)?),
+            "gen_ai.usage.cache_read.input_tokens"
+            | "gen_ai.usage.cache_read_input_tokens"
+            | "gen_ai.usage.cached_tokens"
+            | "gen_ai.usage.input_tokens.cached"
+            | "llm.token_count.prompt_details.cache_read"
+            | "llm.usage.cache_read_input_tokens"
+            | "ai.usage.cachedInputTokens" => self.cache_read = most(self.cache_read, n(&v)?),
+            "gen_ai.usage.cache_creation.input_tokens"
+            | "gen_ai.usage.cache_creation_input_tokens"
+            | "llm.token_count.prompt_details.cache_write"
+            | "llm.usage.cache_creation_input_tokens" => self.cache_write = most(self.cache_write, n(&v)?),
+            "gen_ai.usage.reasoning.output_tokens"
+            | "gen_ai.usage.reasoning_tokens"
+            | "gen_ai.usage.output_tokens.reasoning"
+            | "llm.token_count.completion_details.reasoning"
+            | "llm.usage.reasoning_tokens"
+            | "ai.usage.reasoningTokens" => self.reasoning = most(self.reasoning, n(&v)?),
+            "gen_ai.response.time_to_first_chunk" | "gen_ai.server.time_to_first_token" => {
+                self.ttft_ms = f(&v)?.map(|s| s * 1000.0).or(self.ttft_ms)
             }
-            "gen_ai.usage.cache_creation.input_tokens" | "llm.token_count.prompt_details.cache_write" => {
-                self.cache_write = n(&v)?
+            "ai.response.msToFirstChunk" => self.ttft_ms = self.ttft_ms.or(f(&v)?),
+            "gen_ai.request.is_stream" | "gen_ai.request.stream" | "llm.is_streaming" => self.streamed = b(&v),
+            "gen_ai.usage.cost" | "gen_ai.cost.total_cost" | "llm.cost.total" | "gen_ai.usage.cost_usd" => {
+                self.cost = self.cost.or(f(&v)?)
             }
-            "gen_ai.usage.reasoning.output_tokens" | "llm.token_count.completion_details.reasoning" => {
-                self.reasoning = n(&v)?
-            }
-            "gen_ai.response.time_to_first_chunk" | "gen_ai.server.time_to_first_token" => self.ttft_s = f(&v)?,
-            "gen_ai.usage.cost" | "llm.cost.total" => self.cost = f(&v)?,
             "gen_ai.conversation.id" | "session.id" => self.session = self.session.take().or(s(v)),
-            "user.id" | "enduser.id" => self.user = self.user.take().or(s(v)),
-            "http.response.status_code" => self.http_status = n(&v)?,
+            "user.id" | "enduser.id" | "gen_ai.request.user" => self.user = self.user.take().or(s(v)),
+            "http.response.status_code" | "http.status_code" => self.http_status = n(&v)?,
             "error.type" => self.error_type = s(v),
+            "exception.type" => self.exception_type = s(v),
+            "exception.message" => self.exception_message = s(v),
             "service.name" => self.service = s(v),
             _ => {}
         }
         Ok(())
     }
 
-    fn is_llm_call(&self) -> bool {
-        matches!(self.operation.as_deref(), Some("chat" | "text_completion" | "generate_content" | "embeddings"))
-            || matches!(self.span_kind.as_deref(), Some("LLM" | "EMBEDDING"))
+    fn has_usage(&self) -> bool {
+        self.input.is_some_and(|n| n > 0) || self.output.is_some_and(|n| n > 0)
+    }
+
+    /// Whether the span is an LLM call, or why not.
+    fn classify(&self, name: Option<&str>, failed: bool) -> Result<(), SkipReason> {
+        let not_call = if self.has_usage() { SkipReason::UsageOutsideCall } else { SkipReason::NotCall };
+        let marked = if let Some(k) = &self.langsmith_kind {
+            k.eq_ignore_ascii_case("llm")
+        } else if let Some(k) = &self.openinference_kind {
+            k.eq_ignore_ascii_case("llm") || k.eq_ignore_ascii_case("embedding")
+        } else if self.traceloop_kind.as_deref().is_some_and(|k| matches!(k, "workflow" | "task" | "agent" | "tool")) {
+            false
+        } else if let Some(op) = self.ai_operation.as_deref().or(name.filter(|n| n.starts_with("ai."))) {
+            let op = op.split(' ').next().unwrap_or(op);
+            op.ends_with(".doGenerate") || op.ends_with(".doStream") || op.ends_with(".doEmbed")
+        } else if let Some(op) = &self.operation {
+            is_call_operation(op)
+        } else if let Some(t) = &self.request_type {
+            is_call_operation(t)
+        } else {
+            (self.provider.is_some() || self.system.is_some()) && (self.model().is_some() || self.has_usage())
+        };
+        if !marked {
+            return Err(not_call);
+        }
+        // A failed call may have neither (it got no answer); a template that succeeded is no call.
+        if self.model().is_none() && !self.has_usage() && !failed {
+            return Err(SkipReason::NoModelOrUsage);
+        }
+        Ok(())
+    }
+
+    fn model(&self) -> Option<&Cow<'de, str>> {
+        self.response_model.as_ref().or(self.request_model.as_ref()).or(self.other_model.as_ref())
     }
 }
 
 /// `[{"key": K, "value": {"stringValue": …}}, …]`.
 struct AttrList<'a, 'de> {
     attrs: &'a mut Attrs<'de>,
+    notes: &'a mut Notes,
 }
 
 impl<'de> DeserializeSeed<'de> for AttrList<'_, 'de> {
@@ -305,8 +509,10 @@ impl<'de> Visitor<'de> for AttrList<'_, 'de> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(kv) = seq.next_element::<KeyValue<'de>>()? {
-            if let (Some(k), Some(v)) = (kv.key, kv.value) {
-                self.attrs.set(&k, v).map_err(de::Error::custom)?;
+            if let (Some(k), Some(v)) = (kv.key, kv.value)
+                && let Err(e) = self.attrs.set(&k, v)
+            {
+                self.notes.field(e);
             }
         }
         Ok(())
@@ -379,6 +585,69 @@ impl<'de> Visitor<'de> for AnyValue {
     }
 }
 
+/// A span's `events`: the type and message of an `exception` event.
+struct Events<'a, 'de> {
+    attrs: &'a mut Attrs<'de>,
+    notes: &'a mut Notes,
+}
+
+impl<'de> DeserializeSeed<'de> for Events<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Events<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of span events")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(OneEvent { attrs: &mut *self.attrs, notes: &mut *self.notes })?.is_some() {}
+        Ok(())
+    }
+}
+
+struct OneEvent<'a, 'de> {
+    attrs: &'a mut Attrs<'de>,
+    notes: &'a mut Notes,
+}
+
+impl<'de> DeserializeSeed<'de> for OneEvent<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneEvent<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a span event")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (mut name, mut attrs) = (None, Attrs::default());
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            match k.as_ref() {
+                "name" => name = Some(map.next_value::<Key<'de>>()?.0),
+                "attributes" => map.next_value_seed(AttrList { attrs: &mut attrs, notes: &mut *self.notes })?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if name.as_deref() == Some("exception") {
+            self.attrs.exception_type = self.attrs.exception_type.take().or(attrs.exception_type);
+            self.attrs.exception_message = self.attrs.exception_message.take().or(attrs.exception_message);
+        }
+        Ok(())
+    }
+}
+
 struct SpanSeed<'a, 'c, 'de> {
     ctx: &'a mut Ctx<'c, 'de>,
 }
@@ -401,6 +670,14 @@ fn nanos(key: &str, v: Scalar) -> Result<Option<i64>, String> {
     }
 }
 
+/// An id (`traceId`, `spanId`, `parentSpanId`); empty means none.
+fn id<'de>(v: Scalar<'de>) -> Option<Cow<'de, str>> {
+    match v {
+        Scalar::Str(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
 impl<'de> Visitor<'de> for SpanSeed<'_, '_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -409,62 +686,77 @@ impl<'de> Visitor<'de> for SpanSeed<'_, '_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut attrs = Attrs::default();
         let (mut start, mut end) = (None, None);
-        let mut span_id = None;
+        let mut ids = SpanIds::default();
+        let mut name = None;
         let mut status_error = false;
         let mut status_message = None;
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             match k.as_ref() {
-                "attributes" => map.next_value_seed(AttrList { attrs: &mut attrs })?,
-                "spanId" => span_id = map.next_value::<Key<'de>>().map(|k| Some(k.0))?,
+                "attributes" => map.next_value_seed(AttrList { attrs: &mut attrs, notes: &mut *self.ctx.notes })?,
+                "spanId" | "span_id" => ids.span = id(map.next_value()?),
+                "traceId" | "trace_id" => ids.trace = id(map.next_value()?),
+                "parentSpanId" | "parent_span_id" => ids.parent = id(map.next_value()?),
+                "name" => name = id(map.next_value()?),
                 "startTimeUnixNano" => start = nanos(&k, map.next_value()?).map_err(de::Error::custom)?,
-                "endTimeUnixNano" => end = nanos(&k, map.next_value()?).map_err(de::Error::custom)?,
+                "endTimeUnixNano" => match nanos(&k, map.next_value()?) {
+                    Ok(e) => end = e,
+                    Err(e) => self.ctx.notes.field(e),
+                },
                 "status" => {
                     let (error, message) = map.next_value_seed(Status)?;
                     status_error = error;
                     status_message = message;
                 }
-                // traceId, name, kind, events, links…: skipped without building strings
-                // (serde_json skips iteratively, so deep nesting cannot overflow the stack).
+                "events" => map.next_value_seed(Events { attrs: &mut attrs, notes: &mut *self.ctx.notes })?,
+                // kind, links…: skipped without building strings (serde_json skips
+                // iteratively, so deep nesting cannot overflow the stack).
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        if !attrs.is_llm_call() {
-            self.ctx.counts.skipped += 1;
+        if let Err(reason) =
+            attrs.classify(name.as_deref(), status_error || attrs.http_status.is_some_and(|s| s >= 400))
+        {
+            (self.ctx.emit)(ids, Found::Skipped(reason));
             return Ok(());
         }
         let start = start.ok_or_else(|| de::Error::custom("span without `startTimeUnixNano`"))?;
         let ev = &mut *self.ctx.ev;
         let props = crate::event::recycle_properties(std::mem::take(&mut ev.properties));
         *ev = Event::with_properties(props);
-        ev.request_id = span_id;
+        ev.request_id = ids.span.clone();
         ev.created_at = start.div_euclid(1000);
         ev.latency_ms = end.filter(|&e| e >= start).map(|e| (e - start) as f64 / 1e6);
-        ev.model = attrs.response_model.or(attrs.request_model).or(attrs.model_name);
-        ev.provider = attrs.provider.or(attrs.system);
+        ev.model = attrs.response_model.or(attrs.request_model).or(attrs.other_model);
+        ev.provider = attrs.provider.or(attrs.system).or(attrs.other_provider);
         ev.prompt_tokens = attrs.input.unwrap_or(0);
         ev.completion_tokens = attrs.output.unwrap_or(0);
         ev.cache_read_tokens = attrs.cache_read.unwrap_or(0);
         ev.cache_write_tokens = attrs.cache_write.unwrap_or(0);
         ev.reasoning_tokens = attrs.reasoning.unwrap_or(0);
-        ev.ttft_ms = attrs.ttft_s.map(|s| s * 1000.0);
+        // OpenLIT records a first-token time on calls that were not streamed.
+        ev.ttft_ms = attrs.ttft_ms.filter(|_| attrs.streamed != Some(false));
         ev.cost_usd = attrs.cost;
         ev.session_id = attrs.session;
         ev.user_id = attrs.user;
+        let error_text = attrs.exception_message.or(status_message);
+        let error_kind = attrs.error_type.or(attrs.exception_type);
         ev.status = match (attrs.http_status, status_error) {
             (Some(code), _) => code.min(999) as u16,
-            (None, true) => 0,
+            (None, true) => super::errors::status_of(error_kind.as_deref(), error_text.as_deref()).unwrap_or(0),
             (None, false) => 200,
         };
         if ev.status == 0 || ev.status >= 400 {
-            ev.error = attrs.error_type.or(status_message);
+            ev.error = match (error_text, error_kind) {
+                (Some(t), _) => Some(t),
+                (None, k) => k,
+            };
         }
         if let Some(s) = &self.ctx.service {
             ev.properties.push((Cow::Borrowed("service"), s.clone()));
         }
-        self.ctx.counts.llm += 1;
-        (self.ctx.emit)(ev);
+        (self.ctx.emit)(ids, Found::Call(ev));
         Ok(())
     }
 }
@@ -492,8 +784,8 @@ impl<'de> Visitor<'de> for Status {
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             match (k.as_ref(), map.next_value::<Scalar<'de>>()?) {
                 ("code", Scalar::U64(2)) => error = true,
-                ("code", Scalar::Str(s)) if s == "STATUS_CODE_ERROR" => error = true,
-                ("message", Scalar::Str(m)) if !m.is_empty() => message = Some(m),
+                ("code", Scalar::Str(s)) if s == "STATUS_CODE_ERROR" || s == "ERROR" => error = true,
+                ("message" | "description", Scalar::Str(m)) if !m.is_empty() => message = Some(m),
                 _ => {}
             }
         }
@@ -541,7 +833,13 @@ mod tests {
         );
         let mut ev = Event::with_properties(Vec::new());
         let mut got = Vec::new();
-        let counts = parse_lines(&line, &mut ev, &mut |e| {
+        let mut skipped = Vec::new();
+        let mut notes = Notes::default();
+        parse_lines(&line, &mut ev, &mut notes, &mut |_, found| {
+            let e = match found {
+                Found::Call(e) => e,
+                Found::Skipped(r) => return skipped.push(r),
+            };
             got.push((
                 e.request_id.as_deref().map(str::to_owned),
                 e.model().to_owned(),
@@ -557,20 +855,24 @@ mod tests {
             ))
         })
         .unwrap();
-        assert_eq!(counts, SpanCounts { llm: 2, skipped: 1 });
+        assert_eq!((got.len(), skipped), (2, vec![SkipReason::NotCall]));
         assert_eq!(got[0].1, "gpt-4o-2024-08-06");
         assert_eq!(got[0].2, "azure.ai.openai", "normalised by the line parser, not here");
         assert_eq!((got[0].3, got[0].4, got[0].5), (200, Some(1500.0), Some(350.0)));
         assert_eq!(got[0].6, (1200, 300, 400));
         assert_eq!((got[0].7.as_deref(), got[0].8.as_deref()), (Some("dana"), Some("conv-1")));
         assert_eq!(got[0].10, vec!["service=checkout"]);
-        assert_eq!((got[1].3, got[1].9.as_deref()), (0, Some("timeout")));
+        assert_eq!(
+            (got[1].3, got[1].9.as_deref()),
+            (0, Some("boom")),
+            "the message is the error text; the type maps the status"
+        );
     }
 
     #[test]
     fn not_an_export() {
         let mut ev = Event::with_properties(Vec::new());
-        let e = parse_lines(r#"{"spans":[]}"#, &mut ev, &mut |_| {}).unwrap_err();
+        let e = parse_lines(r#"{"spans":[]}"#, &mut ev, &mut Notes::default(), &mut |_, _| {}).unwrap_err();
         assert!(e.to_string().contains("resourceSpans"));
     }
 }

@@ -54,6 +54,8 @@ pub struct Options {
     pub limits: Limits,
     /// `--input-format`: read every line as this format instead of detecting it.
     pub input_format: Option<Format>,
+    /// The zone of timestamps written without an offset.
+    pub zone: crate::time::Zone,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             prices: PriceTable::builtin(),
             limits: Limits::REPORT,
             input_format: None,
+            zone: crate::time::Zone::Utc,
         }
     }
 }
@@ -121,6 +124,10 @@ pub struct IngestReport {
     pub outside_window: u64,
     /// Records that are not LLM calls (OpenTelemetry spans of other operations).
     pub skipped: u64,
+    /// `skipped` by reason (only reasons that occurred).
+    pub skipped_reasons: std::collections::BTreeMap<&'static str, u64>,
+    /// Fields that could not be read: each was dropped and its record kept.
+    pub field_errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -572,7 +579,7 @@ pub struct Outcome {
 /// a second pass with the true end keeps the answer exact.
 pub fn run(inputs: &[Input], opts: &Options) -> Result<Outcome, InputError> {
     let guess = match opts.window {
-        Some(_) => latest_in_tails(inputs, opts.input_format)?,
+        Some(_) => latest_in_tails(inputs, opts.input_format, opts.zone)?,
         None => None,
     };
     let mut passes = 1;
@@ -605,6 +612,8 @@ pub fn run(inputs: &[Input], opts: &Options) -> Result<Outcome, InputError> {
         late: 0,
         outside_window: acc.outside,
         skipped: counts.skipped,
+        skipped_reasons: counts.skipped_by_reason().collect(),
+        field_errors: counts.field_errors,
     };
     let report = Report::build(&acc.stats, &acc.series, span, ActiveUsers::of(&acc.stats), ingest, opts);
     Ok(Outcome { report, counts, passes })
@@ -614,7 +623,8 @@ pub fn run(inputs: &[Input], opts: &Options) -> Result<Outcome, InputError> {
 fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Part>, Counts), InputError> {
     let start = opts.window.zip(end).map(|(d, e)| e - d);
     let width = opts.window.map_or(MICROS_PER_SEC, bucket_for_span);
-    let read = ingest::ReadOptions { threads: opts.threads, format: opts.input_format, progress: None };
+    let read =
+        ingest::ReadOptions { threads: opts.threads, format: opts.input_format, progress: None, zone: opts.zone };
     ingest::read_all(
         inputs,
         read,
@@ -646,8 +656,12 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
 
 /// The latest event time in the last 256 KiB of each input (a guess: lines cut by the
 /// 256 KiB boundary, or CSV rows spanning lines, are simply not counted in it).
-fn latest_in_tails(inputs: &[Input], format: Option<Format>) -> Result<Option<Micros>, InputError> {
-    let mut parser = LineParser::new(format.filter(|f| *f != Format::HeliconeCsv));
+fn latest_in_tails(
+    inputs: &[Input],
+    format: Option<Format>,
+    zone: crate::time::Zone,
+) -> Result<Option<Micros>, InputError> {
+    let mut parser = LineParser::new(format.filter(|f| *f != Format::HeliconeCsv)).without_holding().with_zone(zone);
     let mut latest = None;
     for input in inputs {
         let tail = ingest::tail_lines(input, 256 << 10)?;

@@ -266,7 +266,8 @@ async fn connect_and_stream(
         return Ended::Stop;
     }
     let (mut sink, mut stream) = stream.split();
-    let mut parser = LineParser::new(None);
+    // A relay's messages are answered at once: nested spans are resolved per message.
+    let mut parser = LineParser::new(None).without_holding();
     let mut ping = tokio::time::interval(opts.ping_every);
     ping.tick().await;
     let mut silent_since = tokio::time::Instant::now();

@@ -51,6 +51,8 @@ pub struct ConsoleOptions {
     pub prices: PriceTable,
     /// Times in UTC rather than local time.
     pub utc: bool,
+    /// The zone of timestamps written without an offset (`--tz`).
+    pub zone: crate::time::Zone,
     /// Capture the mouse (off by default, so that text can be selected).
     pub mouse: bool,
     pub keymap: Vec<(crossterm::event::KeyCode, crossterm::event::KeyModifiers, app::Action)>,
@@ -118,6 +120,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
         Clock::EventTime => 0,
     };
     let mut live = Live::new(names, config.clone(), opts.prices.clone(), now);
+    live.set_zone(opts.zone);
     live.watch(alerting.rules.clone());
     let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
     source::start(&opts.sources, &opts.source_options, tx);
@@ -207,7 +210,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
                 None => {
                     // Every source has ended: keep showing what was read, and say so.
                     sources_open = false;
-                    live.sources_ended = true;
+                    live.end_sources();
                     data = true;
                 }
             },

@@ -941,6 +941,9 @@ fn draw_status(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         if src.bad > 0 {
             spans.push(Span::styled(format!(" {} bad", int(src.bad)), theme.warn()));
         }
+        if src.fields_dropped > 0 {
+            spans.push(Span::styled(format!(" {} fields dropped", int(src.fields_dropped)), theme.warn()));
+        }
         if src.missed > 0 {
             spans.push(Span::styled(format!(" gap {}", int(src.missed)), theme.bad()));
         }

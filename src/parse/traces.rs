@@ -1,0 +1,222 @@
+//! One call, one request: LLM spans held per trace until their nesting is known.
+//!
+//! Frameworks wrap the provider's call in a span of their own that looks like an LLM
+//! call too (OpenLIT's LangChain `chat` span around the OpenAI `chat` span, OpenLLMetry's
+//! `ChatOpenAI.chat` around `openai.chat`). Counting both doubles the requests and adds
+//! the framework's estimated tokens to the real ones, so only the innermost LLM span of
+//! a nesting counts; the outer ones are skipped as [`SkipReason::Nested`].
+//!
+//! The spans of one trace arrive in any order, on different lines and, from a live
+//! source, seconds apart (an SDK exports in batches, every 5 s by default). So LLM spans
+//! that belong to a trace are held, with the parent links of the trace's other spans,
+//! until the trace has been quiet for [`HOLD`] (live sources) or the input ends (files);
+//! at most [`MAX_HELD`] spans are held, the traces quiet the longest released first.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use hashbrown::{HashMap, HashSet};
+
+use super::{Parsed, SkipReason, normalize};
+use crate::event::Event;
+
+/// How long a live trace's LLM spans wait for the rest of the trace.
+pub const HOLD: Duration = Duration::from_secs(6);
+/// LLM spans held at most, over all traces.
+pub const MAX_HELD: usize = 20_000;
+/// Parent links remembered per trace (spans beyond are not followed).
+const MAX_LINKS: usize = 4_096;
+/// Parents followed up from a span.
+const MAX_DEPTH: usize = 64;
+
+/// Which held traces to release.
+#[derive(Debug, Clone, Copy)]
+pub enum Release {
+    /// Every trace: the input ended.
+    All,
+    /// Traces not touched since this instant.
+    QuietSince(Instant),
+    /// Only the oldest traces beyond [`MAX_HELD`].
+    OverBound,
+}
+
+struct Trace {
+    /// (span id, arrival number, event).
+    spans: Vec<(Box<str>, u64, Event<'static>)>,
+    /// span id → parent span id, for every span of the trace seen while it was held.
+    parents: HashMap<Box<str>, Box<str>>,
+    touched: Instant,
+    /// Bumped at every touch, so stale entries in the release queue are recognised.
+    generation: u64,
+}
+
+/// The LLM spans waiting for their traces.
+#[derive(Default)]
+pub struct Traces {
+    traces: HashMap<Box<str>, Trace>,
+    /// (trace, generation) in the order traces were last touched.
+    queue: VecDeque<(Box<str>, u64)>,
+    held: usize,
+    generation: u64,
+    arrivals: u64,
+}
+
+impl Traces {
+    /// Holds an LLM span (already normalised) of `trace`.
+    pub fn hold(&mut self, trace: &str, span: &str, parent: Option<&str>, ev: Event<'static>) {
+        let t = self.touch(trace);
+        if let Some(p) = parent
+            && t.parents.len() < MAX_LINKS
+        {
+            t.parents.insert(span.into(), p.into());
+        }
+        self.arrivals += 1;
+        let arrival = self.arrivals;
+        let t = self.traces.get_mut(trace).expect("touched");
+        t.spans.push((span.into(), arrival, ev));
+        self.held += 1;
+    }
+
+    /// Remembers where a span that is not an LLM call sits, if its trace is held.
+    pub fn link(&mut self, trace: &str, span: &str, parent: &str) {
+        if let Some(t) = self.traces.get_mut(trace)
+            && t.parents.len() < MAX_LINKS
+        {
+            t.parents.insert(span.into(), parent.into());
+        }
+    }
+
+    pub fn is_held(&self, trace: &str) -> bool {
+        self.traces.contains_key(trace)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    fn touch(&mut self, trace: &str) -> &mut Trace {
+        self.generation += 1;
+        let generation = self.generation;
+        self.queue.push_back((trace.into(), generation));
+        if !self.traces.contains_key(trace) {
+            let t = Trace { spans: Vec::new(), parents: HashMap::new(), touched: Instant::now(), generation };
+            self.traces.insert(trace.into(), t);
+        }
+        let t = self.traces.get_mut(trace).expect("just inserted");
+        t.touched = Instant::now();
+        t.generation = generation;
+        t
+    }
+
+    /// Releases the traces that `which` says, and the oldest beyond [`MAX_HELD`]. At
+    /// the end of an input the calls come out in the order they were read.
+    pub fn release(&mut self, which: Release, emit: &mut dyn FnMut(&Event), out: &mut Parsed) {
+        if let Release::All = which {
+            let mut kept = Vec::with_capacity(self.held);
+            for (_, t) in self.traces.drain() {
+                out.skipped[SkipReason::Nested as usize] += resolve(t, &mut |arrival, ev| kept.push((arrival, ev)));
+            }
+            kept.sort_unstable_by_key(|(arrival, _)| *arrival);
+            for (_, ev) in &kept {
+                emit(ev);
+            }
+            out.events += kept.len() as u32;
+            self.queue.clear();
+            self.held = 0;
+            return;
+        }
+        while let Some((trace, generation)) = self.queue.front() {
+            let Some(t) = self.traces.get(trace) else {
+                self.queue.pop_front();
+                continue;
+            };
+            if t.generation != *generation {
+                self.queue.pop_front();
+                continue;
+            }
+            let due = match which {
+                Release::All => true,
+                Release::QuietSince(c) => t.touched <= c,
+                Release::OverBound => false,
+            };
+            if !due && self.held <= MAX_HELD {
+                break;
+            }
+            let (trace, _) = self.queue.pop_front().expect("front exists");
+            let t = self.traces.remove(&trace).expect("trace exists");
+            self.held -= t.spans.len();
+            let mut emitted = 0;
+            let nested = resolve(t, &mut |_, ev| {
+                emit(&ev);
+                emitted += 1;
+            });
+            out.events += emitted;
+            out.skipped[SkipReason::Nested as usize] += nested;
+        }
+        if self.traces.is_empty() {
+            self.queue.clear();
+        }
+    }
+}
+
+/// Hands on the innermost LLM spans of a trace, in arrival order; the ones wrapping
+/// another are counted as skipped.
+fn resolve(t: Trace, keep: &mut dyn FnMut(u64, Event<'static>)) -> u32 {
+    let calls: HashSet<&str> = t.spans.iter().map(|(id, _, _)| &**id).collect();
+    let mut outer: HashSet<Box<str>> = HashSet::new();
+    for (id, _, _) in &t.spans {
+        let mut at: &str = id;
+        for _ in 0..MAX_DEPTH {
+            let Some(parent) = t.parents.get(at) else { break };
+            if calls.contains(&**parent) {
+                outer.insert(parent.clone());
+            }
+            at = parent;
+        }
+    }
+    drop(calls);
+    let mut nested = 0;
+    for (id, arrival, ev) in t.spans {
+        if outer.contains(&*id) {
+            nested += 1;
+        } else {
+            keep(arrival, ev);
+        }
+    }
+    nested
+}
+
+/// A copy of an event that owns its strings, to be held past its line.
+pub fn to_static(ev: &Event) -> Event<'static> {
+    let own = |s: &Option<Cow<str>>| s.as_deref().map(|s| Cow::Owned(s.to_string()));
+    let mut out = Event {
+        request_id: own(&ev.request_id),
+        provider: own(&ev.provider),
+        provider_raw: own(&ev.provider_raw),
+        model: own(&ev.model),
+        user_id: own(&ev.user_id),
+        session_id: own(&ev.session_id),
+        session_name: own(&ev.session_name),
+        session_path: own(&ev.session_path),
+        error: own(&ev.error),
+        properties: ev.properties.iter().map(|(k, v)| (Cow::Owned(k.to_string()), Cow::Owned(v.to_string()))).collect(),
+        ..Event::default()
+    };
+    out.created_at = ev.created_at;
+    out.status = ev.status;
+    out.latency_ms = ev.latency_ms;
+    out.ttft_ms = ev.ttft_ms;
+    out.prompt_tokens = ev.prompt_tokens;
+    out.completion_tokens = ev.completion_tokens;
+    out.cache_read_tokens = ev.cache_read_tokens;
+    out.cache_write_tokens = ev.cache_write_tokens;
+    out.reasoning_tokens = ev.reasoning_tokens;
+    out.cost_usd = ev.cost_usd;
+    out.cache_hit = ev.cache_hit;
+    out.retry = ev.retry;
+    out.feedback = ev.feedback;
+    out.seq = ev.seq;
+    normalize(&mut out);
+    out
+}
