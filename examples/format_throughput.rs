@@ -116,7 +116,8 @@ fn main() -> std::io::Result<()> {
     })?;
     write("helicone.csv", &mut |b| {
         let mut w = csv::Writer::from_writer(b);
-        w.write_record(tokentop::parse::helicone::CSV_COLUMNS).unwrap();
+        // The export tool's header: the columns up to `cost`.
+        w.write_record(&tokentop::parse::helicone::CSV_COLUMNS[..12]).unwrap();
         for e in &events {
             let props = serde_json::to_string(
                 &e.properties

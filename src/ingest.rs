@@ -160,6 +160,8 @@ pub struct Counts {
     /// Inputs of which nothing could be read: one message each, saying what the input
     /// looks like (instead of an error for each of its lines).
     pub unreadable: Vec<String>,
+    /// The parse errors of those inputs (counted in `parse_errors` too).
+    pub unreadable_errors: u64,
 }
 
 impl Counts {
@@ -536,7 +538,8 @@ fn tally(inputs: &[Input], ranges: &[Range], results: Vec<RangeResult>) -> Count
         }
         line_base += res.lines;
     }
-    for (input, _) in inputs.iter().zip(&per_input).filter(|(_, (read, errors))| *read == 0 && *errors > 0) {
+    for (input, (_, errors)) in inputs.iter().zip(&per_input).filter(|(_, (read, errors))| *read == 0 && *errors > 0) {
+        counts.unreadable_errors += errors;
         let first = counts.first_errors.iter().find(|e| e.input == input.name).map(|e| e.error.to_string());
         counts.unreadable.push(format!("{}: nothing in it could be read: {}", input.name, looks_like(input, first)));
         counts.first_errors.retain(|e| e.input != input.name);

@@ -328,6 +328,28 @@ mod tests {
         Feed { source: 0, update: Update::Lines(text.into_bytes()) }
     }
 
+    /// One OTLP export line holding one span (`parent` optional).
+    fn span(trace: &str, id: &str, parent: Option<&str>, system: &str, tokens: u64) -> Feed {
+        let parent = parent.map_or(String::new(), |p| format!(r#""parentSpanId":"{p}","#));
+        let line = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"{id}",{parent}"startTimeUnixNano":"1000000000","endTimeUnixNano":"2000000000","attributes":[{{"key":"gen_ai.operation.name","value":{{"stringValue":"chat"}}}},{{"key":"gen_ai.system","value":{{"stringValue":"{system}"}}}},{{"key":"gen_ai.request.model","value":{{"stringValue":"gpt-4o"}}}},{{"key":"gen_ai.usage.input_tokens","value":{{"intValue":"{tokens}"}}}}]}}]}}]}}]}}"#
+        );
+        Feed { source: 0, update: Update::Lines(format!("{line}\n").into_bytes()) }
+    }
+
+    #[test]
+    fn nested_spans_arriving_in_different_batches_count_once() {
+        let mut l = live();
+        // The provider's span first (it ends first), its framework span a batch later.
+        l.feed(span("t1", "inner", Some("outer"), "openai", 100));
+        assert_eq!(l.total, 0, "held until the trace is known");
+        l.feed(span("t1", "outer", None, "langchain", 999));
+        l.end_sources();
+        assert_eq!((l.total, l.sources[0].events, l.sources[0].skipped), (1, 1, 1));
+        let (stats, ..) = l.engine.window_stats(3_600 * MICROS_PER_SEC);
+        assert_eq!((stats.total.requests, stats.total.prompt_tokens), (1, 100), "the inner call's tokens only");
+    }
+
     #[test]
     fn feeds_events_and_counts_bad_lines() {
         let mut l = live();

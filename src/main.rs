@@ -398,7 +398,7 @@ fn print_bad_lines(counts: &ingest::Counts) {
     for e in &counts.first_errors {
         eprintln!("tokentop: {}:{}: {}", e.input, e.line, sanitize(&e.error.to_string()));
     }
-    let more = counts.parse_errors.saturating_sub(counts.first_errors.len() as u64);
+    let more = counts.parse_errors.saturating_sub(counts.first_errors.len() as u64 + counts.unreadable_errors);
     if more > 0 {
         eprintln!("tokentop: ... and {more} more bad lines (counted in ingest.parse_errors)");
     }

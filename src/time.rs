@@ -121,8 +121,9 @@ impl Zone {
             Zone::Fixed(z) => z.from_local_datetime(&local).earliest().map(|t| t.timestamp_micros()),
             Zone::Named(z) => z.from_local_datetime(&local).earliest().map(|t| t.timestamp_micros()),
         };
-        // A time inside a spring-forward gap: shift by the zone's offset an hour later.
-        placed.unwrap_or_else(|| self.to_utc(naive + 3600 * MICROS_PER_SEC) - 3600 * MICROS_PER_SEC)
+        // A time inside a spring-forward gap did not exist on the clock: read it as the
+        // wall time an hour later (02:30 on the night the clocks jump to 03:00 is 03:30).
+        placed.unwrap_or_else(|| self.to_utc(naive + 3600 * MICROS_PER_SEC))
     }
 }
 
@@ -281,6 +282,24 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert_eq!(format_duration(3_600_000_000), "1h");
         assert_eq!(format_duration(90_000_000), "90s");
+    }
+
+    #[test]
+    fn naive_times_are_placed_in_their_zone() {
+        let (t, naive) = parse_timestamp("2025-07-01 12:00:00.25").unwrap();
+        assert!(naive);
+        assert_eq!(t, parse_rfc3339("2025-07-01T12:00:00.25Z").unwrap());
+        assert_eq!(parse_timestamp("2025-07-01T12:00:00Z").unwrap().1, false);
+        let z = |s: &str| s.parse::<Zone>().unwrap();
+        assert_eq!(z("UTC").to_utc(t), t);
+        assert_eq!(z("+05:30").to_utc(t), t - (5 * 3600 + 1800) * MICROS_PER_SEC);
+        assert_eq!(z("-0800").to_utc(t), t + 8 * 3600 * MICROS_PER_SEC);
+        assert_eq!(z("Europe/Berlin").to_utc(t), t - 2 * 3600 * MICROS_PER_SEC, "CEST in July");
+        // 02:30 on the spring-forward night does not exist in Berlin: an hour later's offset.
+        let gap = parse_timestamp("2025-03-30 02:30:00").unwrap().0;
+        assert_eq!(z("Europe/Berlin").to_utc(gap), gap - 3600 * MICROS_PER_SEC);
+        assert!("Mars/Olympus".parse::<Zone>().unwrap_err().contains("Europe/Berlin"));
+        assert!("+25:00".parse::<Zone>().is_err());
     }
 
     #[test]

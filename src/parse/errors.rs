@@ -16,9 +16,10 @@ pub fn status_of(kind: Option<&str>, message: Option<&str>) -> Option<u16> {
 }
 
 /// `Error code: 429 - {…}` (OpenAI and Anthropic clients), `status code 503`,
-/// `status_code=401`, `HTTP 500`.
+/// `status_code=401`, `HTTP 500`, `… does not indicate success: 429 (Too Many Requests)` (.NET).
 fn code_in_message(m: &str) -> Option<u16> {
-    const MARKERS: [&str; 5] = ["Error code: ", "error code: ", "status code ", "status_code=", "HTTP "];
+    const MARKERS: [&str; 6] =
+        ["Error code: ", "error code: ", "status code ", "status_code=", "HTTP ", "does not indicate success: "];
     MARKERS.iter().find_map(|marker| {
         let at = m.find(marker)? + marker.len();
         let digits: &str = &m[at..m[at..].find(|c: char| !c.is_ascii_digit()).map_or(m.len(), |e| at + e)];

@@ -345,9 +345,10 @@ fn settle(ev: &mut Event, notes: &Notes, zone: Zone) {
     if notes.naive_time {
         ev.created_at = zone.to_utc(ev.created_at);
     }
-    if let (Some(ttft), Some(latency)) = (ev.ttft_ms, ev.latency_ms)
-        && ttft >= latency
-        && latency > 0.0
+    // A first token at 0 ms or at the end of the call was not measured (Helicone writes 0,
+    // LiteLLM the end time, for calls that were not streamed).
+    if let Some(ttft) = ev.ttft_ms
+        && (ttft <= 0.0 || ev.latency_ms.is_some_and(|latency| ttft >= latency && latency > 0.0))
     {
         ev.ttft_ms = None;
     }
@@ -386,6 +387,8 @@ fn identify(text: &str) -> Option<Format> {
         .into_iter()
         .find(|(i, _)| seen[*i])
         .map(|(_, f)| f)
+        // An export nested in a larger document (oteltest's `trace_requests`).
+        .or_else(|| memchr::memmem::find(text.as_bytes(), b"\"resourceSpans\"").map(|_| Format::Otel))
 }
 
 /// Other tools' provider names and the LiteLLM id each stands for.

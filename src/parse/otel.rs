@@ -730,6 +730,15 @@ impl<'de> Visitor<'de> for SpanSeed<'_, '_, 'de> {
         ev.latency_ms = end.filter(|&e| e >= start).map(|e| (e - start) as f64 / 1e6);
         ev.model = attrs.response_model.or(attrs.request_model).or(attrs.other_model);
         ev.provider = attrs.provider.or(attrs.system).or(attrs.other_provider);
+        // The AI SDK names a provider with its API (`openai.chat`, `anthropic.messages`).
+        if attrs.ai_operation.is_some()
+            && let Some(p) = ev.provider.take()
+        {
+            ev.provider = Some(match p.split_once('.') {
+                Some((name, _)) => Cow::Owned(name.to_string()),
+                None => p,
+            });
+        }
         ev.prompt_tokens = attrs.input.unwrap_or(0);
         ev.completion_tokens = attrs.output.unwrap_or(0);
         ev.cache_read_tokens = attrs.cache_read.unwrap_or(0);

@@ -220,3 +220,48 @@ pub fn to_static(ev: &Event) -> Event<'static> {
     normalize(&mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(model: &str) -> Event<'static> {
+        Event { model: Some(Cow::Owned(model.to_string())), ..Event::with_properties(Vec::new()) }
+    }
+
+    fn models(t: &mut Traces, which: Release) -> (Vec<String>, Parsed) {
+        let (mut got, mut out) = (Vec::new(), Parsed::default());
+        t.release(which, &mut |e| got.push(e.model().to_string()), &mut out);
+        (got, out)
+    }
+
+    #[test]
+    fn the_innermost_call_counts_through_spans_that_are_not_calls() {
+        let mut t = Traces::default();
+        // agent (call) → chain (not a call) → provider (call); a second trace alone.
+        t.hold("a", "provider", Some("chain"), call("inner"));
+        t.hold("b", "solo", None, call("solo"));
+        t.link("a", "chain", "agent");
+        t.hold("a", "agent", None, call("outer"));
+        t.link("zzz", "x", "y");
+        let (got, out) = models(&mut t, Release::All);
+        assert_eq!(got, vec!["inner", "solo"], "in the order they were read");
+        assert_eq!((out.events, out.skipped[SkipReason::Nested as usize]), (2, 1));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn live_traces_wait_until_quiet_and_the_oldest_go_beyond_the_bound() {
+        let mut t = Traces::default();
+        t.hold("a", "1", None, call("a"));
+        let before = Instant::now() - Duration::from_secs(1);
+        assert!(models(&mut t, Release::QuietSince(before)).0.is_empty(), "touched after the cutoff");
+        assert_eq!(models(&mut t, Release::QuietSince(Instant::now())).0, vec!["a"]);
+        for i in 0..=MAX_HELD {
+            t.hold(&format!("t{i}"), "s", None, call("m"));
+        }
+        let (got, _) = models(&mut t, Release::OverBound);
+        assert_eq!(got.len(), 1, "only what is over the bound");
+        assert_eq!(t.held, MAX_HELD);
+    }
+}
