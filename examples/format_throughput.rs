@@ -1,6 +1,6 @@
 //! Parser throughput for every input format, on the same synthetic traffic.
 //!
-//! cargo run --release --example format_throughput -- [EVENTS=300000]
+//! cargo run --release --example format_throughput -- [EVENTS=300000] [FORMAT]
 //!
 //! Writes the events once per format (Helicone and LiteLLM records as their tools log
 //! them, OTLP exports with 10 spans a line, Helicone CSV) into temporary files, then
@@ -146,13 +146,20 @@ fn main() -> std::io::Result<()> {
         w.flush().unwrap();
     })?;
 
+    // A second argument reads only the formats whose file name starts with it (for
+    // instruction counts under callgrind, one format at a time).
+    let only = std::env::args().nth(2).unwrap_or_default();
+    files.retain(|(name, _, _)| name.starts_with(&only));
     let mut native_rate = 0.0;
     println!("{:<16} {:>10} {:>9} {:>12} {:>8} {:>10}", "format", "events", "MB", "events/s", "MB/s", "vs native");
     for (name, path, bytes) in &files {
         let input = Input::open(path.to_str().unwrap()).expect("open");
         let mut best = f64::MAX;
         let mut events_read = 0;
-        for _ in 0..3 {
+        // TOKENTOP_READS=0 leaves out reading, so that instruction counts of the rest can be
+        // subtracted.
+        let reads: usize = std::env::var("TOKENTOP_READS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+        for _ in 0..reads {
             let t = Instant::now();
             let counts = ingest::read_each(
                 std::slice::from_ref(&input),

@@ -318,7 +318,8 @@ impl LineParser {
                 settle(e, &Notes::default(), zone);
                 // Spans without ids wait with the others, so that calls keep their order.
                 let (t, s) = (ids.trace.as_deref().unwrap_or(""), ids.span.as_deref().unwrap_or(""));
-                traces.hold(t, s, ids.parent.as_deref(), traces::to_static(e));
+                normalize(e);
+                traces.hold(t, s, ids.parent.as_deref(), e);
             }
         });
         for (t, s, p) in &links {

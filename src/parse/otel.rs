@@ -376,10 +376,8 @@ impl<'de> Attrs<'de> {
             "langsmith.span.kind" => self.langsmith_kind = s(v),
             "traceloop.span.kind" => self.traceloop_kind = s(v),
             "ai.operationId" => self.ai_operation = s(v),
-            "operation.name" => {
-                if self.ai_operation.is_none() {
-                    self.ai_operation = s(v).filter(|o| o.starts_with("ai."));
-                }
+            "operation.name" if self.ai_operation.is_none() => {
+                self.ai_operation = s(v).filter(|o| o.starts_with("ai."))
             }
             "gen_ai.response.model" => self.response_model = s(v),
             "gen_ai.request.model" => self.request_model = s(v),

@@ -14,11 +14,12 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-use super::{Parsed, SkipReason, normalize};
+use super::{Parsed, SkipReason};
 use crate::event::Event;
 
 /// How long a live trace's LLM spans wait for the rest of the trace.
@@ -29,6 +30,22 @@ pub const MAX_HELD: usize = 20_000;
 const MAX_LINKS: usize = 4_096;
 /// Parents followed up from a span.
 const MAX_DEPTH: usize = 64;
+
+/// Trace and span ids are kept as 64-bit hashes: no copies of the strings, and two ids
+/// that collide are as rare as a duplicate span id.
+fn id(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+}
+
+struct Trace {
+    /// (span id, arrival number, event).
+    spans: Vec<(u64, u64, Held)>,
+    /// span id → parent span id, for every span of the trace seen while it was held.
+    parents: HashMap<u64, u64>,
+    touched: Instant,
+    /// Bumped at every touch, so stale entries in the release queue are recognised.
+    generation: u64,
+}
 
 /// Which held traces to release.
 #[derive(Debug, Clone, Copy)]
@@ -41,22 +58,12 @@ pub enum Release {
     OverBound,
 }
 
-struct Trace {
-    /// (span id, arrival number, event).
-    spans: Vec<(Box<str>, u64, Event<'static>)>,
-    /// span id → parent span id, for every span of the trace seen while it was held.
-    parents: HashMap<Box<str>, Box<str>>,
-    touched: Instant,
-    /// Bumped at every touch, so stale entries in the release queue are recognised.
-    generation: u64,
-}
-
 /// The LLM spans waiting for their traces.
 #[derive(Default)]
 pub struct Traces {
-    traces: HashMap<Box<str>, Trace>,
+    traces: HashMap<u64, Trace>,
     /// (trace, generation) in the order traces were last touched.
-    queue: VecDeque<(Box<str>, u64)>,
+    queue: VecDeque<(u64, u64)>,
     held: usize,
     generation: u64,
     arrivals: u64,
@@ -64,47 +71,45 @@ pub struct Traces {
 
 impl Traces {
     /// Holds an LLM span (already normalised) of `trace`.
-    pub fn hold(&mut self, trace: &str, span: &str, parent: Option<&str>, ev: Event<'static>) {
+    pub fn hold(&mut self, trace: &str, span: &str, parent: Option<&str>, ev: &Event) {
+        let (trace, span) = (id(trace), id(span));
+        self.arrivals += 1;
+        let arrival = self.arrivals;
         let t = self.touch(trace);
         if let Some(p) = parent
             && t.parents.len() < MAX_LINKS
         {
-            t.parents.insert(span.into(), p.into());
+            t.parents.insert(span, id(p));
         }
-        self.arrivals += 1;
-        let arrival = self.arrivals;
-        let t = self.traces.get_mut(trace).expect("touched");
-        t.spans.push((span.into(), arrival, ev));
+        t.spans.push((span, arrival, Held::new(ev)));
         self.held += 1;
     }
 
     /// Remembers where a span that is not an LLM call sits, if its trace is held.
     pub fn link(&mut self, trace: &str, span: &str, parent: &str) {
-        if let Some(t) = self.traces.get_mut(trace)
+        if let Some(t) = self.traces.get_mut(&id(trace))
             && t.parents.len() < MAX_LINKS
         {
-            t.parents.insert(span.into(), parent.into());
+            t.parents.insert(id(span), id(parent));
         }
-    }
-
-    pub fn is_held(&self, trace: &str) -> bool {
-        self.traces.contains_key(trace)
     }
 
     pub fn is_empty(&self) -> bool {
         self.held == 0
     }
 
-    fn touch(&mut self, trace: &str) -> &mut Trace {
+    fn touch(&mut self, trace: u64) -> &mut Trace {
         self.generation += 1;
         let generation = self.generation;
-        self.queue.push_back((trace.into(), generation));
-        if !self.traces.contains_key(trace) {
-            let t = Trace { spans: Vec::new(), parents: HashMap::new(), touched: Instant::now(), generation };
-            self.traces.insert(trace.into(), t);
-        }
-        let t = self.traces.get_mut(trace).expect("just inserted");
-        t.touched = Instant::now();
+        self.queue.push_back((trace, generation));
+        let now = Instant::now();
+        let t = self.traces.entry(trace).or_insert_with(|| Trace {
+            spans: Vec::new(),
+            parents: HashMap::new(),
+            touched: now,
+            generation,
+        });
+        t.touched = now;
         t.generation = generation;
         t
     }
@@ -118,20 +123,20 @@ impl Traces {
                 out.skipped[SkipReason::Nested as usize] += resolve(t, &mut |arrival, ev| kept.push((arrival, ev)));
             }
             kept.sort_unstable_by_key(|(arrival, _)| *arrival);
-            for (_, ev) in &kept {
-                emit(ev);
+            for (_, held) in &kept {
+                emit(&held.event());
             }
             out.events += kept.len() as u32;
             self.queue.clear();
             self.held = 0;
             return;
         }
-        while let Some((trace, generation)) = self.queue.front() {
-            let Some(t) = self.traces.get(trace) else {
+        while let Some(&(trace, generation)) = self.queue.front() {
+            let Some(t) = self.traces.get(&trace) else {
                 self.queue.pop_front();
                 continue;
             };
-            if t.generation != *generation {
+            if t.generation != generation {
                 self.queue.pop_front();
                 continue;
             }
@@ -143,12 +148,12 @@ impl Traces {
             if !due && self.held <= MAX_HELD {
                 break;
             }
-            let (trace, _) = self.queue.pop_front().expect("front exists");
+            self.queue.pop_front();
             let t = self.traces.remove(&trace).expect("trace exists");
             self.held -= t.spans.len();
             let mut emitted = 0;
-            let nested = resolve(t, &mut |_, ev| {
-                emit(&ev);
+            let nested = resolve(t, &mut |_, held| {
+                emit(&held.event());
                 emitted += 1;
             });
             out.events += emitted;
@@ -160,73 +165,111 @@ impl Traces {
     }
 }
 
-/// Hands on the innermost LLM spans of a trace, in arrival order; the ones wrapping
-/// another are counted as skipped.
-fn resolve(t: Trace, keep: &mut dyn FnMut(u64, Event<'static>)) -> u32 {
-    let calls: HashSet<&str> = t.spans.iter().map(|(id, _, _)| &**id).collect();
-    let mut outer: HashSet<Box<str>> = HashSet::new();
-    for (id, _, _) in &t.spans {
-        let mut at: &str = id;
-        for _ in 0..MAX_DEPTH {
-            let Some(parent) = t.parents.get(at) else { break };
-            if calls.contains(&**parent) {
-                outer.insert(parent.clone());
+/// Hands on the innermost LLM spans of a trace, in arrival order, and says how many
+/// wrapped another (those are skipped).
+fn resolve(t: Trace, keep: &mut dyn FnMut(u64, Held)) -> u32 {
+    let mut outer: HashSet<u64> = HashSet::new();
+    if !t.parents.is_empty() && t.spans.len() > 1 {
+        let calls: HashSet<u64> = t.spans.iter().map(|(id, _, _)| *id).collect();
+        for (id, _, _) in &t.spans {
+            let mut at = *id;
+            for _ in 0..MAX_DEPTH {
+                let Some(&parent) = t.parents.get(&at) else { break };
+                if calls.contains(&parent) {
+                    outer.insert(parent);
+                }
+                at = parent;
             }
-            at = parent;
         }
     }
-    drop(calls);
     let mut nested = 0;
-    for (id, arrival, ev) in t.spans {
-        if outer.contains(&*id) {
+    for (id, arrival, held) in t.spans {
+        if outer.contains(&id) {
             nested += 1;
         } else {
-            keep(arrival, ev);
+            keep(arrival, held);
         }
     }
     nested
 }
 
-/// A copy of an event that owns its strings, to be held past its line.
-pub fn to_static(ev: &Event) -> Event<'static> {
-    let own = |s: &Option<Cow<str>>| s.as_deref().map(|s| Cow::Owned(s.to_string()));
-    let mut out = Event {
-        request_id: own(&ev.request_id),
-        provider: own(&ev.provider),
-        provider_raw: own(&ev.provider_raw),
-        model: own(&ev.model),
-        user_id: own(&ev.user_id),
-        session_id: own(&ev.session_id),
-        session_name: own(&ev.session_name),
-        session_path: own(&ev.session_path),
-        error: own(&ev.error),
-        properties: ev.properties.iter().map(|(k, v)| (Cow::Owned(k.to_string()), Cow::Owned(v.to_string()))).collect(),
-        ..Event::default()
-    };
-    out.created_at = ev.created_at;
-    out.status = ev.status;
-    out.latency_ms = ev.latency_ms;
-    out.ttft_ms = ev.ttft_ms;
-    out.prompt_tokens = ev.prompt_tokens;
-    out.completion_tokens = ev.completion_tokens;
-    out.cache_read_tokens = ev.cache_read_tokens;
-    out.cache_write_tokens = ev.cache_write_tokens;
-    out.reasoning_tokens = ev.reasoning_tokens;
-    out.cost_usd = ev.cost_usd;
-    out.cache_hit = ev.cache_hit;
-    out.retry = ev.retry;
-    out.feedback = ev.feedback;
-    out.seq = ev.seq;
-    normalize(&mut out);
-    out
+/// An event that owns its strings, to be held past its line: every string in one
+/// buffer, so holding a span costs one allocation (two with properties).
+struct Held {
+    text: String,
+    fields: [Option<Range<u32>>; 9],
+    properties: Vec<(Range<u32>, Range<u32>)>,
+    numbers: Event<'static>,
+}
+
+impl Held {
+    fn new(ev: &Event) -> Held {
+        let strings = [
+            &ev.request_id,
+            &ev.provider,
+            &ev.provider_raw,
+            &ev.model,
+            &ev.user_id,
+            &ev.session_id,
+            &ev.session_name,
+            &ev.session_path,
+            &ev.error,
+        ];
+        let len = strings.iter().map(|s| s.as_deref().map_or(0, str::len)).sum::<usize>()
+            + ev.properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let mut text = String::with_capacity(len);
+        let mut put = |s: &str| {
+            let start = text.len() as u32;
+            text.push_str(s);
+            start..text.len() as u32
+        };
+        let fields = strings.map(|s| s.as_deref().map(&mut put));
+        let properties = ev.properties.iter().map(|(k, v)| (put(k), put(v))).collect();
+        let numbers = Event {
+            created_at: ev.created_at,
+            status: ev.status,
+            latency_ms: ev.latency_ms,
+            ttft_ms: ev.ttft_ms,
+            prompt_tokens: ev.prompt_tokens,
+            completion_tokens: ev.completion_tokens,
+            cache_read_tokens: ev.cache_read_tokens,
+            cache_write_tokens: ev.cache_write_tokens,
+            reasoning_tokens: ev.reasoning_tokens,
+            cost_usd: ev.cost_usd,
+            cache_hit: ev.cache_hit,
+            retry: ev.retry,
+            feedback: ev.feedback,
+            seq: ev.seq,
+            ..Event::default()
+        };
+        Held { text, fields, properties, numbers }
+    }
+
+    fn event(&self) -> Event<'_> {
+        let at = |r: &Range<u32>| Cow::Borrowed(&self.text[r.start as usize..r.end as usize]);
+        let f = |i: usize| self.fields[i].as_ref().map(at);
+        Event {
+            request_id: f(0),
+            provider: f(1),
+            provider_raw: f(2),
+            model: f(3),
+            user_id: f(4),
+            session_id: f(5),
+            session_name: f(6),
+            session_path: f(7),
+            error: f(8),
+            properties: self.properties.iter().map(|(k, v)| (at(k), at(v))).collect(),
+            ..self.numbers.clone()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn call(model: &str) -> Event<'static> {
-        Event { model: Some(Cow::Owned(model.to_string())), ..Event::with_properties(Vec::new()) }
+    fn call(model: &str) -> Event<'_> {
+        Event { model: Some(Cow::Borrowed(model)), ..Event::with_properties(Vec::new()) }
     }
 
     fn models(t: &mut Traces, which: Release) -> (Vec<String>, Parsed) {
@@ -239,10 +282,10 @@ mod tests {
     fn the_innermost_call_counts_through_spans_that_are_not_calls() {
         let mut t = Traces::default();
         // agent (call) → chain (not a call) → provider (call); a second trace alone.
-        t.hold("a", "provider", Some("chain"), call("inner"));
-        t.hold("b", "solo", None, call("solo"));
+        t.hold("a", "provider", Some("chain"), &call("inner"));
+        t.hold("b", "solo", None, &call("solo"));
         t.link("a", "chain", "agent");
-        t.hold("a", "agent", None, call("outer"));
+        t.hold("a", "agent", None, &call("outer"));
         t.link("zzz", "x", "y");
         let (got, out) = models(&mut t, Release::All);
         assert_eq!(got, vec!["inner", "solo"], "in the order they were read");
@@ -253,12 +296,12 @@ mod tests {
     #[test]
     fn live_traces_wait_until_quiet_and_the_oldest_go_beyond_the_bound() {
         let mut t = Traces::default();
-        t.hold("a", "1", None, call("a"));
+        t.hold("a", "1", None, &call("a"));
         let before = Instant::now() - Duration::from_secs(1);
         assert!(models(&mut t, Release::QuietSince(before)).0.is_empty(), "touched after the cutoff");
         assert_eq!(models(&mut t, Release::QuietSince(Instant::now())).0, vec!["a"]);
         for i in 0..=MAX_HELD {
-            t.hold(&format!("t{i}"), "s", None, call("m"));
+            t.hold(&format!("t{i}"), "s", None, &call("m"));
         }
         let (got, _) = models(&mut t, Release::OverBound);
         assert_eq!(got.len(), 1, "only what is over the bound");
