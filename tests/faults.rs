@@ -128,6 +128,16 @@ async fn resuming_with_another_streams_seq_gets_a_reset_first() {
     let path = dir.path().join("gw.jsonl");
     append(&path, &events(1..=5));
     let r = relay("127.0.0.1:0", &[path.to_str().unwrap()]);
+    // The relay says where it listens before it has read its file: wait until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?since=99", r.url)).await.unwrap();
+        if next(&mut ws).await["last_seq"] == 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the relay never read its 5 events");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // From another stream, and beyond this stream's last seq: both get a reset, then everything.
     for query in ["since=3&stream=0123456789abcdef", "since=99"] {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?{query}", r.url)).await.unwrap();
