@@ -125,6 +125,25 @@ fn a_path_that_becomes_a_directory_is_retried_and_a_fifo_is_a_stream() {
 }
 
 #[test]
+fn compressed_files_are_read_decompressed_to_their_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}\n{}\n", event(1), event(2));
+    let gz = dir.path().join("old.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    let zst = dir.path().join("old.zst");
+    std::fs::write(&zst, ruzstd::encoding::compress_to_vec(text.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest))
+        .unwrap();
+    for path in [gz, zst] {
+        let rx = follower(path.clone());
+        let (mut seen, mut states) = (Vec::new(), Vec::new());
+        drain_until(&rx, &mut seen, &mut states, |_, st| st.contains(&SourceState::AtEnd));
+        assert_eq!(seen, ["r1", "r2"], "{}", path.display());
+    }
+}
+
+#[test]
 fn a_glob_follows_files_created_later() {
     let dir = tempfile::tempdir().unwrap();
     append(&dir.path().join("a.jsonl"), &format!("{}\n", event(1)));

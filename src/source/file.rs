@@ -5,7 +5,8 @@
 //! at the path) is read to its end before the new one is opened; a truncated file
 //! (copytruncate) is read again from its start; a path that does not exist yet is
 //! waited for; a path that cannot be read (a directory, no permission) is shown with
-//! its reason and tried again; a pipe, FIFO or device is read as a stream to its end.
+//! its reason and tried again; a pipe, FIFO or device is read as a stream to its end,
+//! and so is a gzip or zstd file, decompressed (told by its first bytes).
 //! A partial last line is held until its newline arrives. A glob follows every
 //! matching file, including files created later.
 //!
@@ -45,6 +46,34 @@ struct Open {
     file: File,
     dev_ino: (u64, u64),
     pos: u64,
+}
+
+/// gzip or zstd, told by a file's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Compression {
+    Gzip,
+    Zstd,
+}
+
+fn compression(file: &File) -> Option<Compression> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 4];
+    match file.read_at(&mut magic, 0) {
+        Ok(n) if n >= 2 && magic[..2] == [0x1f, 0x8b] => Some(Compression::Gzip),
+        Ok(4) if magic == [0x28, 0xb5, 0x2f, 0xfd] => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+/// A reader of what a compressed file holds.
+fn compression_of(name: &str, file: io::BufReader<File>) -> Result<Box<dyn Read + Send>, String> {
+    match compression(file.get_ref()) {
+        Some(Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(file))),
+        Some(Compression::Zstd) => ruzstd::decoding::StreamingDecoder::new(file)
+            .map(|d| Box::new(d) as Box<dyn Read + Send>)
+            .map_err(|e| format!("{name}: cannot decompress it: {e}")),
+        None => Ok(Box::new(file)),
+    }
 }
 
 fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
@@ -107,6 +136,21 @@ pub fn follow(path: &Path, opts: FollowOptions, send: &mut dyn FnMut(Update) -> 
                 _ => {}
             }
             match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
+                Ok((file, meta)) if meta.is_file() && compression(&file).is_some() => {
+                    // A compressed log is finished: read it decompressed, to its end.
+                    if !set_state(SourceState::Following, send) {
+                        return;
+                    }
+                    let name = path.display().to_string();
+                    let file = io::BufReader::new(file);
+                    match compression_of(&name, file) {
+                        Ok(reader) => super::read_stream(reader, &name, send),
+                        Err(e) => {
+                            let _ = set_state(SourceState::Failed(e), send);
+                        }
+                    }
+                    return;
+                }
                 Ok((file, meta)) if meta.is_file() => {
                     open = Some(Open { file, dev_ino: identity(&meta), pos: 0 });
                     if !set_state(SourceState::Following, send) {
