@@ -133,8 +133,11 @@ fn compressed_files_are_read_decompressed_to_their_end() {
     enc.write_all(text.as_bytes()).unwrap();
     enc.finish().unwrap();
     let zst = dir.path().join("old.zst");
-    std::fs::write(&zst, ruzstd::encoding::compress_to_vec(text.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest))
-        .unwrap();
+    std::fs::write(
+        &zst,
+        ruzstd::encoding::compress_to_vec(text.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest),
+    )
+    .unwrap();
     for path in [gz, zst] {
         let rx = follower(path.clone());
         let (mut seen, mut states) = (Vec::new(), Vec::new());

@@ -142,27 +142,13 @@ fn is_field(k: &str) -> bool {
 }
 
 fn set<'de>(ev: &mut Event<'de>, p: &mut Pending, key: &str, v: Scalar<'de>) -> Result<(), String> {
-    let v = if matches!(
-        key,
-        "request_id"
-            | "request_model"
-            | "model"
-            | "provider"
-            | "request_user_id"
-            | "cache_reference_id"
-            | "country_code"
-    ) {
-        v
-    } else {
-        loosen(v)
-    };
     let want_str = loose_str;
     match key {
         "request_id" => ev.request_id = want_str(key, v)?,
         "request_created_at" => p.created = want_time(key, &v, MICROS_PER_MS as f64)?,
         "response_created_at" => p.responded = want_time(key, &v, MICROS_PER_MS as f64)?,
         "response_status" => {
-            p.status = match v {
+            p.status = match loosen(v) {
                 Scalar::Null => None,
                 Scalar::U64(n) => Some(n.min(i64::MAX as u64) as i64),
                 Scalar::I64(n) => Some(n),
@@ -175,8 +161,8 @@ fn set<'de>(ev: &mut Event<'de>, p: &mut Pending, key: &str, v: Scalar<'de>) -> 
                 }
             }
         }
-        "delay_ms" => ev.latency_ms = want_duration(key, &v)?,
-        "time_to_first_token" => ev.ttft_ms = want_duration(key, &v)?,
+        "delay_ms" => ev.latency_ms = want_duration(key, &loosen(v))?,
+        "time_to_first_token" => ev.ttft_ms = want_duration(key, &loosen(v))?,
         "request_model" => {
             ev.model = want_str(key, v)?;
             p.request_model_seen = ev.model.is_some();
@@ -185,16 +171,16 @@ fn set<'de>(ev: &mut Event<'de>, p: &mut Pending, key: &str, v: Scalar<'de>) -> 
         "model" => {}
         "provider" => ev.provider = want_str(key, v)?,
         "request_user_id" => ev.user_id = want_str(key, v)?,
-        "prompt_tokens" => ev.prompt_tokens = want_count(key, &v)?.unwrap_or(0),
-        "completion_tokens" => ev.completion_tokens = want_count(key, &v)?.unwrap_or(0),
-        "prompt_cache_read_tokens" => p.cache_read = want_count(key, &v)?.unwrap_or(0),
-        "prompt_cache_write_tokens" => p.cache_write = want_count(key, &v)?.unwrap_or(0),
-        "cost" | "cost_usd" => ev.cost_usd = want_nonneg(key, &v)?,
+        "prompt_tokens" => ev.prompt_tokens = want_count(key, &loosen(v))?.unwrap_or(0),
+        "completion_tokens" => ev.completion_tokens = want_count(key, &loosen(v))?.unwrap_or(0),
+        "prompt_cache_read_tokens" => p.cache_read = want_count(key, &loosen(v))?.unwrap_or(0),
+        "prompt_cache_write_tokens" => p.cache_write = want_count(key, &loosen(v))?.unwrap_or(0),
+        "cost" | "cost_usd" => ev.cost_usd = want_nonneg(key, &loosen(v))?,
         "cache_reference_id" => {
             ev.cache_hit = want_str(key, v)?.is_some_and(|id| !id.is_empty() && id != ZERO_UUID);
         }
         "cache_enabled" => {
-            want_bool(key, &v)?;
+            want_bool(key, &loosen(v))?;
         }
         "country_code" => {
             if let Some(c) = want_str(key, v)?.filter(|c| !c.is_empty()) {

@@ -392,8 +392,16 @@ pub(crate) fn lenient_rfc3339(s: &str) -> Result<(crate::time::Micros, bool), &'
 }
 
 /// How other tools write "no value" in a string: Python's `None`, `null`, or nothing.
+#[inline]
 pub(crate) fn is_absent(s: &str) -> bool {
-    matches!(s.trim(), "" | "None" | "null" | "NULL" | "none" | "nil")
+    // Most values start with none of these bytes: one comparison decides.
+    match s.as_bytes().first() {
+        None => true,
+        Some(b'N' | b'n' | b' ' | b'\t' | b'\r' | b'\n') => {
+            matches!(s.trim(), "" | "None" | "null" | "NULL" | "none" | "nil")
+        }
+        Some(_) => false,
+    }
 }
 
 /// A value from another tool's record, as the field rules want it: `"None"`, `"null"`
@@ -401,6 +409,13 @@ pub(crate) fn is_absent(s: &str) -> bool {
 /// integers, spend logs quote counts) is that number. For numeric and boolean fields.
 pub(crate) fn loosen<'de>(v: Scalar<'de>) -> Scalar<'de> {
     let Scalar::Str(s) = &v else { return v };
+    // Only strings that start like a number, a boolean or nothing can change.
+    if !matches!(
+        s.as_bytes().first(),
+        None | Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'N' | b'n' | b't' | b'T' | b'f' | b'F' | b' ' | b'\t')
+    ) {
+        return v;
+    }
     let t = s.trim();
     if is_absent(t) {
         return Scalar::Null;

@@ -306,6 +306,7 @@ impl LineParser {
         let mut out = Parsed::default();
         let mut links: Vec<Link<'a>> = recycle_links(std::mem::take(&mut self.links));
         let (traces, zone) = (&mut self.traces, self.zone);
+        let now = std::time::Instant::now();
         let notes_ptr = &mut self.notes;
         let r = otel::parse_lines(text, ev, notes_ptr, &mut |ids, found| match found {
             Found::Skipped(reason) => {
@@ -319,7 +320,7 @@ impl LineParser {
                 // Spans without ids wait with the others, so that calls keep their order.
                 let (t, s) = (ids.trace.as_deref().unwrap_or(""), ids.span.as_deref().unwrap_or(""));
                 normalize(e);
-                traces.hold(t, s, ids.parent.as_deref(), e);
+                traces.hold(t, s, ids.parent.as_deref(), e, now);
             }
         });
         for (t, s, p) in &links {
@@ -415,6 +416,10 @@ const PROVIDER_ALIASES: [(&str, &str); 13] = [
 pub fn normalize(ev: &mut Event) {
     ev.bound_strings();
     let Some(raw) = ev.provider.as_deref() else { return };
+    // Most names are ids already (`openai`, `anthropic`): lower-case letters, no alias.
+    if raw.bytes().all(|b| b.is_ascii_lowercase()) && !matches!(raw, "aws" | "google" | "mistralai") {
+        return;
+    }
     let normal: Cow<'static, str> = match PROVIDER_ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(raw)) {
         Some((_, id)) => Cow::Borrowed(id),
         None if raw.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Owned(raw.to_ascii_lowercase()),

@@ -7,7 +7,8 @@
 //! A span is an LLM call when one of these says so (first that applies):
 //! LangSmith's `langsmith.span.kind` (`llm`), OpenInference's `openinference.span.kind`
 //! (`LLM`, `EMBEDDING`), OpenLLMetry's `traceloop.span.kind` (`workflow`, `task`, `agent`,
-//! `tool` are not), the Vercel AI SDK's `ai.*.doGenerate` / `ai.*.doStream` spans,
+//! `tool` are not), the Vercel AI SDK's `ai.*.doGenerate` / `ai.*.doStream` spans (by
+//! `ai.operationId` or `operation.name`),
 //! `gen_ai.operation.name` (`chat`, `chat.completions`, `text_completion`,
 //! `generate_content`, `embeddings`, …; another operation is not), OpenLLMetry's legacy
 //! `llm.request.type`, or `gen_ai.system` / `gen_ai.provider.name` with a model or token
@@ -346,10 +347,16 @@ impl<'de> Attrs<'de> {
         };
         let n = |v: &Scalar| -> Result<Option<u64>, String> {
             match v {
-                Scalar::Str(s) if is_absent(s) => Ok(None),
-                Scalar::Str(s) => {
-                    s.trim().parse::<u64>().map(Some).map_err(|_| format!("attribute `{key}`: `{s}` is not a count"))
-                }
+                // OTLP/JSON writes intValue as a string: the common case first.
+                Scalar::Str(s) => match s.parse::<u64>() {
+                    Ok(n) => Ok(Some(n)),
+                    Err(_) if is_absent(s) => Ok(None),
+                    Err(_) => s
+                        .trim()
+                        .parse::<u64>()
+                        .map(Some)
+                        .map_err(|_| format!("attribute `{key}`: `{s}` is not a count")),
+                },
                 other => super::json::want_count(key, other).map_err(|e| e.replace("field", "attribute")),
             }
         };
@@ -369,79 +376,94 @@ impl<'de> Attrs<'de> {
             Scalar::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
             _ => None,
         };
-        match key {
-            "gen_ai.operation.name" => self.operation = s(v),
-            "llm.request.type" => self.request_type = s(v),
-            "openinference.span.kind" => self.openinference_kind = s(v),
-            "langsmith.span.kind" => self.langsmith_kind = s(v),
-            "traceloop.span.kind" => self.traceloop_kind = s(v),
-            "ai.operationId" => self.ai_operation = s(v),
-            "operation.name" if self.ai_operation.is_none() => {
-                self.ai_operation = s(v).filter(|o| o.starts_with("ai."))
+        // Keys are matched by their namespace first: a span carries dozens of attributes,
+        // most of which tokentop does not read.
+        if let Some(k) = key.strip_prefix("gen_ai.") {
+            match k {
+                "operation.name" => self.operation = s(v),
+                "response.model" => self.response_model = s(v),
+                "request.model" => self.request_model = s(v),
+                "provider.name" => self.provider = s(v),
+                "system" => self.system = s(v),
+                "usage.input_tokens" | "usage.prompt_tokens" => self.input = most(self.input, n(&v)?),
+                "usage.output_tokens" | "usage.completion_tokens" => self.output = most(self.output, n(&v)?),
+                "usage.cache_read.input_tokens"
+                | "usage.cache_read_input_tokens"
+                | "usage.cached_tokens"
+                | "usage.input_tokens.cached" => self.cache_read = most(self.cache_read, n(&v)?),
+                "usage.cache_creation.input_tokens" | "usage.cache_creation_input_tokens" => {
+                    self.cache_write = most(self.cache_write, n(&v)?)
+                }
+                "usage.reasoning.output_tokens" | "usage.reasoning_tokens" | "usage.output_tokens.reasoning" => {
+                    self.reasoning = most(self.reasoning, n(&v)?)
+                }
+                "response.time_to_first_chunk" | "server.time_to_first_token" => {
+                    self.ttft_ms = f(&v)?.map(|s| s * 1000.0).or(self.ttft_ms)
+                }
+                "request.is_stream" | "request.stream" => self.streamed = b(&v),
+                "usage.cost" | "cost.total_cost" | "usage.cost_usd" => self.cost = self.cost.or(f(&v)?),
+                "conversation.id" => self.session = self.session.take().or(s(v)),
+                "request.user" => self.user = self.user.take().or(s(v)),
+                _ => {}
             }
-            "gen_ai.response.model" => self.response_model = s(v),
-            "gen_ai.request.model" => self.request_model = s(v),
-            "llm.model_name" | "ai.model.id" | "langsmith.metadata.ls_model_name" => {
-                self.other_model = self.other_model.take().or(s(v))
+        } else if let Some(k) = key.strip_prefix("llm.") {
+            match k {
+                "request.type" => self.request_type = s(v),
+                "model_name" => self.other_model = self.other_model.take().or(s(v)),
+                "provider" | "system" => self.other_provider = self.other_provider.take().or(s(v)),
+                "token_count.prompt" | "usage.prompt_tokens" => self.input = most(self.input, n(&v)?),
+                "token_count.completion" | "usage.completion_tokens" => self.output = most(self.output, n(&v)?),
+                "token_count.prompt_details.cache_read" | "usage.cache_read_input_tokens" => {
+                    self.cache_read = most(self.cache_read, n(&v)?)
+                }
+                "token_count.prompt_details.cache_write" | "usage.cache_creation_input_tokens" => {
+                    self.cache_write = most(self.cache_write, n(&v)?)
+                }
+                "token_count.completion_details.reasoning" | "usage.reasoning_tokens" => {
+                    self.reasoning = most(self.reasoning, n(&v)?)
+                }
+                "is_streaming" => self.streamed = b(&v),
+                "cost.total" => self.cost = self.cost.or(f(&v)?),
+                _ => {}
             }
-            "gen_ai.provider.name" => self.provider = s(v),
-            "gen_ai.system" => self.system = s(v),
-            "llm.provider" | "llm.system" | "langsmith.metadata.ls_provider" => {
-                self.other_provider = self.other_provider.take().or(s(v))
+        } else if let Some(k) = key.strip_prefix("ai.") {
+            match k {
+                "operationId" => self.ai_operation = s(v),
+                "model.id" => self.other_model = self.other_model.take().or(s(v)),
+                // The AI SDK names a provider and its API: `openai.chat`, `anthropic.messages`.
+                "model.provider" => {
+                    let p = s(v).map(|p| match p.split_once('.') {
+                        Some((name, _)) => Cow::Owned(name.to_string()),
+                        None => p,
+                    });
+                    self.other_provider = self.other_provider.take().or(p);
+                }
+                "usage.promptTokens" | "usage.inputTokens" => self.input = most(self.input, n(&v)?),
+                "usage.completionTokens" | "usage.outputTokens" => self.output = most(self.output, n(&v)?),
+                "usage.cachedInputTokens" => self.cache_read = most(self.cache_read, n(&v)?),
+                "usage.reasoningTokens" => self.reasoning = most(self.reasoning, n(&v)?),
+                "response.msToFirstChunk" => self.ttft_ms = self.ttft_ms.or(f(&v)?),
+                _ => {}
             }
-            // The AI SDK names a provider and its API: `openai.chat`, `anthropic.messages`.
-            "ai.model.provider" => {
-                let p = s(v).map(|p| match p.split_once('.') {
-                    Some((name, _)) => Cow::Owned(name.to_string()),
-                    None => p,
-                });
-                self.other_provider = self.other_provider.take().or(p);
+        } else {
+            match key {
+                "openinference.span.kind" => self.openinference_kind = s(v),
+                "langsmith.span.kind" => self.langsmith_kind = s(v),
+                "traceloop.span.kind" => self.traceloop_kind = s(v),
+                "operation.name" if self.ai_operation.is_none() => {
+                    self.ai_operation = s(v).filter(|o| o.starts_with("ai."))
+                }
+                "langsmith.metadata.ls_model_name" => self.other_model = self.other_model.take().or(s(v)),
+                "langsmith.metadata.ls_provider" => self.other_provider = self.other_provider.take().or(s(v)),
+                "session.id" => self.session = self.session.take().or(s(v)),
+                "user.id" | "enduser.id" => self.user = self.user.take().or(s(v)),
+                "http.response.status_code" | "http.status_code" => self.http_status = n(&v)?,
+                "error.type" => self.error_type = s(v),
+                "exception.type" => self.exception_type = s(v),
+                "exception.message" => self.exception_message = s(v),
+                "service.name" => self.service = s(v),
+                _ => {}
             }
-            "gen_ai.usage.input_tokens"
-            | "gen_ai.usage.prompt_tokens"
-            | "llm.token_count.prompt"
-            | "llm.usage.prompt_tokens"
-            | "ai.usage.promptTokens"
-            | "ai.usage.inputTokens" => self.input = most(self.input, n(&v)?),
-            "gen_ai.usage.output_tokens"
-            | "gen_ai.usage.completion_tokens"
-            | "llm.token_count.completion"
-            | "llm.usage.completion_tokens"
-            | "ai.usage.completionTokens"
-            | "ai.usage.outputTokens" => self.output = most(self.output, n(&v)?),
-            "gen_ai.usage.cache_read.input_tokens"
-            | "gen_ai.usage.cache_read_input_tokens"
-            | "gen_ai.usage.cached_tokens"
-            | "gen_ai.usage.input_tokens.cached"
-            | "llm.token_count.prompt_details.cache_read"
-            | "llm.usage.cache_read_input_tokens"
-            | "ai.usage.cachedInputTokens" => self.cache_read = most(self.cache_read, n(&v)?),
-            "gen_ai.usage.cache_creation.input_tokens"
-            | "gen_ai.usage.cache_creation_input_tokens"
-            | "llm.token_count.prompt_details.cache_write"
-            | "llm.usage.cache_creation_input_tokens" => self.cache_write = most(self.cache_write, n(&v)?),
-            "gen_ai.usage.reasoning.output_tokens"
-            | "gen_ai.usage.reasoning_tokens"
-            | "gen_ai.usage.output_tokens.reasoning"
-            | "llm.token_count.completion_details.reasoning"
-            | "llm.usage.reasoning_tokens"
-            | "ai.usage.reasoningTokens" => self.reasoning = most(self.reasoning, n(&v)?),
-            "gen_ai.response.time_to_first_chunk" | "gen_ai.server.time_to_first_token" => {
-                self.ttft_ms = f(&v)?.map(|s| s * 1000.0).or(self.ttft_ms)
-            }
-            "ai.response.msToFirstChunk" => self.ttft_ms = self.ttft_ms.or(f(&v)?),
-            "gen_ai.request.is_stream" | "gen_ai.request.stream" | "llm.is_streaming" => self.streamed = b(&v),
-            "gen_ai.usage.cost" | "gen_ai.cost.total_cost" | "llm.cost.total" | "gen_ai.usage.cost_usd" => {
-                self.cost = self.cost.or(f(&v)?)
-            }
-            "gen_ai.conversation.id" | "session.id" => self.session = self.session.take().or(s(v)),
-            "user.id" | "enduser.id" | "gen_ai.request.user" => self.user = self.user.take().or(s(v)),
-            "http.response.status_code" | "http.status_code" => self.http_status = n(&v)?,
-            "error.type" => self.error_type = s(v),
-            "exception.type" => self.exception_type = s(v),
-            "exception.message" => self.exception_message = s(v),
-            "service.name" => self.service = s(v),
-            _ => {}
         }
         Ok(())
     }
@@ -451,7 +473,7 @@ impl<'de> Attrs<'de> {
     }
 
     /// Whether the span is an LLM call, or why not.
-    fn classify(&self, name: Option<&str>, failed: bool) -> Result<(), SkipReason> {
+    fn classify(&self, failed: bool) -> Result<(), SkipReason> {
         let not_call = if self.has_usage() { SkipReason::UsageOutsideCall } else { SkipReason::NotCall };
         let marked = if let Some(k) = &self.langsmith_kind {
             k.eq_ignore_ascii_case("llm")
@@ -459,7 +481,7 @@ impl<'de> Attrs<'de> {
             k.eq_ignore_ascii_case("llm") || k.eq_ignore_ascii_case("embedding")
         } else if self.traceloop_kind.as_deref().is_some_and(|k| matches!(k, "workflow" | "task" | "agent" | "tool")) {
             false
-        } else if let Some(op) = self.ai_operation.as_deref().or(name.filter(|n| n.starts_with("ai."))) {
+        } else if let Some(op) = self.ai_operation.as_deref() {
             let op = op.split(' ').next().unwrap_or(op);
             op.ends_with(".doGenerate") || op.ends_with(".doStream") || op.ends_with(".doEmbed")
         } else if let Some(op) = &self.operation {
@@ -506,45 +528,46 @@ impl<'de> Visitor<'de> for AttrList<'_, 'de> {
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(kv) = seq.next_element::<KeyValue<'de>>()? {
-            if let (Some(k), Some(v)) = (kv.key, kv.value)
-                && let Err(e) = self.attrs.set(&k, v)
-            {
-                self.notes.field(e);
-            }
-        }
+        while seq.next_element_seed(Attr { attrs: &mut *self.attrs, notes: &mut *self.notes })?.is_some() {}
         Ok(())
     }
 }
 
-struct KeyValue<'de> {
-    key: Option<Cow<'de, str>>,
-    value: Option<Scalar<'de>>,
+/// One attribute, `{"key": K, "value": V}`, read straight into the attributes.
+struct Attr<'a, 'de> {
+    attrs: &'a mut Attrs<'de>,
+    notes: &'a mut Notes,
 }
 
-impl<'de> de::Deserialize<'de> for KeyValue<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyValue<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an attribute {key, value}")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyValue<'de>, A::Error> {
-                let mut kv = KeyValue { key: None, value: None };
-                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                    match k.as_ref() {
-                        "key" => kv.key = Some(map.next_value::<Key<'de>>()?.0),
-                        "value" => kv.value = map.next_value_seed(AnyValue)?,
-                        _ => {
-                            map.next_value::<Skip>()?;
-                        }
-                    }
+impl<'de> DeserializeSeed<'de> for Attr<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Attr<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an attribute {key, value}")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (mut key, mut value) = (None, None);
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            match k.as_ref() {
+                "key" => key = Some(map.next_value::<Key<'de>>()?.0),
+                "value" => value = map.next_value_seed(AnyValue)?,
+                _ => {
+                    map.next_value::<Skip>()?;
                 }
-                Ok(kv)
             }
         }
-        d.deserialize_map(V)
+        if let (Some(k), Some(v)) = (key, value)
+            && let Err(e) = self.attrs.set(&k, v)
+        {
+            self.notes.field(e);
+        }
+        Ok(())
     }
 }
 
@@ -661,11 +684,32 @@ impl<'de> DeserializeSeed<'de> for SpanSeed<'_, '_, 'de> {
 fn nanos(key: &str, v: Scalar) -> Result<Option<i64>, String> {
     match v {
         Scalar::Null => Ok(None),
-        Scalar::Str(s) => s.parse::<i64>().map(Some).map_err(|_| format!("field `{key}`: `{s}` is not nanoseconds")),
+        Scalar::Str(s) => digits(&s)
+            .or_else(|| s.parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(|| format!("field `{key}`: `{s}` is not nanoseconds")),
         Scalar::U64(n) => Ok(Some(n.min(i64::MAX as u64) as i64)),
         Scalar::I64(n) => Ok(Some(n)),
         other => Err(format!("field `{key}`: expected nanoseconds, found {}", super::json::show(&other))),
     }
+}
+
+/// Up to 18 ASCII digits as a number: the common shape of a timestamp in nanoseconds,
+/// read without the general parser's checks (18 digits cannot overflow).
+fn digits(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 18 {
+        return if b.len() == 19 {
+            digits(&s[..18]).and_then(|hi| hi.checked_mul(10)?.checked_add(digit(b[18])?))
+        } else {
+            None
+        };
+    }
+    b.iter().try_fold(0i64, |n, &c| Some(n * 10 + digit(c)?))
+}
+
+fn digit(c: u8) -> Option<i64> {
+    c.is_ascii_digit().then(|| i64::from(c - b'0'))
 }
 
 /// An id (`traceId`, `spanId`, `parentSpanId`); empty means none.
@@ -685,7 +729,6 @@ impl<'de> Visitor<'de> for SpanSeed<'_, '_, 'de> {
         let mut attrs = Attrs::default();
         let (mut start, mut end) = (None, None);
         let mut ids = SpanIds::default();
-        let mut name = None;
         let mut status_error = false;
         let mut status_message = None;
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
@@ -694,7 +737,6 @@ impl<'de> Visitor<'de> for SpanSeed<'_, '_, 'de> {
                 "spanId" | "span_id" => ids.span = id(map.next_value()?),
                 "traceId" | "trace_id" => ids.trace = id(map.next_value()?),
                 "parentSpanId" | "parent_span_id" => ids.parent = id(map.next_value()?),
-                "name" => name = id(map.next_value()?),
                 "startTimeUnixNano" => start = nanos(&k, map.next_value()?).map_err(de::Error::custom)?,
                 "endTimeUnixNano" => match nanos(&k, map.next_value()?) {
                     Ok(e) => end = e,
@@ -713,9 +755,7 @@ impl<'de> Visitor<'de> for SpanSeed<'_, '_, 'de> {
                 }
             }
         }
-        if let Err(reason) =
-            attrs.classify(name.as_deref(), status_error || attrs.http_status.is_some_and(|s| s >= 400))
-        {
+        if let Err(reason) = attrs.classify(status_error || attrs.http_status.is_some_and(|s| s >= 400)) {
             (self.ctx.emit)(ids, Found::Skipped(reason));
             return Ok(());
         }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use hashbrown::{HashMap, HashSet};
 
 use super::{Parsed, SkipReason};
-use crate::event::Event;
+use crate::event::{Event, recycle_properties};
 
 /// How long a live trace's LLM spans wait for the rest of the trace.
 pub const HOLD: Duration = Duration::from_secs(6);
@@ -38,8 +38,12 @@ fn id(s: &str) -> u64 {
 }
 
 struct Trace {
-    /// (span id, arrival number, event).
-    spans: Vec<(u64, u64, Held)>,
+    /// The held calls, in arrival order.
+    spans: Vec<Held>,
+    /// Their strings and properties, one arena a trace: holding a span allocates nothing
+    /// of its own.
+    text: String,
+    properties: Vec<(Range<u32>, Range<u32>)>,
     /// span id → parent span id, for every span of the trace seen while it was held.
     parents: HashMap<u64, u64>,
     touched: Instant,
@@ -67,21 +71,24 @@ pub struct Traces {
     held: usize,
     generation: u64,
     arrivals: u64,
+    /// A property buffer recycled between the events released.
+    spare: Vec<(Cow<'static, str>, Cow<'static, str>)>,
 }
 
 impl Traces {
-    /// Holds an LLM span (already normalised) of `trace`.
-    pub fn hold(&mut self, trace: &str, span: &str, parent: Option<&str>, ev: &Event) {
+    /// Holds an LLM span (already normalised) of `trace`, read at `now`.
+    pub fn hold(&mut self, trace: &str, span: &str, parent: Option<&str>, ev: &Event, now: Instant) {
         let (trace, span) = (id(trace), id(span));
         self.arrivals += 1;
         let arrival = self.arrivals;
-        let t = self.touch(trace);
+        let t = self.touch(trace, now);
         if let Some(p) = parent
             && t.parents.len() < MAX_LINKS
         {
             t.parents.insert(span, id(p));
         }
-        t.spans.push((span, arrival, Held::new(ev)));
+        let held = Held::new(span, arrival, ev, &mut t.text, &mut t.properties);
+        t.spans.push(held);
         self.held += 1;
     }
 
@@ -98,13 +105,21 @@ impl Traces {
         self.held == 0
     }
 
-    fn touch(&mut self, trace: u64) -> &mut Trace {
-        self.generation += 1;
-        let generation = self.generation;
-        self.queue.push_back((trace, generation));
-        let now = Instant::now();
+    fn touch(&mut self, trace: u64, now: Instant) -> &mut Trace {
+        // Spans of one trace mostly come together: the newest entry of the queue is then
+        // this trace's already, and stays its newest.
+        let generation = match self.queue.back() {
+            Some(&(t, g)) if t == trace && self.traces.contains_key(&trace) => g,
+            _ => {
+                self.generation += 1;
+                self.queue.push_back((trace, self.generation));
+                self.generation
+            }
+        };
         let t = self.traces.entry(trace).or_insert_with(|| Trace {
             spans: Vec::new(),
+            text: String::new(),
+            properties: Vec::new(),
             parents: HashMap::new(),
             touched: now,
             generation,
@@ -117,18 +132,34 @@ impl Traces {
     /// Releases the traces that `which` says, and the oldest beyond [`MAX_HELD`]. At
     /// the end of an input the calls come out in the order they were read.
     pub fn release(&mut self, which: Release, emit: &mut dyn FnMut(&Event), out: &mut Parsed) {
+        let mut spare = recycle_properties(std::mem::take(&mut self.spare));
         if let Release::All = which {
+            let traces: Vec<Trace> = self.traces.drain().map(|(_, t)| t).collect();
+            // (arrival, trace, span) of every call that counts, in the order read.
             let mut kept = Vec::with_capacity(self.held);
-            for (_, t) in self.traces.drain() {
-                out.skipped[SkipReason::Nested as usize] += resolve(t, &mut |arrival, ev| kept.push((arrival, ev)));
+            for (i, t) in traces.iter().enumerate() {
+                let outer = outer_spans(t);
+                for (j, h) in t.spans.iter().enumerate() {
+                    if outer.contains(&h.span) {
+                        out.skip(SkipReason::Nested);
+                    } else {
+                        kept.push((h.arrival, i as u32, j as u32));
+                    }
+                }
             }
-            kept.sort_unstable_by_key(|(arrival, _)| *arrival);
-            for (_, held) in &kept {
-                emit(&held.event());
+            if !kept.is_sorted_by_key(|k| k.0) {
+                kept.sort_unstable_by_key(|k| k.0);
+            }
+            for &(_, i, j) in &kept {
+                let t = &traces[i as usize];
+                let ev = t.spans[j as usize].event(t, recycle_properties(spare));
+                emit(&ev);
+                spare = recycle_properties(ev.properties);
             }
             out.events += kept.len() as u32;
             self.queue.clear();
             self.held = 0;
+            self.spare = spare;
             return;
         }
         while let Some(&(trace, generation)) = self.queue.front() {
@@ -151,60 +182,77 @@ impl Traces {
             self.queue.pop_front();
             let t = self.traces.remove(&trace).expect("trace exists");
             self.held -= t.spans.len();
-            let mut emitted = 0;
-            let nested = resolve(t, &mut |_, held| {
-                emit(&held.event());
-                emitted += 1;
-            });
-            out.events += emitted;
-            out.skipped[SkipReason::Nested as usize] += nested;
+            let outer = outer_spans(&t);
+            for h in &t.spans {
+                if outer.contains(&h.span) {
+                    out.skip(SkipReason::Nested);
+                    continue;
+                }
+                let ev = h.event(&t, recycle_properties(spare));
+                emit(&ev);
+                spare = recycle_properties(ev.properties);
+                out.events += 1;
+            }
         }
         if self.traces.is_empty() {
             self.queue.clear();
         }
+        self.spare = spare;
     }
 }
 
-/// Hands on the innermost LLM spans of a trace, in arrival order, and says how many
-/// wrapped another (those are skipped).
-fn resolve(t: Trace, keep: &mut dyn FnMut(u64, Held)) -> u32 {
-    let mut outer: HashSet<u64> = HashSet::new();
-    if !t.parents.is_empty() && t.spans.len() > 1 {
-        let calls: HashSet<u64> = t.spans.iter().map(|(id, _, _)| *id).collect();
-        for (id, _, _) in &t.spans {
-            let mut at = *id;
-            for _ in 0..MAX_DEPTH {
-                let Some(&parent) = t.parents.get(&at) else { break };
-                if calls.contains(&parent) {
-                    outer.insert(parent);
-                }
-                at = parent;
+/// The calls of a trace that wrap another call of it: only the innermost counts.
+fn outer_spans(t: &Trace) -> HashSet<u64> {
+    let mut outer = HashSet::new();
+    if t.parents.is_empty() || t.spans.len() < 2 {
+        return outer;
+    }
+    let calls: HashSet<u64> = t.spans.iter().map(|h| h.span).collect();
+    for h in &t.spans {
+        let mut at = h.span;
+        for _ in 0..MAX_DEPTH {
+            let Some(&parent) = t.parents.get(&at) else { break };
+            if calls.contains(&parent) {
+                outer.insert(parent);
             }
+            at = parent;
         }
     }
-    let mut nested = 0;
-    for (id, arrival, held) in t.spans {
-        if outer.contains(&id) {
-            nested += 1;
-        } else {
-            keep(arrival, held);
-        }
-    }
-    nested
+    outer
 }
 
-/// An event that owns its strings, to be held past its line: every string in one
-/// buffer, so holding a span costs one allocation (two with properties).
+/// A held call: its numbers, and where its strings are in its trace's arena.
 struct Held {
-    text: String,
+    span: u64,
+    arrival: u64,
     fields: [Option<Range<u32>>; 9],
-    properties: Vec<(Range<u32>, Range<u32>)>,
-    numbers: Event<'static>,
+    properties: Range<u32>,
+    numbers: Numbers,
+}
+
+/// The fields of an event that are not strings.
+#[derive(Clone, Copy)]
+struct Numbers {
+    created_at: crate::time::Micros,
+    status: u16,
+    latency_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+    tokens: [u64; 5],
+    cost_usd: Option<f64>,
+    cache_hit: bool,
+    retry: u64,
+    feedback: Option<bool>,
+    seq: Option<u64>,
 }
 
 impl Held {
-    fn new(ev: &Event) -> Held {
-        let strings = [
+    fn new(span: u64, arrival: u64, ev: &Event, text: &mut String, props: &mut Vec<(Range<u32>, Range<u32>)>) -> Held {
+        let mut put = |s: &str| {
+            let start = text.len() as u32;
+            text.push_str(s);
+            start..text.len() as u32
+        };
+        let fields = [
             &ev.request_id,
             &ev.provider,
             &ev.provider_raw,
@@ -214,40 +262,41 @@ impl Held {
             &ev.session_name,
             &ev.session_path,
             &ev.error,
-        ];
-        let len = strings.iter().map(|s| s.as_deref().map_or(0, str::len)).sum::<usize>()
-            + ev.properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        let mut text = String::with_capacity(len);
-        let mut put = |s: &str| {
-            let start = text.len() as u32;
-            text.push_str(s);
-            start..text.len() as u32
-        };
-        let fields = strings.map(|s| s.as_deref().map(&mut put));
-        let properties = ev.properties.iter().map(|(k, v)| (put(k), put(v))).collect();
-        let numbers = Event {
+        ]
+        .map(|s| s.as_deref().map(&mut put));
+        let first = props.len() as u32;
+        for (k, v) in &ev.properties {
+            let kv = (put(k), put(v));
+            props.push(kv);
+        }
+        let numbers = Numbers {
             created_at: ev.created_at,
             status: ev.status,
             latency_ms: ev.latency_ms,
             ttft_ms: ev.ttft_ms,
-            prompt_tokens: ev.prompt_tokens,
-            completion_tokens: ev.completion_tokens,
-            cache_read_tokens: ev.cache_read_tokens,
-            cache_write_tokens: ev.cache_write_tokens,
-            reasoning_tokens: ev.reasoning_tokens,
+            tokens: [
+                ev.prompt_tokens,
+                ev.completion_tokens,
+                ev.cache_read_tokens,
+                ev.cache_write_tokens,
+                ev.reasoning_tokens,
+            ],
             cost_usd: ev.cost_usd,
             cache_hit: ev.cache_hit,
             retry: ev.retry,
             feedback: ev.feedback,
             seq: ev.seq,
-            ..Event::default()
         };
-        Held { text, fields, properties, numbers }
+        Held { span, arrival, fields, properties: first..props.len() as u32, numbers }
     }
 
-    fn event(&self) -> Event<'_> {
-        let at = |r: &Range<u32>| Cow::Borrowed(&self.text[r.start as usize..r.end as usize]);
+    /// The event, its properties in `props` (a recycled buffer).
+    fn event<'a>(&self, t: &'a Trace, mut props: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> Event<'a> {
+        let at = |r: &Range<u32>| Cow::Borrowed(&t.text[r.start as usize..r.end as usize]);
         let f = |i: usize| self.fields[i].as_ref().map(at);
+        let range = self.properties.start as usize..self.properties.end as usize;
+        props.extend(t.properties[range].iter().map(|(k, v)| (at(k), at(v))));
+        let n = self.numbers;
         Event {
             request_id: f(0),
             provider: f(1),
@@ -258,8 +307,21 @@ impl Held {
             session_name: f(6),
             session_path: f(7),
             error: f(8),
-            properties: self.properties.iter().map(|(k, v)| (at(k), at(v))).collect(),
-            ..self.numbers.clone()
+            properties: props,
+            created_at: n.created_at,
+            status: n.status,
+            latency_ms: n.latency_ms,
+            ttft_ms: n.ttft_ms,
+            prompt_tokens: n.tokens[0],
+            completion_tokens: n.tokens[1],
+            cache_read_tokens: n.tokens[2],
+            cache_write_tokens: n.tokens[3],
+            reasoning_tokens: n.tokens[4],
+            cost_usd: n.cost_usd,
+            cache_hit: n.cache_hit,
+            retry: n.retry,
+            feedback: n.feedback,
+            seq: n.seq,
         }
     }
 }
@@ -282,10 +344,10 @@ mod tests {
     fn the_innermost_call_counts_through_spans_that_are_not_calls() {
         let mut t = Traces::default();
         // agent (call) → chain (not a call) → provider (call); a second trace alone.
-        t.hold("a", "provider", Some("chain"), &call("inner"));
-        t.hold("b", "solo", None, &call("solo"));
+        t.hold("a", "provider", Some("chain"), &call("inner"), Instant::now());
+        t.hold("b", "solo", None, &call("solo"), Instant::now());
         t.link("a", "chain", "agent");
-        t.hold("a", "agent", None, &call("outer"));
+        t.hold("a", "agent", None, &call("outer"), Instant::now());
         t.link("zzz", "x", "y");
         let (got, out) = models(&mut t, Release::All);
         assert_eq!(got, vec!["inner", "solo"], "in the order they were read");
@@ -296,12 +358,12 @@ mod tests {
     #[test]
     fn live_traces_wait_until_quiet_and_the_oldest_go_beyond_the_bound() {
         let mut t = Traces::default();
-        t.hold("a", "1", None, &call("a"));
+        t.hold("a", "1", None, &call("a"), Instant::now());
         let before = Instant::now() - Duration::from_secs(1);
         assert!(models(&mut t, Release::QuietSince(before)).0.is_empty(), "touched after the cutoff");
         assert_eq!(models(&mut t, Release::QuietSince(Instant::now())).0, vec!["a"]);
         for i in 0..=MAX_HELD {
-            t.hold(&format!("t{i}"), "s", None, &call("m"));
+            t.hold(&format!("t{i}"), "s", None, &call("m"), Instant::now());
         }
         let (got, _) = models(&mut t, Release::OverBound);
         assert_eq!(got.len(), 1, "only what is over the bound");
