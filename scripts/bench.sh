@@ -5,6 +5,8 @@
 #   scripts/bench.sh report    # report over 1,000,000 events: throughput and peak memory
 #   scripts/bench.sh engine    # live engine: 24 h at 1,000 req/s, peak memory
 #   scripts/bench.sh formats   # parser throughput of every input format
+#   scripts/bench.sh formats-callgrind  # instructions per event of every parser (valgrind):
+#                              # repeatable where wall-clock figures are noisy (not in "all")
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
 #   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
 #   scripts/bench.sh alerts    # live ingest with and without the nine seed alert rules
@@ -33,6 +35,17 @@ fi
 
 if [[ $what == formats || $what == all ]]; then
   ./target/release/examples/format_throughput 300000
+fi
+
+if [[ $what == formats-callgrind ]]; then
+  # 5,000 events read twice, minus a run that reads nothing: what reading costs, per event.
+  for f in tokentop helicone.jsonl litellm otel helicone.csv; do
+    count() {
+      TOKENTOP_READS=$1 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        ./target/release/examples/format_throughput 5000 "$f" 2>&1 | awk '/Collected/ {print $4}'
+    }
+    echo "$f $(( ($(count 2) - $(count 0)) / 10000 )) instructions/event"
+  done
 fi
 
 if [[ $what == relay || $what == all ]]; then
