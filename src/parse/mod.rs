@@ -307,8 +307,8 @@ impl LineParser {
         let mut links: Vec<Link<'a>> = recycle_links(std::mem::take(&mut self.links));
         let (traces, zone) = (&mut self.traces, self.zone);
         let now = std::time::Instant::now();
-        let notes_ptr = &mut self.notes;
-        let r = otel::parse_lines(text, ev, notes_ptr, &mut |ids, found| match found {
+        let notes = &mut self.notes;
+        let r = otel::parse_lines(text, ev, notes, &mut |ids, found| match found {
             Found::Skipped(reason) => {
                 out.skip(reason);
                 if let (Some(t), Some(s), Some(p)) = (ids.trace, ids.span, ids.parent) {
