@@ -694,9 +694,7 @@ fn read_csv(input: &Input, zone: Zone, visit: &mut dyn FnMut(&Event)) -> Result<
                 let mut notes = crate::parse::json::Notes::default();
                 match helicone::parse_csv_row(&cols, &rec, &mut ev, &mut notes) {
                     Ok(()) => {
-                        if notes.naive_time {
-                            ev.created_at = zone.to_utc(ev.created_at);
-                        }
+                        crate::parse::settle(&mut ev, notes.naive_time, zone);
                         crate::parse::normalize(&mut ev);
                         visit(&ev);
                         res.events += 1;

@@ -287,7 +287,7 @@ impl LineParser {
         };
         if result.is_ok() {
             if format != Format::Tokentop {
-                settle(&mut ev, &self.notes, self.zone);
+                settle(&mut ev, self.notes.naive_time, self.zone);
             }
             normalize(&mut ev);
             emit(&ev);
@@ -316,7 +316,7 @@ impl LineParser {
                 }
             }
             Found::Call(e) => {
-                settle(e, &Notes::default(), zone);
+                settle(e, false, zone);
                 // Spans without ids wait with the others, so that calls keep their order.
                 let (t, s) = (ids.trace.as_deref().unwrap_or(""), ids.span.as_deref().unwrap_or(""));
                 normalize(e);
@@ -343,8 +343,8 @@ fn recycle_links<'b>(mut v: Vec<Link<'_>>) -> Vec<Link<'b>> {
 
 /// What other tools' records need once read: a naive time placed in its zone, and a
 /// first-token time only where one was measured (not one equal to the end of the call).
-fn settle(ev: &mut Event, notes: &Notes, zone: Zone) {
-    if notes.naive_time {
+pub(crate) fn settle(ev: &mut Event, naive_time: bool, zone: Zone) {
+    if naive_time {
         ev.created_at = zone.to_utc(ev.created_at);
     }
     // A first token at 0 ms or at the end of the call was not measured (Helicone writes 0,
