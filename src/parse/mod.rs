@@ -135,14 +135,6 @@ impl Parsed {
     pub fn skipped_total(&self) -> u32 {
         self.skipped.iter().sum()
     }
-
-    pub fn add(&mut self, o: Parsed) {
-        self.events += o.events;
-        self.field_errors += o.field_errors;
-        for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
-            *a += b;
-        }
-    }
 }
 
 /// Parses lines of any JSON-lines format, keeping its buffers from line to line.

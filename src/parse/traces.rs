@@ -132,7 +132,6 @@ impl Traces {
     /// Releases the traces that `which` says, and the oldest beyond [`MAX_HELD`]. At
     /// the end of an input the calls come out in the order they were read.
     pub fn release(&mut self, which: Release, emit: &mut dyn FnMut(&Event), out: &mut Parsed) {
-        let mut spare = recycle_properties(std::mem::take(&mut self.spare));
         if let Release::All = which {
             let traces: Vec<Trace> = self.traces.drain().map(|(_, t)| t).collect();
             // (arrival, trace, span) of every call that counts, in the order read.
@@ -152,14 +151,11 @@ impl Traces {
             }
             for &(_, i, j) in &kept {
                 let t = &traces[i as usize];
-                let ev = t.spans[j as usize].event(t, recycle_properties(spare));
-                emit(&ev);
-                spare = recycle_properties(ev.properties);
+                self.emit(t, &t.spans[j as usize], emit);
             }
             out.events += kept.len() as u32;
             self.queue.clear();
             self.held = 0;
-            self.spare = spare;
             return;
         }
         while let Some(&(trace, generation)) = self.queue.front() {
@@ -171,11 +167,7 @@ impl Traces {
                 self.queue.pop_front();
                 continue;
             }
-            let due = match which {
-                Release::All => true,
-                Release::QuietSince(c) => t.touched <= c,
-                Release::OverBound => false,
-            };
+            let due = matches!(which, Release::QuietSince(cutoff) if t.touched <= cutoff);
             if !due && self.held <= MAX_HELD {
                 break;
             }
@@ -186,18 +178,22 @@ impl Traces {
             for h in &t.spans {
                 if outer.contains(&h.span) {
                     out.skip(SkipReason::Nested);
-                    continue;
+                } else {
+                    self.emit(&t, h, emit);
+                    out.events += 1;
                 }
-                let ev = h.event(&t, recycle_properties(spare));
-                emit(&ev);
-                spare = recycle_properties(ev.properties);
-                out.events += 1;
             }
         }
         if self.traces.is_empty() {
             self.queue.clear();
         }
-        self.spare = spare;
+    }
+
+    /// Emits a held call, its properties in the recycled buffer.
+    fn emit(&mut self, t: &Trace, h: &Held, emit: &mut dyn FnMut(&Event)) {
+        let ev = h.event(t, recycle_properties(std::mem::take(&mut self.spare)));
+        emit(&ev);
+        self.spare = recycle_properties(ev.properties);
     }
 }
 
