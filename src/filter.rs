@@ -68,6 +68,30 @@ struct Term {
     negated: bool,
 }
 
+/// A dimension whose groups the engine keeps per time slab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupDim {
+    Model,
+    Provider,
+    User,
+    Session,
+    /// The values of one property key.
+    Property(String),
+}
+
+/// A filter that keeps whole groups of one dimension: names matching any pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupFilter {
+    pub dim: GroupDim,
+    pub patterns: Vec<String>,
+}
+
+impl GroupFilter {
+    pub fn matches(&self, name: &str) -> bool {
+        self.patterns.iter().any(|p| glob(p, name))
+    }
+}
+
 /// A parsed filter; the empty filter keeps everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -97,6 +121,35 @@ impl Filter {
 
     pub fn is_empty(&self) -> bool {
         self.terms.is_empty()
+    }
+
+    /// The filter as one group of a dimension, when it is just that: positive terms
+    /// on one of model, provider, user, session or one property key (alternatives
+    /// allowed, `*` too). Such a filter is a union of whole groups, so the engine
+    /// can answer it over a whole window from the groups it keeps.
+    pub fn group(&self) -> Option<GroupFilter> {
+        let first = self.terms.first()?;
+        let dim = match (&first.field, &first.test) {
+            (Field::Model, _) => GroupDim::Model,
+            (Field::Provider, _) => GroupDim::Provider,
+            (Field::User, _) => GroupDim::User,
+            (Field::Session, _) => GroupDim::Session,
+            (Field::Property, Test::Property { key, .. }) => GroupDim::Property(key.clone()),
+            _ => return None,
+        };
+        let mut patterns = Vec::new();
+        for t in &self.terms {
+            let pattern = match (&t.test, &dim) {
+                (Test::Text(p), _) if t.field == first.field => p,
+                (Test::Property { key, value }, GroupDim::Property(k)) if key == k => value,
+                _ => return None,
+            };
+            if t.negated {
+                return None;
+            }
+            patterns.push(pattern.clone());
+        }
+        Some(GroupFilter { dim, patterns })
     }
 
     /// Whether `ev`, costing `cost_usd`, passes.
@@ -352,5 +405,19 @@ mod tests {
         assert!(glob("a*b*c", "axxbyyc"));
         assert!(!glob("a*c", "abcd"));
         assert!(glob("GPT-4o", "gpt-4O"));
+    }
+
+    #[test]
+    fn group_filters_are_recognised() {
+        let g = |s: &str| s.parse::<Filter>().unwrap().group();
+        assert_eq!(g("model:gpt-4o"), Some(GroupFilter { dim: GroupDim::Model, patterns: vec!["gpt-4o".into()] }));
+        assert_eq!(g("user:a user:b*").map(|g| g.patterns.len()), Some(2));
+        assert_eq!(g("prop.env=prod").map(|g| g.dim), Some(GroupDim::Property("env".into())));
+        assert!(g("prop.env=prod prop.team=x").is_none(), "two keys");
+        assert!(g("model:a provider:b").is_none());
+        assert!(g("-model:a").is_none());
+        assert!(g("status:5xx").is_none());
+        assert!(g("model:a status:5xx").is_none());
+        assert!(g("model:GPT*").unwrap().matches("gpt-4o"));
     }
 }

@@ -1,11 +1,9 @@
 //! Live ingest: turns what sources send into events for the engine, and keeps the
 //! status of every source for the status bar. The console owns one [`Live`].
 
-use std::borrow::Cow;
-
 use crate::alert::watch::Watcher;
 use crate::alert::{Change, Rule};
-use crate::engine::{Clock, Config, Engine, RecentRequest};
+use crate::engine::{Clock, Config, Engine};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::parse::{LineParser, trim_line};
@@ -264,46 +262,6 @@ impl Live {
 
     pub fn clock(&self) -> Clock {
         self.config.clock
-    }
-}
-
-impl RecentRequest {
-    /// The request as an event again (for replaying into a filtered view).
-    pub fn as_event(&self) -> Event<'_> {
-        fn s(v: &str) -> Option<Cow<'_, str>> {
-            (!v.is_empty()).then_some(Cow::Borrowed(v))
-        }
-        Event {
-            request_id: s(&self.request_id),
-            created_at: self.created_at,
-            provider: s(&self.provider),
-            provider_raw: None,
-            model: s(&self.model),
-            status: self.status,
-            latency_ms: self.latency_ms,
-            ttft_ms: self.ttft_ms,
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens,
-            cache_read_tokens: self.cache_read_tokens,
-            cache_write_tokens: 0,
-            reasoning_tokens: self.reasoning_tokens,
-            // What it cost is known: replay it as billed (cache hits and unpriced stay so).
-            cost_usd: (!self.unpriced && !self.cache_hit).then_some(self.cost),
-            cache_hit: self.cache_hit,
-            user_id: s(&self.user_id),
-            session_id: s(&self.session_id),
-            session_name: None,
-            session_path: s(&self.session_path),
-            properties: self
-                .properties
-                .iter()
-                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
-                .collect(),
-            retry: self.retry,
-            feedback: None,
-            error: s(&self.error),
-            seq: None,
-        }
     }
 }
 

@@ -196,7 +196,7 @@ pub fn of_user(u: &UserAgg, metric: &str, window_secs: f64) -> Option<f64> {
         "ttft_avg" => u.ttft.avg_ms()?,
         "total_cost" => u.cost.to_f64(),
         "cost_per_request" => u.cost.to_f64() / (u.requests.max(1)) as f64,
-        "total_tokens" => u.tokens as f64,
+        "total_tokens" => u.tokens() as f64,
         "cache_hit_rate" => pct(u.cache_hits),
         _ => return None,
     })

@@ -434,7 +434,7 @@ impl Report {
                     error_rate: pct(u.errors, u.requests),
                     rate_429: pct(u.e429, u.requests),
                     cache_hit_rate: pct(u.cache_hits, u.requests),
-                    tokens: u.tokens,
+                    tokens: u.tokens(),
                     last_active: format_rfc3339(u.last_active),
                 })
                 .collect()

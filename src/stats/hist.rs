@@ -156,6 +156,11 @@ impl Counts {
 }
 
 impl Dist {
+    /// A distribution of which only the moments are known (no percentiles).
+    pub fn from_moments(moments: Moments) -> Dist {
+        Dist { moments, counts: Counts::Sparse(Vec::new()) }
+    }
+
     #[inline]
     pub fn record(&mut self, ns: u64) {
         self.moments.record(ns);

@@ -191,9 +191,12 @@ pub fn pct(part: u64, whole: u64) -> f64 {
 pub struct UserAgg {
     pub requests: u64,
     pub errors: u64,
+    pub e4xx: u64,
+    pub e5xx: u64,
     pub e429: u64,
     pub cache_hits: u64,
-    pub tokens: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
     pub cost: Usd,
     pub latency: Moments,
     pub ttft: Moments,
@@ -206,12 +209,19 @@ impl UserAgg {
         rank_of(self.cost, self.requests)
     }
 
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
     fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());
+        self.e4xx += u64::from((400..500).contains(&ev.status));
+        self.e5xx += u64::from((500..600).contains(&ev.status));
         self.e429 += u64::from(ev.status == 429);
         self.cache_hits += u64::from(x.cache_hit);
-        self.tokens += ev.prompt_tokens + ev.completion_tokens;
+        self.prompt_tokens += ev.prompt_tokens;
+        self.completion_tokens += ev.completion_tokens;
         self.cost += x.cost;
         if let Some(l) = x.latency_ns {
             self.latency.record(l);
@@ -225,9 +235,12 @@ impl UserAgg {
     fn merge(&mut self, o: &UserAgg) {
         self.requests += o.requests;
         self.errors += o.errors;
+        self.e4xx += o.e4xx;
+        self.e5xx += o.e5xx;
         self.e429 += o.e429;
         self.cache_hits += o.cache_hits;
-        self.tokens += o.tokens;
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
         self.cost += o.cost;
         self.latency.merge(&o.latency);
         self.ttft.merge(&o.ttft);

@@ -13,6 +13,7 @@
 //! output, and ratatui writes only the cells that changed: no flicker over ssh.
 
 pub mod app;
+pub mod format;
 pub mod render;
 pub mod theme;
 

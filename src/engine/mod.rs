@@ -14,6 +14,9 @@
 //!                                  ^ now (wall clock, or latest event time)
 //! ```
 
+mod drill;
+mod recent;
+
 use std::collections::VecDeque;
 use std::hash::BuildHasherDefault;
 
@@ -26,6 +29,9 @@ use crate::report::{self, ActiveUsers, IngestReport, Report, Span};
 use crate::stats::series::{Point, Series, bucket_for_span};
 use crate::stats::{Distinct, HashIsKey, Keys, Limits, Sample, Stats, key_hash};
 use crate::time::{MICROS_PER_SEC, Micros};
+pub use drill::{Drill, Known};
+pub use recent::{RECENT_BYTES, RecentRequest, SLOWEST};
+use recent::{Ring, Slowest};
 
 /// What "now" is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +131,7 @@ impl LastSeen {
 struct Slab {
     start: Micros,
     stats: Stats,
+    slowest: Slowest,
 }
 
 struct Tier {
@@ -159,24 +166,32 @@ impl Tier {
         t > now - 2 * self.window - self.width
     }
 
-    /// The stats of the slab holding time `t`, created if need be.
-    fn slab_at(&mut self, t: Micros, limits: Limits) -> &mut Stats {
+    /// The slab holding time `t`, created if need be.
+    fn slab_at(&mut self, t: Micros, limits: Limits) -> &mut Slab {
         let start = t.div_euclid(self.width) * self.width;
         // Events arrive mostly in order: look from the newest slab backwards.
         let pos = self.slabs.iter().rposition(|s| s.start <= start);
         match pos {
-            Some(i) if self.slabs[i].start == start => &mut self.slabs[i].stats,
+            Some(i) if self.slabs[i].start == start => &mut self.slabs[i],
             _ => {
                 let at = pos.map_or(0, |i| i + 1);
-                self.slabs.insert(at, Slab { start, stats: Stats::new(limits) });
-                &mut self.slabs[at].stats
+                self.slabs.insert(at, Slab { start, stats: Stats::new(limits), slowest: Slowest::default() });
+                &mut self.slabs[at]
             }
         }
     }
 
+    /// The slabs overlapping the window of length `window` ending at `now`.
+    fn in_window(&self, window: Micros, now: Micros) -> impl Iterator<Item = &Slab> {
+        let horizon = now - window;
+        self.slabs.iter().filter(move |s| s.start + self.width > horizon)
+    }
+
     fn record(&mut self, t: Micros, ev: &Event, x: &Sample, keys: &Keys, now: Micros, limits: Limits) {
         if self.holds(t, now) {
-            self.slab_at(t, limits).record_keyed(ev, x, keys);
+            let slab = self.slab_at(t, limits);
+            slab.stats.record_keyed(ev, x, keys);
+            slab.slowest.offer(ev, x);
         }
         if self.holds_in_series(t, now) {
             self.series.record_at(t, ev, x);
@@ -198,99 +213,6 @@ impl Tier {
     }
 }
 
-/// One request as the request list shows it. Buffers are reused when the ring
-/// wraps, so keeping recent requests allocates nothing at steady state.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RecentRequest {
-    pub request_id: String,
-    pub created_at: Micros,
-    pub provider: String,
-    pub model: String,
-    pub status: u16,
-    pub latency_ms: Option<f64>,
-    pub ttft_ms: Option<f64>,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub reasoning_tokens: u64,
-    /// USD charged (0 for cache hits and unpriced requests).
-    pub cost: f64,
-    pub unpriced: bool,
-    pub cache_hit: bool,
-    pub user_id: String,
-    pub session_id: String,
-    pub session_path: String,
-    pub retry: u64,
-    pub error: String,
-    pub properties: Vec<(String, String)>,
-}
-
-fn set(dst: &mut String, src: Option<&str>) {
-    dst.clear();
-    dst.push_str(src.unwrap_or(""));
-}
-
-impl RecentRequest {
-    fn fill(&mut self, ev: &Event, x: &Sample) {
-        set(&mut self.request_id, ev.request_id.as_deref());
-        self.created_at = ev.created_at;
-        set(&mut self.provider, Some(ev.provider()));
-        set(&mut self.model, Some(ev.model()));
-        self.status = ev.status;
-        self.latency_ms = ev.latency_ms;
-        self.ttft_ms = ev.ttft_ms;
-        self.prompt_tokens = ev.prompt_tokens;
-        self.completion_tokens = ev.completion_tokens;
-        self.cache_read_tokens = ev.cache_read_tokens;
-        self.reasoning_tokens = ev.reasoning_tokens;
-        self.cost = x.cost.to_f64();
-        self.unpriced = x.unpriced;
-        self.cache_hit = ev.cache_hit;
-        set(&mut self.user_id, ev.user());
-        set(&mut self.session_id, ev.session());
-        set(&mut self.session_path, ev.session_path.as_deref());
-        self.retry = ev.retry;
-        set(&mut self.error, ev.error.as_deref());
-        self.properties.truncate(ev.properties.len());
-        for (i, (k, v)) in ev.properties.iter().enumerate() {
-            match self.properties.get_mut(i) {
-                Some((pk, pv)) => {
-                    set(pk, Some(k));
-                    set(pv, Some(v));
-                }
-                None => self.properties.push((k.to_string(), v.to_string())),
-            }
-        }
-        // A reused slot gives back room an earlier, larger request left in it.
-        if self.properties.capacity() > 2 * self.properties.len() + 8 {
-            self.properties.shrink_to(self.properties.len());
-        }
-    }
-
-    /// Heap bytes held, for the ring's bound in bytes.
-    fn heap_bytes(&self) -> usize {
-        let strings: usize = [
-            &self.request_id,
-            &self.provider,
-            &self.model,
-            &self.user_id,
-            &self.session_id,
-            &self.session_path,
-            &self.error,
-        ]
-        .iter()
-        .map(|s| s.capacity())
-        .sum();
-        let props = self.properties.capacity() * std::mem::size_of::<(String, String)>()
-            + self.properties.iter().map(|(k, v)| k.capacity() + v.capacity()).sum::<usize>();
-        strings + props
-    }
-}
-
-/// Bytes the recent-request ring may hold besides its slots: the ring keeps fewer
-/// requests rather than more memory when requests carry many or long strings.
-pub const RECENT_BYTES: usize = 64 << 20;
-
 /// Counts the engine keeps about what it was fed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineCounts {
@@ -303,11 +225,12 @@ pub struct EngineCounts {
 
 pub struct Engine {
     tiers: Vec<Tier>,
-    recent: VecDeque<RecentRequest>,
-    recent_cap: usize,
-    /// Heap bytes held by `recent` (see [`RECENT_BYTES`]).
-    recent_bytes: usize,
+    recent: Ring,
     now: Micros,
+    /// Since when traffic has been watched: the engine's start (wall clock) or the
+    /// earliest event recorded, whichever is earlier. Rates divide by the time
+    /// watched, not by a window longer than that.
+    since: Micros,
     clock: Clock,
     limits: Limits,
     prices: PriceTable,
@@ -324,10 +247,12 @@ impl Engine {
         config.windows.dedup();
         Engine {
             tiers: config.windows.iter().map(|&w| Tier::new(w)).collect(),
-            recent: VecDeque::with_capacity(config.recent),
-            recent_cap: config.recent,
-            recent_bytes: 0,
+            recent: Ring::new(config.recent),
             now,
+            since: match config.clock {
+                Clock::Wall => now,
+                Clock::EventTime => Micros::MAX,
+            },
             clock: config.clock,
             limits: config.slab_limits,
             prices,
@@ -395,7 +320,8 @@ impl Engine {
         if let Some(h) = keys.user {
             self.last_seen.record(h, t);
         }
-        self.remember(ev, x);
+        self.since = self.since.min(t);
+        self.recent.push(ev, x);
     }
 
     /// Adds requests that a source aggregated itself (say a fleet's pre-computed
@@ -410,10 +336,11 @@ impl Engine {
             self.counts.late += stats.total.requests;
             return;
         }
+        self.since = self.since.min(t);
         let point = stats.as_point();
         for tier in &mut self.tiers {
             if tier.holds(t, self.now) {
-                tier.slab_at(t, self.limits).merge(stats);
+                tier.slab_at(t, self.limits).stats.merge(stats);
                 tier.series.merge_point_at(t, &point);
             }
         }
@@ -426,45 +353,47 @@ impl Engine {
         }
     }
 
-    fn remember(&mut self, ev: &Event, x: &Sample) {
-        if self.recent_cap == 0 {
-            return;
-        }
-        let mut slot = if self.recent.len() >= self.recent_cap {
-            self.recent.pop_front().unwrap_or_default()
-        } else {
-            RecentRequest::default()
-        };
-        self.recent_bytes -= slot.heap_bytes();
-        slot.fill(ev, x);
-        self.recent_bytes += slot.heap_bytes();
-        self.recent.push_back(slot);
-        while self.recent_bytes > RECENT_BYTES && self.recent.len() > 1 {
-            let old = self.recent.pop_front().expect("more than one");
-            self.recent_bytes -= old.heap_bytes();
-        }
-    }
-
     /// Recent requests, oldest first.
     pub fn recent(&self) -> impl DoubleEndedIterator<Item = &RecentRequest> + ExactSizeIterator {
-        self.recent.iter()
+        self.recent.items.iter()
+    }
+
+    /// The tier that answers for a window: the smallest kept window covering it.
+    fn tier_for(&self, window: Micros) -> &Tier {
+        self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last()).expect("an engine has at least one window")
+    }
+
+    /// The span a window's numbers cover: the window, or less when traffic has been
+    /// watched for less time (its start is exclusive).
+    pub fn covered(&self, window: Micros) -> Span {
+        let start = (self.now - window).max(self.since.saturating_sub(1)).min(self.now);
+        Span { start, end: self.now, start_inclusive: false }
+    }
+
+    /// The slowest requests of the window, slowest first (exact up to [`SLOWEST`]).
+    pub fn slowest(&self, window: Micros) -> Vec<&RecentRequest> {
+        let tier = self.tier_for(window);
+        let horizon = self.now - window;
+        let mut all: Vec<&RecentRequest> = tier
+            .in_window(window, self.now)
+            .flat_map(|s| s.slowest.iter())
+            .filter(|r| r.created_at > horizon)
+            .collect();
+        all.sort_by(|a, b| b.latency_ms.unwrap_or(0.0).total_cmp(&a.latency_ms.unwrap_or(0.0)));
+        all.truncate(SLOWEST);
+        all
     }
 
     /// The merged numbers of the window of length `window` ending now (the tier of the
     /// smallest kept window that covers it).
     pub fn window_stats(&self, window: Micros) -> (Stats, Series, Span, ActiveUsers) {
-        let tier = self
-            .tiers
-            .iter()
-            .find(|t| t.window >= window)
-            .or(self.tiers.last())
-            .expect("an engine has at least one window");
+        let tier = self.tier_for(window);
         let horizon = self.now - window;
         let mut stats = Stats::new(Limits::REPORT);
-        for slab in tier.slabs.iter().filter(|s| s.start + tier.width > horizon) {
+        for slab in tier.in_window(window, self.now) {
             stats.merge(&slab.stats);
         }
-        let span = Span { start: horizon, end: self.now, start_inclusive: false };
+        let span = self.covered(window);
         let users = match self.last_seen.count_since(horizon) {
             Some(count) => ActiveUsers { count, exact: true },
             None => ActiveUsers::of(&stats),
@@ -479,27 +408,20 @@ impl Engine {
 
     /// A number per slab of the window ending now, oldest first (a row's sparkline).
     pub fn trend(&self, window: Micros, pick: impl Fn(&Stats) -> u64) -> Vec<u64> {
-        let Some(tier) = self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last()) else {
-            return Vec::new();
-        };
-        let horizon = self.now - window;
-        tier.slabs.iter().filter(|s| s.start + tier.width > horizon).map(|s| pick(&s.stats)).collect()
+        self.tier_for(window).in_window(window, self.now).map(|s| pick(&s.stats)).collect()
     }
 
     /// The window of length `window` before the current one, as one series point (for
     /// the change shown on each KPI tile). Time-bucketed, so edges are bucket-aligned.
     pub fn previous(&self, window: Micros) -> Point {
-        match self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last()) {
-            Some(tier) => tier.series.merged(self.now - 2 * window, self.now - window),
-            None => Point::default(),
-        }
+        self.tier_for(window).series.merged(self.now - 2 * window, self.now - window)
     }
 
     /// Active users of the window before the current one: an estimate (HyperLogLog,
     /// about 0.4%) from the sketches of the slabs that left, or `None` before there
     /// is a whole previous window.
     pub fn previous_users(&self, window: Micros) -> Option<u64> {
-        let tier = self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last())?;
+        let tier = self.tier_for(window);
         let (from, to) = (self.now - 2 * window, self.now - window);
         let mut users = Distinct::new(0);
         let mut any = false;
@@ -704,14 +626,14 @@ mod tests {
             e.ingest(&big);
         }
         // 3,000 such requests hold about 170 MB: the ring keeps fewer.
-        assert!(e.recent_bytes <= RECENT_BYTES, "{}", e.recent_bytes);
+        assert!(e.recent.bytes <= RECENT_BYTES, "{}", e.recent.bytes);
         assert!(e.recent().len() < 3_000 && e.recent().len() > 100, "{}", e.recent().len());
         // Small requests again: the ring fills up to its count and gives the bytes back.
         for i in 0..20_000 {
             e.ingest(&ev(1_000 * S, &format!("u{i}"), 1.0));
         }
         assert_eq!(e.recent().len(), 20_000);
-        assert!(e.recent_bytes < 2 << 20, "{}", e.recent_bytes);
+        assert!(e.recent.bytes < 2 << 20, "{}", e.recent.bytes);
     }
 
     #[test]
@@ -725,5 +647,34 @@ mod tests {
         assert_eq!(r.summary.active_users, 3);
         assert!((r.summary.total_cost - 2.5).abs() < 1e-9);
         assert_eq!(r.ingest.events, 10);
+    }
+
+    #[test]
+    fn slowest_covers_the_whole_window() {
+        let mut e = engine(Clock::Wall, 10_000 * S);
+        // 3,000 requests over the last 50 minutes; the slowest is the oldest.
+        for i in 0..3_000i64 {
+            e.ingest(&ev(10_000 * S - 3_000 * S + i * S, "u", 100_000.0 - i as f64));
+        }
+        let top = e.slowest(3_600 * S);
+        assert_eq!(top.len(), SLOWEST);
+        let latencies: Vec<f64> = top.iter().map(|r| r.latency_ms.unwrap()).collect();
+        let expected: Vec<f64> = (0..SLOWEST).map(|i| 100_000.0 - i as f64).collect();
+        assert_eq!(latencies, expected, "exactly the window's slowest, slowest first");
+        // The last minute has only the fastest.
+        assert_eq!(e.slowest(60 * S)[0].latency_ms, Some(100_000.0 - 2_941.0));
+    }
+
+    #[test]
+    fn rates_divide_by_the_time_watched() {
+        let mut e = engine(Clock::Wall, 10_000 * S);
+        e.tick(10_000 * S + 100 * S);
+        let span = e.covered(3_600 * S);
+        assert!((span.seconds() - 100.0).abs() < 1e-5, "started 100 s ago: not a whole hour");
+        // Older events (a log read from its start) widen what was watched.
+        e.ingest(&ev(10_000 * S - 1_000 * S, "u", 1.0));
+        assert!((e.covered(3_600 * S).seconds() - 1_100.0).abs() < 1e-5);
+        e.tick(20_000 * S);
+        assert_eq!(e.covered(3_600 * S).seconds(), 3_600.0);
     }
 }
