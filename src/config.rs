@@ -11,7 +11,7 @@ use crossterm::event::{KeyCode, KeyModifiers};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::ui::app::{Action, default_keymap};
+use crate::ui::keys::{Action, default_keymap};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

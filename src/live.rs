@@ -31,6 +31,19 @@ pub struct SourceStatus {
     pub restarts: u64,
     /// The latest problem, for the status bar.
     pub last_error: Option<String>,
+    /// When the state last changed (a reconnect counts down from it).
+    pub state_since: std::time::Instant,
+    /// The first bad lines, each with why it was not read, for the sources panel.
+    pub samples: Vec<String>,
+}
+
+/// Bad lines a source keeps as examples.
+pub const SAMPLES: usize = 10;
+
+/// A bad line as the sources panel lists it: the reason, then the line's start.
+fn sample(why: &str, line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(120)]);
+    format!("{why} · {}", crate::text::sanitize(&text))
 }
 
 /// The engine fed by sources, with an optional filtered view of the same traffic.
@@ -85,8 +98,11 @@ fn ingest(s: Sink, ev: &Event) {
 /// Where a filtered view's history begins.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FilteredSince {
-    /// When the filter was set (wall clock).
+    /// When the filter was set.
     pub at: Micros,
+    /// Since when it holds every matching request: the recent requests replayed
+    /// into it hold all requests from this time on.
+    pub from: Micros,
     /// Recent requests replayed into it.
     pub backfilled: usize,
 }
@@ -107,6 +123,8 @@ impl Live {
                 duplicates: 0,
                 restarts: 0,
                 last_error: None,
+                state_since: std::time::Instant::now(),
+                samples: Vec::new(),
             })
             .collect();
         Live {
@@ -201,7 +219,11 @@ impl Live {
                         }
                         Err(e) => {
                             status.bad += 1;
-                            status.last_error = Some(e.to_string());
+                            let why = e.to_string();
+                            if status.samples.len() < SAMPLES {
+                                status.samples.push(sample(&why, line));
+                            }
+                            status.last_error = Some(why);
                         }
                     }
                 }
@@ -211,6 +233,9 @@ impl Live {
                     &s
                 {
                     status.last_error = Some(e.clone());
+                }
+                if s != status.state {
+                    status.state_since = std::time::Instant::now();
                 }
                 status.state = s;
             }
@@ -224,6 +249,10 @@ impl Live {
                     _ => {}
                 }
                 if let Some(text) = other.describe() {
+                    if matches!(other, Update::TooLong(_) | Update::BadRecords { .. }) && status.samples.len() < SAMPLES
+                    {
+                        status.samples.push(text.clone());
+                    }
                     status.last_error = Some(text);
                 }
             }
@@ -243,6 +272,8 @@ impl Live {
             let now = self.engine.now();
             let mut fe =
                 Engine::new(Config { clock: self.config.clock, ..self.config.clone() }, self.prices.clone(), now);
+            let from = self.engine.recent_since();
+            fe.set_since(from);
             let mut n = 0;
             for r in self.engine.recent() {
                 let ev = r.as_event();
@@ -251,7 +282,7 @@ impl Live {
                     n += 1;
                 }
             }
-            (f, fe, FilteredSince { at: now, backfilled: n })
+            (f, fe, FilteredSince { at: now, from, backfilled: n })
         });
     }
 

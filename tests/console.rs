@@ -90,25 +90,30 @@ fn overlays_and_drill_down() {
     let mut a = app(&live);
     key_with(&mut a, &live, KeyCode::Char('7'));
     key(&mut a, KeyCode::Enter);
-    assert!(a.detail.is_some());
+    assert!(matches!(a.overlay, Some(tokentop::ui::app::Overlay::Detail(_))));
     insta::assert_snapshot!("request_detail_100x30", screen(&mut a, 100, 30).backend());
 
     // Enter on the top model narrows everything to it, Esc goes back.
     let mut live = live_with_traffic();
     let mut a = app(&live);
     key(&mut a, KeyCode::Char('2'));
-    let top = a.rows()[0].key.clone();
+    let row = a.rows()[0].clone();
+    let top = row.key.clone();
     assert!(key(&mut a, KeyCode::Enter), "drilling down changes the filter");
     assert_eq!(a.path, [format!("model:{top}")]);
     assert_eq!(a.view, View::Overview);
     live.set_filter(a.filter());
     a.refresh(&live, 0.0);
     let s = text(&screen(&mut a, 120, 40));
-    assert!(s.contains(&format!("All › model:{top}")), "{s}");
-    assert!(s.contains("status codes") && s.contains("latency") && s.contains("250ms–500ms"), "the detail panels: {s}");
-    assert_eq!(a.snapshot.as_ref().unwrap().report.by_model.as_ref().unwrap().0.len(), 1, "only that model");
+    assert!(s.contains(&format!("All › model:{top}   whole 1h")), "{s}");
+    assert!(s.contains(" status ") && s.contains("latency") && s.contains("250ms–500ms"), "the detail panels: {s}");
+    let r = &a.snapshot.as_ref().unwrap().report;
+    assert_eq!(Some(r.summary.total_requests as f64), row.values[1], "the row's requests");
+    assert_eq!(Some(r.cost.total), row.values[3], "the row's cost");
+    assert_eq!(r.latency.p95, row.values[6], "the row's p95");
     assert!(key(&mut a, KeyCode::Esc));
     assert!(a.path.is_empty());
+    assert_eq!((a.view, a.selected), (View::Models, 0), "back where Enter was pressed");
 }
 
 #[test]
@@ -155,10 +160,10 @@ fn keys_change_the_state() {
     key(&mut a, KeyCode::Home);
     assert_eq!(a.selected, 0);
     // Sorting: by requests descending first; S reverses; s moves to the next column.
-    let reqs: Vec<f64> = a.rows().iter().map(|r| r.sort[1]).collect();
+    let reqs: Vec<f64> = a.rows().iter().map(|r| r.values[1].unwrap()).collect();
     assert!(reqs.windows(2).all(|w| w[0] >= w[1]));
     a.key(KeyEvent::new(KeyCode::Char('S'), KeyModifiers::SHIFT));
-    let reqs: Vec<f64> = a.rows().iter().map(|r| r.sort[1]).collect();
+    let reqs: Vec<f64> = a.rows().iter().map(|r| r.values[1].unwrap()).collect();
     assert!(reqs.windows(2).all(|w| w[0] <= w[1]));
     key(&mut a, KeyCode::Char('s'));
     assert_eq!(a.sort[1].0, 2);
@@ -184,7 +189,7 @@ fn keys_change_the_state() {
     assert_eq!(a.path, ["status:5xx"]);
     // Slowest mode sorts requests by latency.
     key_with(&mut a, &live, KeyCode::Char('7'));
-    key(&mut a, KeyCode::Char('l'));
+    key_with(&mut a, &live, KeyCode::Char('l'));
     let lat: Vec<f64> = a.request_list().iter().map(|r| r.latency_ms.unwrap_or(0.0)).collect();
     assert!(lat.windows(2).all(|w| w[0] >= w[1]));
     key(&mut a, KeyCode::Char('q'));
@@ -382,7 +387,10 @@ fn alert_rules_evaluated_on_live_traffic_make_a_banner_and_fill_the_alerts_view(
     let mut a = app(&live);
     a.alert_info.problems = problems;
     let first = text(&screen(&mut a, 160, 48)).lines().next().unwrap().to_string();
-    assert!(first.contains("1 firing: CRITICAL rate-limited [anthropic]") && first.contains("> 20.00"), "{first}");
+    assert!(
+        first.contains("1 firing: CRITICAL rate-limited [anthropic]") && first.contains("23.8% > 20.0%"),
+        "{first}"
+    );
     key(&mut a, KeyCode::Char('8'));
     let s = text(&screen(&mut a, 120, 24));
     assert!(s.contains("skipped alert rule `typo`: unknown metric `latency_p59`"), "the invalid rule is shown: {s}");
@@ -405,7 +413,7 @@ fn user_segments_filter_the_users_view() {
     key(&mut a, KeyCode::Char('p'));
     let power = a.rows();
     assert_eq!(power.len(), active.div_ceil(10).min(all.len()), "the top tenth");
-    assert!(power.iter().all(|r| r.sort[1] >= power.last().unwrap().sort[1]));
+    assert!(power.iter().all(|r| r.values[1].unwrap() >= power.last().unwrap().values[1].unwrap()));
     assert!(power.iter().all(|r| r.key != "(other)"), "the folded row is not a user");
     key(&mut a, KeyCode::Char('p'));
     // Replayed from its start, every user of the window is new to the engine.
@@ -419,10 +427,17 @@ fn user_segments_filter_the_users_view() {
 }
 
 #[test]
-fn short_terminals_get_sparklines_instead_of_charts() {
+fn short_terminals_draw_every_series_with_a_legend() {
     let live = live_with_traffic();
     let mut a = app(&live);
-    let s = text(&screen(&mut a, 100, 20));
-    assert!(s.contains("requests/s (req/s) now") && s.contains("latency (ms) now"), "{s}");
-    assert!(s.chars().any(|c| ('▁'..='█').contains(&c)), "{s}");
+    for (w, h) in [(80, 24), (100, 20), (120, 40)] {
+        let s = text(&screen(&mut a, w, h));
+        for series in ["requests/s now", "cost/min now", "⠒p50", "•p95", "▄p99", "⠒4xx", "•5xx", "▄429"] {
+            assert!(s.contains(series), "{w}x{h} lacks {series}: {s}");
+        }
+        // Without colour the three latency lines are told apart by their marks.
+        for mark in ['•', '▄'] {
+            assert!(s.lines().skip(12).any(|l| l.contains(mark)), "{w}x{h}: no {mark} drawn: {s}");
+        }
+    }
 }

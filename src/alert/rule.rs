@@ -136,6 +136,23 @@ pub const METRICS: [&str; 20] = [
     "success_rate",
 ];
 
+/// The unit a metric is written in.
+pub fn unit(metric: &str) -> &'static str {
+    match metric {
+        "requests_per_second" => "/s",
+        "error_rate"
+        | "rate_4xx"
+        | "rate_5xx"
+        | "rate_429"
+        | "cache_hit_rate"
+        | "feedback_positive_rate"
+        | "success_rate" => "%",
+        "latency_avg" | "latency_p50" | "latency_p95" | "latency_p99" | "ttft_avg" | "ttft_p95" => "ms",
+        "total_cost" | "cost_per_request" => "$",
+        _ => "",
+    }
+}
+
 /// A metric's value over a whole report (`None`: no data, e.g. no latencies).
 pub fn overall(report: &Report, metric: &str) -> Option<f64> {
     let s = &report.summary;

@@ -371,10 +371,21 @@ impl Watcher {
                 what: what.clone(),
                 op: rule.op.symbol(),
                 value,
-                // The line that was crossed: the warning one for a warning.
-                threshold: match rule.warning {
-                    Some(w) if state != State::Ok && severity == "warning" && rule.severity != "warning" => w,
+                // The line that was crossed: the warning level when the value is past
+                // it but not past the threshold (whatever the rule's severity is named).
+                threshold: match (rule.warning, value) {
+                    (Some(w), Some(v))
+                        if state != State::Ok && !rule.op.holds(v, rule.threshold) && rule.op.holds(v, w) =>
+                    {
+                        w
+                    }
                     _ => rule.threshold,
+                },
+                limit: rule.threshold,
+                unit: match rule.kind {
+                    Kind::Threshold => super::rule::unit(&rule.metric),
+                    Kind::Ratio(_) => "×",
+                    Kind::ZScore(_) => "σ",
                 },
                 trend: if rule.kind == Kind::Threshold { trend(group) } else { Vec::new() },
                 drill: drill(rule, group),
@@ -422,7 +433,12 @@ pub struct Status {
     pub op: &'static str,
     /// `None`: no data.
     pub value: Option<f64>,
+    /// The line the value is compared with: the warning level while only that is crossed.
     pub threshold: f64,
+    /// The rule's own threshold (the same as `threshold` unless a warning level was crossed).
+    pub limit: f64,
+    /// The metric's unit: `%`, `ms`, `$`, `/s`, `×`, `σ`, or empty for counts.
+    pub unit: &'static str,
     /// Values at the last boundaries, oldest first, for a sparkline.
     pub trend: Vec<f64>,
     /// The filter showing the traffic it watches (its filter and group), for drill-down.

@@ -116,7 +116,7 @@ impl Engine {
             GroupDim::Session => Known { detail: false, percentiles: false },
             _ => Known { detail: true, percentiles: true },
         };
-        let users = (filter.dim == GroupDim::User).then(|| ActiveUsers { count: names.len() as u64, exact: true });
+        let users = (filter.dim == GroupDim::User).then_some(ActiveUsers { count: names.len() as u64, exact: true });
         Drill { stats, series, span: self.covered(window), users, known, groups: names.len() }
     }
 }

@@ -358,6 +358,21 @@ impl Engine {
         self.recent.items.iter()
     }
 
+    /// Since when the recent requests are all there: the engine's start while none
+    /// has been let go, then the oldest one kept.
+    pub fn recent_since(&self) -> Micros {
+        match (self.recent.dropped, self.recent.items.front()) {
+            (true, Some(oldest)) => oldest.created_at,
+            (true, None) => self.now,
+            (false, _) => self.since.min(self.now),
+        }
+    }
+
+    /// Counts time watched from `t` (a view that starts from the recent requests).
+    pub fn set_since(&mut self, t: Micros) {
+        self.since = t;
+    }
+
     /// The tier that answers for a window: the smallest kept window covering it.
     fn tier_for(&self, window: Micros) -> &Tier {
         self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last()).expect("an engine has at least one window")

@@ -107,11 +107,13 @@ pub(super) struct Ring {
     cap: usize,
     /// Heap bytes held by `items` (see [`RECENT_BYTES`]).
     pub(super) bytes: usize,
+    /// Whether a request has been let go (the ring no longer holds all of them).
+    pub(super) dropped: bool,
 }
 
 impl Ring {
     pub(super) fn new(cap: usize) -> Ring {
-        Ring { items: VecDeque::with_capacity(cap.min(1 << 16)), cap, bytes: 0 }
+        Ring { items: VecDeque::with_capacity(cap.min(1 << 16)), cap, bytes: 0, dropped: false }
     }
 
     pub(super) fn push(&mut self, ev: &Event, x: &Sample) {
@@ -130,6 +132,7 @@ impl Ring {
         while self.bytes > RECENT_BYTES && self.items.len() > 1 {
             let old = self.items.pop_front().expect("more than one");
             self.bytes -= old.heap_bytes();
+            self.dropped = true;
         }
     }
 }

@@ -13,8 +13,13 @@
 //! output, and ratatui writes only the cells that changed: no flicker over ssh.
 
 pub mod app;
+mod command;
+mod export;
 pub mod format;
+pub mod keys;
 pub mod render;
+pub mod rows;
+pub mod snapshot;
 pub mod theme;
 
 use std::io::{self, BufWriter, Write};

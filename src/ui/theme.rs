@@ -2,6 +2,7 @@
 //! `NO_COLOR` or `--no-color` gives a monochrome theme (emphasis by reverse and bold).
 
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThemeName {
@@ -36,7 +37,8 @@ impl Theme {
     pub fn dim(&self) -> Style {
         match self.name {
             ThemeName::Mono => Style::default().add_modifier(Modifier::DIM),
-            _ => self.fg(Color::DarkGray, Color::Gray),
+            // Grey (7) is nearly invisible on white: the light theme dims with dark grey.
+            _ => self.fg(Color::DarkGray, Color::DarkGray),
         }
     }
     pub fn good(&self) -> Style {
@@ -54,6 +56,16 @@ impl Theme {
     pub fn header(&self) -> Style {
         Style::default().add_modifier(Modifier::BOLD)
     }
+    /// How line `i` of a multi-line chart is marked, and its glyph for the legend.
+    /// With colour, every line is drawn in braille and told apart by colour; without
+    /// it, by its mark.
+    pub fn mark(&self, i: usize) -> (&'static str, Marker) {
+        match self.name {
+            ThemeName::Mono => [("⠒", Marker::Braille), ("•", Marker::Dot), ("▄", Marker::Bar)][i % 3],
+            _ => ("", Marker::Braille),
+        }
+    }
+
     /// The series colours of a chart, in order.
     pub fn series(&self, i: usize) -> Style {
         let dark = [Color::Cyan, Color::Yellow, Color::Red, Color::Magenta];
