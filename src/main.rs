@@ -689,6 +689,9 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     let specs: Vec<SourceSpec> = sources.iter().map(|s| SourceSpec::parse(s)).collect();
     let window =
         parse_duration(&pick(args.window, &file.window, "1h")).map_err(anyhow::Error::msg).context("window")?;
+    if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) {
+        bail!("--window must be between 10s and 30d (got {})", tokentop::time::format_duration(window));
+    }
     let refresh =
         parse_duration(&pick(args.refresh, &file.refresh, "100ms")).map_err(anyhow::Error::msg).context("refresh")?;
     let theme = match args.theme {
@@ -715,9 +718,19 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
         (_, ThemeArg::Light) => ThemeName::Light,
     };
     let demo_rate = args.rate.or(file.demo_rate).unwrap_or(50.0);
+    // The demo starts with two windows of made-up past (for the changes against the
+    // window before), six hours at most; and, unless rules are configured, with
+    // alert rules that its incidents set off.
+    let demo = specs.iter().any(|s| matches!(s, tokentop::source::SourceSpec::Demo));
+    let demo_history = if demo { (2 * window).min(6 * 3_600 * tokentop::time::MICROS_PER_SEC) } else { 0 };
+    let alert_tables = match &file.alerts {
+        Some(tables) => tables.clone(),
+        None if demo => demo_alerts(),
+        None => Vec::new(),
+    };
     let opts = ConsoleOptions {
         sources: specs,
-        source_options: SourceOptions { ws: args.ws.options()?, demo_rate, ..SourceOptions::default() },
+        source_options: SourceOptions { ws: args.ws.options()?, demo_rate, demo_history, ..SourceOptions::default() },
         window,
         refresh: std::time::Duration::from_micros(refresh as u64),
         theme: Theme::new(theme, !(args.ascii || file.ascii.unwrap_or(false))),
@@ -733,7 +746,7 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     };
     // Alert rules: an invalid one is shown in the Alerts view and skipped; a webhook
     // that cannot be set up stops here, before the screen is taken.
-    let (rules, problems) = tokentop::alert::parse_rules(file.alerts.as_deref().unwrap_or_default());
+    let (rules, problems) = tokentop::alert::parse_rules(&alert_tables);
     let (webhooks, hooks) = (file.webhooks.clone().unwrap_or_default(), file.hooks.clone().unwrap_or_default());
     let bell = args.bell || file.bell.unwrap_or(false);
     let rt = runtime()?;
@@ -749,6 +762,20 @@ fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     rt.shutdown_background();
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Window lengths the console can show.
+const MIN_WINDOW: i64 = 10 * tokentop::time::MICROS_PER_SEC;
+const MAX_WINDOW: i64 = 30 * 86_400 * tokentop::time::MICROS_PER_SEC;
+
+/// The alert rules the demo runs with when none are configured.
+fn demo_alerts() -> Vec<toml::Table> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        alerts: Vec<toml::Table>,
+    }
+    let file: File = toml::from_str(include_str!("../assets/demo-alerts.toml")).expect("the demo's rules parse");
+    file.alerts
 }
 
 fn run_check(args: CheckArgs) -> Result<ExitCode> {

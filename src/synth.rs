@@ -264,6 +264,11 @@ impl Synth {
         self.t
     }
 
+    /// The start of the incident schedule (and of the traffic).
+    pub fn start(&self) -> Micros {
+        self.start
+    }
+
     pub fn next_event(&mut self) -> Event<'static> {
         let r = &mut self.rng;
         self.seq += 1;
@@ -281,7 +286,9 @@ impl Synth {
 
         // Users: a heavy tail, a few users send most of the traffic.
         let user = (r.f64().powi(3) * self.users as f64) as u64;
-        let session = r.below(self.sessions);
+        // Each session belongs to one user: a user has a few of them.
+        let per_user = (self.sessions / self.users).max(1);
+        let session = user * per_user + r.below(per_user);
         let cache_hit = r.chance(0.20);
         let (status, error) = if !cache_hit && r.chance(0.031) {
             let (s, msg) = ERRORS[r.below(ERRORS.len() as u64) as usize];
@@ -368,6 +375,7 @@ impl Synth {
             }
             8 if r.chance(0.3) => {
                 ev.user_id = Some(Cow::Borrowed("user-00042"));
+                ev.session_id = Some(Cow::Borrowed("sess-000168"));
                 ev.model = Some(Cow::Borrowed("claude-sonnet-4-5"));
                 ev.provider = Some(Cow::Borrowed("anthropic"));
                 ev.prompt_tokens = 40_000 + r.below(60_000);

@@ -368,6 +368,11 @@ impl Engine {
         }
     }
 
+    /// Since when traffic has been watched (see [`Engine::covered`]).
+    pub fn since(&self) -> Micros {
+        self.since.min(self.now)
+    }
+
     /// Counts time watched from `t` (a view that starts from the recent requests).
     pub fn set_since(&mut self, t: Micros) {
         self.since = t;

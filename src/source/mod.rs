@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::parse::native::write_line;
 use crate::synth::Synth;
+use crate::time::Micros;
 use lines::LineSplitter;
 
 /// A source as the user named it.
@@ -281,11 +282,20 @@ pub struct SourceOptions {
     pub ws: ws::WsOptions,
     pub demo_rate: f64,
     pub demo_seed: u64,
+    /// How much past traffic the demo makes up before it goes live, so that its
+    /// first screen has full charts (0: none).
+    pub demo_history: Micros,
 }
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        SourceOptions { follow: Default::default(), ws: Default::default(), demo_rate: 50.0, demo_seed: 1 }
+        SourceOptions {
+            follow: Default::default(),
+            ws: Default::default(),
+            demo_rate: 50.0,
+            demo_seed: 1,
+            demo_history: 0,
+        }
     }
 }
 
@@ -309,8 +319,8 @@ pub fn start(specs: &[SourceSpec], opts: &SourceOptions, tx: FeedSender) {
             }
             SourceSpec::Stdin => spawn("stdin".into(), move || read_stdin(send)),
             SourceSpec::Demo => {
-                let (rate, seed) = (opts.demo_rate, opts.demo_seed);
-                spawn("demo".into(), move || demo(rate, seed, send));
+                let (rate, seed, history) = (opts.demo_rate, opts.demo_seed, opts.demo_history);
+                spawn("demo".into(), move || demo(rate, seed, history, send));
             }
             SourceSpec::WebSocket(url) => {
                 let wo = opts.ws.clone();
@@ -407,16 +417,36 @@ pub(crate) fn read_stream(mut reader: impl Read, name: &str, send: &mut dyn FnMu
     }
 }
 
-/// The built-in traffic generator, in real time from now.
-fn demo(rate: f64, seed: u64, send: impl Fn(Update) -> bool) {
-    send(Update::State(SourceState::Following));
-    let start = crate::time::now();
+/// Where "now" falls in the demo's ten-minute incident cycle: half a minute into
+/// the 429 storm, so that the first screen has an alert to show.
+const DEMO_PHASE: Micros = 150 * crate::time::MICROS_PER_SEC;
+
+/// The built-in traffic generator. It first makes up `history` of past traffic
+/// (as fast as it can, in batches, with the incident cycle placed so that one is
+/// under way now), says it is following, then goes on in real time.
+fn demo(rate: f64, seed: u64, history: Micros, send: impl Fn(Update) -> bool) {
+    const CYCLE: Micros = 600 * crate::time::MICROS_PER_SEC;
+    let now = crate::time::now();
+    let start = if history > 0 { now - (history.div_euclid(CYCLE) * CYCLE + DEMO_PHASE) } else { now };
     let mut synth = Synth::new(seed, start, rate).with_incidents();
+    while synth.now() <= now {
+        let mut lines = Vec::with_capacity(1 << 20);
+        for _ in 0..4_096 {
+            if synth.now() > now {
+                break;
+            }
+            write_line(&synth.next_event(), &mut lines);
+        }
+        if !send(Update::Lines(lines)) {
+            return;
+        }
+    }
+    send(Update::State(SourceState::Following));
     let clock = std::time::Instant::now();
     loop {
         let mut lines = Vec::new();
         // Everything due by now, in one batch.
-        let now = start + clock.elapsed().as_micros() as i64;
+        let now = now + clock.elapsed().as_micros() as i64;
         while synth.now() <= now {
             write_line(&synth.next_event(), &mut lines);
         }

@@ -99,6 +99,12 @@ impl Alerting {
 const DATA_EVERY: Duration = Duration::from_millis(250);
 /// The clock, the ingest rate and the alert rules move this often.
 const TICK: Duration = Duration::from_secs(1);
+/// The first frame waits at most this long for the demo's made-up past.
+const WARM_MAX: Duration = Duration::from_secs(5);
+/// While it waits, it says so this often.
+const WARM_FRAME: Duration = Duration::from_millis(250);
+/// While it waits, the loop looks around this often.
+const WARM_POLL: Duration = Duration::from_millis(20);
 /// Ingest runs at most this long before keys are looked at again.
 const INGEST_SLICE: Duration = Duration::from_millis(5);
 
@@ -120,7 +126,13 @@ impl Drop for TerminalGuard {
 /// Runs the console until the user quits.
 pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
     let names: Vec<String> = opts.sources.iter().map(SourceSpec::display).collect();
-    let config = Config { clock: opts.clock, recent: 20_000, ..Config::default() };
+    // Every default window, and the one asked for (any length is kept as given).
+    let mut windows = crate::engine::DEFAULT_WINDOWS.to_vec();
+    if !windows.contains(&opts.window) {
+        windows.push(opts.window);
+        windows.sort_unstable();
+    }
+    let config = Config { windows, clock: opts.clock, recent: 20_000, ..Config::default() };
     let now = match opts.clock {
         Clock::Wall => crate::time::now(),
         Clock::EventTime => 0,
@@ -167,12 +179,18 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
     let (mut dirty, mut data, mut urgent) = (true, true, false);
     let (mut rate_total, mut rate) = (0u64, 0.0f64);
     let mut sources_open = true;
+    // The demo makes up its past first; the first frame waits for it (a few seconds
+    // at most) so that it shows full charts and whatever alerts that past raises.
+    let demo = opts.sources.iter().position(|s| matches!(s, SourceSpec::Demo));
+    let mut warming = demo.filter(|_| opts.source_options.demo_history > 0);
+    let warm_until = Instant::now() + WARM_MAX;
     loop {
         let wait = if dirty {
             opts.refresh.saturating_sub(last_draw.elapsed())
         } else {
             data_every.saturating_sub(last_data.elapsed())
         };
+        let wait = if warming.is_some() { wait.max(WARM_POLL) } else { wait };
         tokio::select! {
             biased;
             ev = input.next() => match ev {
@@ -196,7 +214,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
                 Some(Err(e)) => return Err(e),
                 None => break,
             },
-            feed = rx.recv(), if sources_open && (!data || last_data.elapsed() < data_every) => match feed {
+            feed = rx.recv(), if sources_open && (warming.is_some() || !data || last_data.elapsed() < data_every) => match feed {
                 Some(feed) => {
                     if live.clock() == Clock::Wall {
                         live.tick(crate::time::now());
@@ -226,6 +244,15 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
         if app.quit {
             break;
         }
+        if let Some(i) = warming
+            && (live.sources[i].state != source::SourceState::Starting || Instant::now() >= warm_until)
+        {
+            // The past is in: the clock, the rules and the rate start from here.
+            warming = None;
+            last_tick = Instant::now() - TICK;
+            rate_total = live.total;
+            data = true;
+        }
         // Once a second, whatever the load (a busy source must not starve the clock,
         // the ingest rate or the alert rules).
         if last_tick.elapsed() >= TICK {
@@ -234,7 +261,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
             if live.clock() == Clock::Wall {
                 live.tick(crate::time::now());
             }
-            rate = (live.total - rate_total) as f64 / secs;
+            rate = live.total.saturating_sub(rate_total) as f64 / secs;
             rate_total = live.total;
             live.backlog_bytes = rx.queued_bytes() as u64;
             data = true;
@@ -257,7 +284,16 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
             term.backend_mut().flush()?;
         }
         let take_data = data && (last_data.elapsed() >= data_every || app.needs_refresh);
-        if (dirty || take_data) && (urgent || last_draw.elapsed() >= opts.refresh) {
+        if warming.is_some() && last_draw.elapsed() >= WARM_FRAME {
+            let text = format!(
+                "demo: making up the past {} of traffic, so that the charts start full… {} events",
+                app::window_label(opts.source_options.demo_history),
+                format::int(live.total)
+            );
+            term.draw(|f| render::draw_loading(f, &text, &opts.theme))?;
+            last_draw = Instant::now();
+        }
+        if (dirty || take_data) && (urgent || last_draw.elapsed() >= opts.refresh) && warming.is_none() {
             if take_data {
                 app.refresh(&live, rate);
                 last_data = Instant::now();

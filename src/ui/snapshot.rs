@@ -122,7 +122,7 @@ impl Snapshot {
         };
         let drilled = matches!(scope, Scope::Groups { .. });
         let span = engine.covered(window);
-        let chart = chart(&series, span, window);
+        let chart = chart(&series, span, engine.since(), window);
         let mut sessions: Vec<(&str, &crate::stats::SessionAgg)> = stats.sessions.iter().collect();
         sessions.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(b.0)));
         sessions.truncate(500);
@@ -158,16 +158,17 @@ impl Snapshot {
     }
 }
 
-/// The chart's buckets over the window: only those watched, each with the seconds
-/// of it that were (so the bucket now filling is a rate, not a drop).
-fn chart(series: &Series, span: Span, window: Micros) -> Vec<ChartPoint> {
+/// The chart's buckets over the window: only those watched (since `since`), each
+/// with the seconds of it that were, so the bucket now filling is a rate, not a
+/// drop. A bucket across the window's start is whole: it holds all its requests.
+fn chart(series: &Series, span: Span, since: Micros, window: Micros) -> Vec<ChartPoint> {
     let w = series.width();
     let origin = span.end - window;
     series
         .points(span.start + 1, span.end)
         .into_iter()
         .filter_map(|(t, p)| {
-            let watched = (t + w).min(span.end) - t.max(span.start);
+            let watched = (t + w).min(span.end) - t.max(since);
             (watched > 0).then(|| ChartPoint {
                 x: (t - origin) as f64 / w as f64,
                 secs: watched as f64 / 1e6,
@@ -222,9 +223,13 @@ mod tests {
         // Watched for the last 150 s of an hour ending 30 s into a minute.
         let end = 1_000 * 60 * S + 30 * S;
         let span = Span { start: end - 150 * S, end, start_inclusive: false };
-        let pts = chart(&series, span, 3_600 * S);
+        let pts = chart(&series, span, end - 150 * S, 3_600 * S);
         let secs: Vec<f64> = pts.iter().map(|p| p.secs).collect();
         assert_eq!(secs, vec![60.0, 60.0, 30.0], "a whole minute, a whole one, the filling half");
         assert_eq!(pts[0].x, 57.5, "placed at its minute of the window");
+        // Watched all along: the bucket across the window's start counts whole.
+        let span = Span { start: end - 3_600 * S, end, start_inclusive: false };
+        let pts = chart(&series, span, 0, 3_600 * S);
+        assert_eq!((pts.len(), pts[0].secs, pts[0].x), (61, 60.0, -0.5));
     }
 }

@@ -77,6 +77,14 @@ pub fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
     }
 }
 
+/// A line in the middle of the screen while there is nothing else to show yet.
+pub fn draw_loading(f: &mut Frame, text: &str, theme: &Theme) {
+    let area = f.area();
+    let y = area.y + area.height / 2;
+    let line = Rect { x: area.x, y, width: area.width, height: 1.min(area.height) };
+    f.render_widget(Paragraph::new(fit(text, area.width as usize).into_owned()).style(theme.dim()).centered(), line);
+}
+
 fn draw_tabs(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     let mut spans = vec![Span::styled(" tokentop ", theme.accent())];
     let compact = area.width < 110;

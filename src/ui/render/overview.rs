@@ -47,7 +47,7 @@ fn tiles(s: &Snapshot) -> Vec<Tile> {
     let unpriced = r.cost.unpriced_requests;
     let mut cost = t("Cost", usd(r.cost.total), Some(r.cost.total), Some(p.cost.to_f64()), false);
     if unpriced > 0 {
-        cost.label = format!("Cost ({} unpriced)", count(unpriced));
+        cost.label = format!("Cost {} unpriced", count(unpriced));
         cost.warn = true;
     }
     // Drilled down to groups, TTFT is known as an average only.
@@ -131,7 +131,7 @@ fn draw_tiles(f: &mut Frame, s: &Snapshot, theme: &Theme, area: Rect) {
                     theme.bad()
                 };
                 let arrow = if change >= 0.0 { "▲" } else { "▼" };
-                Span::styled(format!(" {arrow}{}%", num(change.abs().round())), style)
+                Span::styled(format!(" {arrow}{:.0}%", change.abs()), style)
             }
             _ => Span::raw(""),
         };
