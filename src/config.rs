@@ -15,8 +15,9 @@ use crate::ui::keys::{Action, default_keymap};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    /// The cause is in the message (not a `source`, which would print it twice).
+    #[error("cannot read the config file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -68,7 +69,7 @@ pub fn load(explicit: Option<&Path>) -> Result<ConfigFile, ConfigError> {
         },
     };
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read { path: shown.clone(), error })?;
     let file: ConfigFile =
         toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: shown.clone(), message: e.to_string() })?;
     // Check the key bindings now, so a typo is reported at start with its name.

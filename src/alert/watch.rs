@@ -311,8 +311,9 @@ impl Watcher {
         // A "less than" rule on a window that began before anything was watched would
         // take the unseen part for silence: no data until the window is whole.
         let observed = if self.event_time { first } else { self.started.min(first) };
-        let compared = if rule.op.is_below() && at - rule.window < observed { no_data(compared) } else { compared };
+        // The screen shows what is measured all the same: traffic that flows is seen.
         self.latest[i] = compared.clone();
+        let compared = if rule.op.is_below() && at - rule.window < observed { no_data(compared) } else { compared };
         self.evaluator.evaluate_values(i, rule, at, compared);
         if boundary {
             self.remember(i, at, now);
@@ -634,7 +635,9 @@ mod tests {
             w.tick(T0 + s * SEC);
         }
         assert!(w.evaluator.take_changes().is_empty());
-        assert_eq!(w.status()[0].value, None);
+        // What was measured is shown (traffic that flows is seen), without firing.
+        assert_eq!(w.status()[0].value, Some(0.0));
+        assert_ne!(w.status()[0].state, State::Firing);
         w.tick(T0 + 64 * SEC);
         let changes = w.evaluator.take_changes();
         assert_eq!(changes.iter().map(|c| c.transition).collect::<Vec<_>>(), [Transition::Fired]);

@@ -6,79 +6,15 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 pub use super::keys::{Action, default_keymap};
 use super::keys::{action, is_interrupt};
 pub use super::rows::{GROUP_COLUMNS, Row, SESSION_COLUMNS, USER_COLUMNS};
-use super::rows::{group_rows, sort, user_rows};
+
 use super::snapshot::Want;
 pub use super::snapshot::{ChartPoint, LATENCY_EDGES, ListMode, Scope, Snapshot};
+pub use super::view::{Segment, View};
 use crate::engine::RecentRequest;
 use crate::filter::Filter;
 use crate::live::{Live, SourceStatus};
 use crate::text::sanitize;
 use crate::time::{MICROS_PER_SEC, Micros};
-
-/// The views, in tab order (their number is their key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    Overview,
-    Models,
-    Providers,
-    Users,
-    Sessions,
-    Properties,
-    Requests,
-    Alerts,
-}
-
-impl View {
-    pub const ALL: [View; 8] = [
-        View::Overview,
-        View::Models,
-        View::Providers,
-        View::Users,
-        View::Sessions,
-        View::Properties,
-        View::Requests,
-        View::Alerts,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            View::Overview => "Overview",
-            View::Models => "Models",
-            View::Providers => "Providers",
-            View::Users => "Users",
-            View::Sessions => "Sessions",
-            View::Properties => "Properties",
-            View::Requests => "Requests",
-            View::Alerts => "Alerts",
-        }
-    }
-
-    /// A label for narrow terminals.
-    pub fn short(self) -> &'static str {
-        match self {
-            View::Overview => "Over",
-            View::Models => "Model",
-            View::Providers => "Prov",
-            View::Users => "User",
-            View::Sessions => "Sess",
-            View::Properties => "Prop",
-            View::Requests => "Req",
-            View::Alerts => "Alert",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
-    }
-
-    /// The sort a table starts with: busiest first.
-    fn default_sort(self) -> (usize, bool) {
-        match self {
-            View::Sessions => (3, true),
-            _ => (1, true),
-        }
-    }
-}
 
 /// A line of text being typed: a filter (`/`) or a command (`:`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -90,39 +26,6 @@ pub struct Prompt {
     pub history: Option<usize>,
     /// What Tab found when there was more than one match.
     pub candidates: Vec<String>,
-}
-
-/// Segments of the Users view (`p` cycles them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Segment {
-    #[default]
-    All,
-    /// The top 10% of the window's users by requests.
-    Power,
-    /// First seen within the window.
-    New,
-    /// Traffic falling: fewer than half as many requests in the window's second half as in its first.
-    AtRisk,
-}
-
-impl Segment {
-    pub fn label(self) -> &'static str {
-        match self {
-            Segment::All => "all users",
-            Segment::Power => "power users (top 10%)",
-            Segment::New => "new users",
-            Segment::AtRisk => "at-risk users (traffic falling)",
-        }
-    }
-
-    fn next(self) -> Segment {
-        match self {
-            Segment::All => Segment::Power,
-            Segment::Power => Segment::New,
-            Segment::New => Segment::AtRisk,
-            Segment::AtRisk => Segment::All,
-        }
-    }
 }
 
 pub use crate::alert::State as AlertState;
@@ -334,7 +237,7 @@ impl App {
     }
 
     /// Moves the cursor to row `i` and remembers what is there.
-    fn select(&mut self, i: usize) {
+    pub(super) fn select(&mut self, i: usize) {
         self.selected = i;
         self.anchor = self.key_at(i);
     }
@@ -600,104 +503,6 @@ impl App {
             View::Alerts => self.alerts.len(),
             View::Overview => 0,
             _ => self.rows().len(),
-        }
-    }
-
-    /// The users of the current segment.
-    fn segment_rows(&self, mut rows: Vec<Row>) -> Vec<Row> {
-        let Some(snap) = &self.snapshot else { return rows };
-        // The folded `(other)` row is not a user.
-        rows.retain(|r| !r.is_other());
-        match self.segment {
-            Segment::All => {}
-            Segment::Power => {
-                // Users are listed by requests already; keep the top tenth (at least one).
-                rows.sort_by(|a, b| b.values[1].unwrap_or(0.0).total_cmp(&a.values[1].unwrap_or(0.0)));
-                let keep = snap.report.summary.active_users.div_ceil(10).max(1) as usize;
-                rows.truncate(keep);
-            }
-            Segment::New => rows.retain(|r| snap.new_users.contains(&r.key)),
-            Segment::AtRisk => rows.retain(|r| {
-                self.trend(r).is_some_and(|t| {
-                    let (a, b) = t.split_at(t.len() / 2);
-                    let (first, second): (u64, u64) = (a.iter().sum(), b.iter().sum());
-                    first >= 2 && second * 2 < first
-                })
-            }),
-        }
-        rows
-    }
-
-    /// A row's sparkline data, if any.
-    pub fn trend(&self, row: &Row) -> Option<&Vec<u64>> {
-        let snap = self.snapshot.as_ref()?;
-        let prefix = match self.view {
-            View::Models => "model:",
-            View::Providers => "provider:",
-            View::Users => "user:",
-            View::Properties => "prop:",
-            _ => return None,
-        };
-        snap.trends.get(&format!("{prefix}{}", row.key))
-    }
-
-    /// The rows of the current table view, sorted as chosen.
-    pub fn rows(&self) -> Vec<Row> {
-        let Some(snap) = &self.snapshot else { return Vec::new() };
-        let r = &snap.report;
-        let mut rows = match self.view {
-            View::Models => r.by_model.as_ref().map(|g| group_rows(&g.0)).unwrap_or_default(),
-            View::Providers => r.by_provider.as_ref().map(|g| group_rows(&g.0)).unwrap_or_default(),
-            View::Properties => r
-                .by_property
-                .0
-                .iter()
-                .flat_map(|(k, values)| {
-                    group_rows(&values.0).into_iter().map(move |mut row| {
-                        row.key = format!("{k}={}", row.key);
-                        row.cells[0] = sanitize(&row.key).into_owned();
-                        row
-                    })
-                })
-                .collect(),
-            View::Users => r.users.as_deref().map(user_rows).unwrap_or_default(),
-            View::Sessions => snap.sessions.clone(),
-            _ => Vec::new(),
-        };
-        if self.view == View::Users && self.segment != Segment::All {
-            rows = self.segment_rows(rows);
-        }
-        let (col, desc) = self.sort[self.view.index()];
-        sort(&mut rows, col, desc);
-        rows
-    }
-
-    /// A mouse event (with `--mouse`): the wheel moves, a click on a tab switches view,
-    /// a click on a table row selects it.
-    pub fn mouse(&mut self, m: crossterm::event::MouseEvent) {
-        use crossterm::event::{MouseButton, MouseEventKind};
-        match m.kind {
-            MouseEventKind::ScrollDown => {
-                self.act(Action::Down);
-            }
-            MouseEventKind::ScrollUp => {
-                self.act(Action::Up);
-            }
-            MouseEventKind::Down(MouseButton::Left) => {
-                if let Some(i) = self.tab_spans.iter().position(|(a, b)| (*a..*b).contains(&m.column))
-                    && m.row == self.tab_y
-                {
-                    self.set_view(View::ALL[i]);
-                } else if let Some((y0, first)) = self.first_row
-                    && m.row >= y0
-                {
-                    let i = first + usize::from(m.row - y0);
-                    if i < self.rows_len() {
-                        self.select(i);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 }

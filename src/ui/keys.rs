@@ -3,6 +3,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use super::app::{App, View};
+
 /// Everything a key can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -116,3 +118,34 @@ pub const HELP: [(&str, &str); 17] = [
     ("?", "this help"),
     ("filter terms", "model: provider: user: session: prop.K=V status: cache:hit latency>5s ttft>=800 cost>0.01 -term"),
 ];
+
+impl App {
+    /// A mouse event (with `--mouse`): the wheel moves, a click on a tab switches view,
+    /// a click on a table row selects it.
+    pub fn mouse(&mut self, m: crossterm::event::MouseEvent) {
+        use crossterm::event::{MouseButton, MouseEventKind};
+        match m.kind {
+            MouseEventKind::ScrollDown => {
+                self.act(Action::Down);
+            }
+            MouseEventKind::ScrollUp => {
+                self.act(Action::Up);
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                if let Some(i) = self.tab_spans.iter().position(|(a, b)| (*a..*b).contains(&m.column))
+                    && m.row == self.tab_y
+                {
+                    self.set_view(View::ALL[i]);
+                } else if let Some((y0, first)) = self.first_row
+                    && m.row >= y0
+                {
+                    let i = first + usize::from(m.row - y0);
+                    if i < self.rows_len() {
+                        self.select(i);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub mod render;
 pub mod rows;
 pub mod snapshot;
 pub mod theme;
+pub mod view;
 
 use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! The tables' rows, built from a snapshot's report: display text and the raw
 //! numbers behind it (for sorting and for CSV exports, which hold numbers, not text).
 
+use super::app::{App, Segment, View};
 use super::format::{count, ms, pct, usd};
 use crate::report::{self, UserRow};
 use crate::stats::{OTHER, SessionAgg};
@@ -216,6 +217,77 @@ pub fn sort(rows: &mut [Row], col: usize, desc: bool) {
         let ord = if desc { ord.reverse() } else { ord };
         a.is_other().cmp(&b.is_other()).then(ord)
     });
+}
+
+impl App {
+    /// The users of the current segment.
+    fn segment_rows(&self, mut rows: Vec<Row>) -> Vec<Row> {
+        let Some(snap) = &self.snapshot else { return rows };
+        // The folded `(other)` row is not a user.
+        rows.retain(|r| !r.is_other());
+        match self.segment {
+            Segment::All => {}
+            Segment::Power => {
+                // Users are listed by requests already; keep the top tenth (at least one).
+                rows.sort_by(|a, b| b.values[1].unwrap_or(0.0).total_cmp(&a.values[1].unwrap_or(0.0)));
+                let keep = snap.report.summary.active_users.div_ceil(10).max(1) as usize;
+                rows.truncate(keep);
+            }
+            Segment::New => rows.retain(|r| snap.new_users.contains(&r.key)),
+            Segment::AtRisk => rows.retain(|r| {
+                self.trend(r).is_some_and(|t| {
+                    let (a, b) = t.split_at(t.len() / 2);
+                    let (first, second): (u64, u64) = (a.iter().sum(), b.iter().sum());
+                    first >= 2 && second * 2 < first
+                })
+            }),
+        }
+        rows
+    }
+
+    /// A row's sparkline data, if any.
+    pub fn trend(&self, row: &Row) -> Option<&Vec<u64>> {
+        let snap = self.snapshot.as_ref()?;
+        let prefix = match self.view {
+            View::Models => "model:",
+            View::Providers => "provider:",
+            View::Users => "user:",
+            View::Properties => "prop:",
+            _ => return None,
+        };
+        snap.trends.get(&format!("{prefix}{}", row.key))
+    }
+
+    /// The rows of the current table view, sorted as chosen.
+    pub fn rows(&self) -> Vec<Row> {
+        let Some(snap) = &self.snapshot else { return Vec::new() };
+        let r = &snap.report;
+        let mut rows = match self.view {
+            View::Models => r.by_model.as_ref().map(|g| group_rows(&g.0)).unwrap_or_default(),
+            View::Providers => r.by_provider.as_ref().map(|g| group_rows(&g.0)).unwrap_or_default(),
+            View::Properties => r
+                .by_property
+                .0
+                .iter()
+                .flat_map(|(k, values)| {
+                    group_rows(&values.0).into_iter().map(move |mut row| {
+                        row.key = format!("{k}={}", row.key);
+                        row.cells[0] = sanitize(&row.key).into_owned();
+                        row
+                    })
+                })
+                .collect(),
+            View::Users => r.users.as_deref().map(user_rows).unwrap_or_default(),
+            View::Sessions => snap.sessions.clone(),
+            _ => Vec::new(),
+        };
+        if self.view == View::Users && self.segment != Segment::All {
+            rows = self.segment_rows(rows);
+        }
+        let (col, desc) = self.sort[self.view.index()];
+        sort(&mut rows, col, desc);
+        rows
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,171 @@
+//! One module a command; what several share is here: inputs, prices, the runtime,
+//! WebSocket options, bad-line messages.
+
+pub(crate) mod check;
+pub(crate) mod console;
+pub(crate) mod demo;
+pub(crate) mod export;
+pub(crate) mod report;
+pub(crate) mod serve;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use tokentop::ingest::{self, Input};
+use tokentop::pricing::PriceTable;
+use tokentop::source::{self, SourceOptions, SourceSpec, SourceState, Update};
+use tokentop::text::sanitize;
+
+/// Options for WebSocket sources.
+#[derive(clap::Args)]
+pub(crate) struct WsArgs {
+    /// Extra header for WebSocket sources, 'Name: value' (repeatable). For secrets use
+    /// TOKENTOP_WS_TOKEN, sent as a bearer token.
+    #[arg(long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+}
+
+impl WsArgs {
+    pub(crate) fn options(&self) -> Result<tokentop::source::ws::WsOptions> {
+        let mut o = tokentop::source::ws::WsOptions::default();
+        for h in &self.headers {
+            let Some((name, value)) = h.split_once(':') else {
+                bail!("--header expects 'Name: value'");
+            };
+            o.headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        Ok(o)
+    }
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Reads sources for `duration` (files to their end) into a temporary file, for `report`.
+/// A source that never delivered (refused, unauthorised, unreadable) or that is
+/// failing at the end is an error: a report of nothing must not pass for a quiet hour.
+pub(crate) fn collect_live(specs: &[SourceSpec], ws: &WsArgs, duration: std::time::Duration) -> Result<Input> {
+    let mut opts = SourceOptions { ws: ws.options()?, ..SourceOptions::default() };
+    opts.follow.follow = false;
+    let mut spool = tempfile::NamedTempFile::new().context("cannot create a temporary file for the live sources")?;
+    let names: Vec<String> = specs.iter().map(SourceSpec::display).collect();
+    // Per source: whether it ever connected (or was read), and its last problem.
+    let mut reached = vec![false; specs.len()];
+    let mut failing: Vec<Option<String>> = vec![None; specs.len()];
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
+        source::start(specs, &opts, tx);
+        let deadline = tokio::time::sleep(duration);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                feed = rx.recv() => match feed {
+                    None => break,
+                    Some(feed) => {
+                        let (i, name) = (feed.source, &names[feed.source]);
+                        match feed.update {
+                            Update::Lines(lines) => spool.write_all(&lines).context("cannot write the temporary file")?,
+                            Update::State(SourceState::Failed(e)) => failing[i] = Some(e),
+                            Update::State(SourceState::Reconnecting { error, .. }) => failing[i] = Some(error),
+                            Update::State(SourceState::Connected { .. } | SourceState::Following | SourceState::AtEnd) => {
+                                reached[i] = true;
+                                failing[i] = None;
+                            }
+                            other => {
+                                if let Some(text) = other.describe() {
+                                    eprintln!("tokentop: {name}: {text}");
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_background();
+    let mut problems = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match (&failing[i], reached[i]) {
+            (Some(e), _) => problems.push(format!("{name}: {}", sanitize(e))),
+            (None, false) => problems.push(format!("{name}: no connection within {:.0}s", duration.as_secs_f64())),
+            (None, true) => {}
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    eprintln!("tokentop: collected for {:.0}s", duration.as_secs_f64());
+    let path = spool.into_temp_path();
+    let input = Input::open(path.to_str().context("temporary path is not UTF-8")?)?;
+    // The open file keeps the data; the path can go.
+    drop(path);
+    Ok(input)
+}
+
+/// Opens files, `-`, and the files a (quoted) glob matches now.
+pub(crate) fn open_inputs(specs: &[String]) -> Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for spec in specs {
+        if tokentop::source::file::is_glob(spec) {
+            let paths = tokentop::source::file::expand(spec).map_err(anyhow::Error::msg)?;
+            if paths.is_empty() {
+                bail!("`{spec}` matches no file");
+            }
+            for p in paths {
+                inputs.push(Input::open(&p.to_string_lossy())?);
+            }
+        } else {
+            inputs.push(Input::open(spec)?);
+        }
+    }
+    Ok(inputs)
+}
+
+pub(crate) fn load_prices(path: Option<&PathBuf>) -> Result<PriceTable> {
+    let mut prices = PriceTable::builtin();
+    if let Some(path) = path {
+        let text = ingest::read_to_string(path)?;
+        prices.extend(PriceTable::from_json(&text).with_context(|| format!("--prices {}", path.display()))?);
+    }
+    Ok(prices)
+}
+
+pub(crate) fn parse_time(flag: &str, s: &str) -> Result<tokentop::time::Micros> {
+    if let Ok(ms) = s.parse::<f64>() {
+        return tokentop::time::from_epoch_ms(ms).map_err(|e| anyhow::anyhow!("{flag} {s}: {e}"));
+    }
+    tokentop::time::parse_rfc3339(s)
+        .map_err(|e| anyhow::anyhow!("{flag} {s}: {e}; use RFC 3339 (2025-01-01T00:00:00Z) or epoch milliseconds"))
+}
+
+/// The first bad lines and unreadable fields, on stderr; their text comes from the
+/// input, so it is sanitised.
+pub(crate) fn print_bad_lines(counts: &ingest::Counts) {
+    for u in &counts.unreadable {
+        eprintln!("tokentop: {}", sanitize(u));
+    }
+    for e in &counts.first_field_errors {
+        eprintln!("tokentop: {}:{}: dropped a field: {}", e.input, e.line, sanitize(&e.error.to_string()));
+    }
+    let more = counts.field_errors.saturating_sub(counts.first_field_errors.len() as u64);
+    if more > 0 {
+        eprintln!("tokentop: ... and {more} more fields dropped (counted in ingest.field_errors)");
+    }
+    for e in &counts.first_errors {
+        eprintln!("tokentop: {}:{}: {}", e.input, e.line, sanitize(&e.error.to_string()));
+    }
+    let more = counts.parse_errors.saturating_sub(counts.first_errors.len() as u64 + counts.unreadable_errors);
+    if more > 0 {
+        eprintln!("tokentop: ... and {more} more bad lines (counted in ingest.parse_errors)");
+    }
+}
