@@ -87,7 +87,16 @@ pub fn draw_loading(f: &mut Frame, text: &str, theme: &Theme) {
 
 fn draw_tabs(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
     let mut spans = vec![Span::styled(" tokentop ", theme.accent())];
-    let compact = area.width < 110;
+    // While paused, a new window applies on resume: say so rather than show old
+    // numbers under the new label.
+    let shown = app.snapshot.as_ref().map_or(app.window(), |s| s.window);
+    let right = if app.paused.is_some() && shown != app.window() {
+        format!(" window {} → {} on resume ", window_label(shown), window_label(app.window()))
+    } else {
+        format!(" window {} ", window_label(app.window()))
+    };
+    // Full tab names when they fit beside the window, short ones otherwise.
+    let compact = (area.width as usize) < 100 + width(&right);
     let mut x = area.x + 10;
     let mut tab_spans = Vec::with_capacity(8);
     for (i, v) in View::ALL.iter().enumerate() {
@@ -98,14 +107,6 @@ fn draw_tabs(f: &mut Frame, app: &mut App, theme: &Theme, area: Rect) {
         x += w;
         spans.push(Span::styled(label, style));
     }
-    // While paused, a new window applies on resume: say so rather than show old
-    // numbers under the new label.
-    let shown = app.snapshot.as_ref().map_or(app.window(), |s| s.window);
-    let right = if app.paused.is_some() && shown != app.window() {
-        format!(" window {} → {} on resume ", window_label(shown), window_label(app.window()))
-    } else {
-        format!(" window {} ", window_label(app.window()))
-    };
     let used: usize = spans.iter().map(|s| s.width()).sum();
     let pad = (area.width as usize).saturating_sub(used + width(&right));
     spans.push(Span::raw(" ".repeat(pad)));

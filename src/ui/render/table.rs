@@ -20,7 +20,7 @@ use crate::ui::theme::Theme;
 /// Space between columns.
 const GAP: usize = 1;
 /// Names are cut no shorter than this (with `…`).
-const NAME_MIN: usize = 12;
+const NAME_MIN: usize = 18;
 /// Longer text no shorter than this.
 const TEXT_MIN: usize = 8;
 /// Text up to this long is shown whole or not at all.
@@ -53,14 +53,22 @@ pub fn fit_columns(
     };
     let mut shown: Vec<usize> = (0..cols.len()).filter(|&i| present[i]).collect();
     let need = |shown: &[usize]| shown.iter().map(|&i| min(i) + GAP).sum::<usize>().saturating_sub(GAP);
-    while need(&shown) > room && shown.len() > 1 {
-        // The least important goes first; among equals, the rightmost.
+    // The least important goes first; among equals, the rightmost. The most
+    // important (priority 0) stay while the name can still give way.
+    while need(&shown) > room && shown.iter().any(|&i| cols[i].priority > 0) {
         let (pos, _) =
-            shown.iter().enumerate().max_by_key(|(pos, i)| (cols[**i].priority, *pos)).expect("more than one column");
+            shown.iter().enumerate().max_by_key(|(pos, i)| (cols[**i].priority, *pos)).expect("a column to drop");
         shown.remove(pos);
     }
     let mut widths: Vec<usize> = shown.iter().map(|&i| min(i)).collect();
-    let mut left = room.saturating_sub(need(&shown));
+    if need(&shown) > room
+        && let Some(k) = shown.iter().position(|&i| cols[i].kind == Kind::Name)
+    {
+        let others = need(&shown) - widths[k];
+        widths[k] = room.saturating_sub(others).max(1);
+    }
+    let used = widths.iter().map(|w| w + GAP).sum::<usize>().saturating_sub(GAP);
+    let mut left = room.saturating_sub(used);
     // What is left goes to names first, then to other text, up to what they hold.
     for kind in [Kind::Name, Kind::Text] {
         for (k, &i) in shown.iter().enumerate() {
@@ -311,8 +319,9 @@ mod tests {
     #[test]
     fn numbers_are_never_cut_columns_go_first() {
         assert_eq!(fit_at(80), vec![(0, 24), (1, 6), (2, 6), (3, 6)], "all at their natural width");
-        assert_eq!(fit_at(35), vec![(0, 14), (1, 6), (2, 6), (3, 6)], "the name gives way");
-        assert_eq!(fit_at(27), vec![(0, 13), (1, 6), (3, 6)], "then the least important number goes whole");
-        assert_eq!(fit_at(20), vec![(0, 13), (1, 6)]);
+        assert_eq!(fit_at(39), vec![(0, 18), (1, 6), (2, 6), (3, 6)], "the name gives way, down to 18");
+        assert_eq!(fit_at(35), vec![(0, 21), (1, 6), (3, 6)], "then the least important number goes whole");
+        assert_eq!(fit_at(27), vec![(0, 20), (1, 6)]);
+        assert_eq!(fit_at(20), vec![(0, 13), (1, 6)], "the most important stay; the name gives way further");
     }
 }
