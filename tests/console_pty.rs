@@ -27,12 +27,19 @@ impl Console {
     }
 
     fn start_with(program: &str, args: &[&str]) -> Console {
+        Console::start_env(program, args, &[])
+    }
+
+    fn start_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Console {
         let pty = native_pty_system()
             .openpty(PtySize { rows: 30, cols: 110, pixel_width: 0, pixel_height: 0 })
             .expect("a pseudo-terminal");
         let mut cmd = CommandBuilder::new(program);
         cmd.args(args);
         cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pty.slave.spawn_command(cmd).unwrap();
         drop(pty.slave);
         let screen = Arc::new(Mutex::new(vt100::Parser::new(
@@ -306,5 +313,52 @@ fn a_replayed_old_log_shows_alerts_but_pages_no_one() {
     c.wait_for("1 not sent (over 10 min old: a replay)");
     assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
     assert!(!c.raw.lock().unwrap().contains(&0x07), "no bell");
+    c.quit();
+}
+
+#[test]
+fn the_demo_starts_with_a_full_window_changes_and_an_alert() {
+    // No config file: the demo brings its own rules.
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let mut c = Console::start_env(env!("CARGO_BIN_EXE_tokentop"), &[], &[("HOME", h), ("NO_COLOR", "1")]);
+    c.wait_for("Requests");
+    let first = c.contents();
+    // The first frame: a whole hour at 50 requests/s (about 180k), compared with the
+    // hour before, and the 429 storm under way on anthropic.
+    let requests = first.lines().skip_while(|l| !l.starts_with("Requests")).nth(1).unwrap_or_default().to_string();
+    let rate: f64 = requests.split_whitespace().nth(2).and_then(|r| r.parse().ok()).unwrap_or(0.0);
+    assert!((45.0..56.0).contains(&rate), "50 requests/s over the hour: {requests}\n{first}");
+    assert!(requests.contains('k') && (requests.contains('▲') || requests.contains('▼')), "{requests}");
+    assert!(first.contains("firing"), "{first}");
+    assert!(first.contains("demo following"), "{first}");
+    c.press("8");
+    c.wait_for("rate-limit");
+    assert!(c.contents().contains("anthropic"), "the 429 storm: {}", c.contents());
+    c.quit();
+}
+
+#[test]
+fn a_relay_that_refuses_says_why_on_the_status_bar() {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/events", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let mut c = Console::start(&[&url]);
+    c.wait_for("401 Unauthorized: set TOKENTOP_WS_TOKEN or --header");
+    c.wait_for("retry ");
+    c.press("o");
+    c.wait_for("sources · Esc close");
+    c.press("\x1b");
     c.quit();
 }

@@ -383,10 +383,14 @@ impl Engine {
         self.tiers.iter().find(|t| t.window >= window).or(self.tiers.last()).expect("an engine has at least one window")
     }
 
-    /// The span a window's numbers cover: the window, or less when traffic has been
-    /// watched for less time (its start is exclusive).
+    /// The span a window's numbers cover: the window rounded out to whole slabs, or
+    /// less when traffic has been watched for less time (its start is exclusive).
     pub fn covered(&self, window: Micros) -> Span {
-        let start = (self.now - window).max(self.since.saturating_sub(1)).min(self.now);
+        // The slabs merged for a window reach back to the start of the one holding
+        // its start: that is the span its numbers cover.
+        let width = self.tier_for(window).width;
+        let first_slab = (self.now - window).div_euclid(width) * width;
+        let start = first_slab.max(self.since.saturating_sub(1)).min(self.now);
         Span { start, end: self.now, start_inclusive: false }
     }
 
@@ -695,6 +699,8 @@ mod tests {
         e.ingest(&ev(10_000 * S - 1_000 * S, "u", 1.0));
         assert!((e.covered(3_600 * S).seconds() - 1_100.0).abs() < 1e-5);
         e.tick(20_000 * S);
-        assert_eq!(e.covered(3_600 * S).seconds(), 3_600.0);
+        // Watched long enough: the hour's slabs, from the start of the one holding
+        // 16,400 s (5-minute slabs: 16,200 s).
+        assert_eq!(e.covered(3_600 * S).seconds(), 3_800.0);
     }
 }

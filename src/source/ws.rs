@@ -331,11 +331,12 @@ fn describe(e: &WsError) -> String {
         WsError::Http(resp) => {
             let code = resp.status();
             let hint = match code.as_u16() {
-                401 | 403 => format!(": set {TOKEN_ENV} (sent as a bearer token) or pass --header"),
+                401 | 403 => format!(": set {TOKEN_ENV} or --header"),
                 404 => ": check the path (a tokentop relay serves /events)".into(),
                 _ => String::new(),
             };
-            format!("the server refused the upgrade with HTTP {code}{hint}")
+            // Short, so that the status bar has room for the hint.
+            format!("{code}{hint}")
         }
         WsError::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused (is the server running?)".into(),

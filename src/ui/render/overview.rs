@@ -30,6 +30,10 @@ fn tiles(s: &Snapshot) -> Vec<Tile> {
     let r = &s.report;
     let p = &s.previous;
     let secs = s.window as f64 / 1e6;
+    // Counts of the window before (exactly one window long) are scaled to the span
+    // the current ones cover (whole slabs: up to 1/12 more), so a change is a change.
+    let k = if r.window.seconds > 0.0 { r.window.seconds / secs } else { 1.0 };
+    let scaled = |n: f64| Some(n * k);
     let share = |a: u64, b: u64| (b > 0).then(|| a as f64 * 100.0 / b as f64);
     let (percentiles, detail, users) = match s.scope {
         Scope::Groups { known } => (known.percentiles, known.detail, r.summary.active_users_exact),
@@ -45,7 +49,7 @@ fn tiles(s: &Snapshot) -> Vec<Tile> {
         warn: false,
     };
     let unpriced = r.cost.unpriced_requests;
-    let mut cost = t("Cost", usd(r.cost.total), Some(r.cost.total), Some(p.cost.to_f64()), false);
+    let mut cost = t("Cost", usd(r.cost.total), Some(r.cost.total), scaled(p.cost.to_f64()), false);
     if unpriced > 0 {
         cost.label = format!("Cost {} unpriced", count(unpriced));
         cost.warn = true;
@@ -61,7 +65,7 @@ fn tiles(s: &Snapshot) -> Vec<Tile> {
             "Requests",
             count(r.summary.total_requests),
             Some(r.summary.total_requests as f64),
-            Some(p.requests as f64),
+            scaled(p.requests as f64),
             true,
         ),
         t(
@@ -82,7 +86,7 @@ fn tiles(s: &Snapshot) -> Vec<Tile> {
             "429s",
             hide(detail, count(r.errors.errors.e429)),
             Some(r.errors.errors.e429 as f64),
-            Some(p.e429 as f64),
+            scaled(p.e429 as f64),
             false,
         ),
         t(
@@ -103,7 +107,7 @@ fn tiles(s: &Snapshot) -> Vec<Tile> {
             "Tokens",
             hide(detail, count(r.tokens.total_tokens)),
             Some(r.tokens.total_tokens as f64),
-            Some(p.tokens as f64),
+            scaled(p.tokens as f64),
             true,
         ),
     ]

@@ -65,14 +65,22 @@ pub(super) fn draw(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         let new = st.total.saturating_sub(at);
         tail.push(Span::styled(format!("PAUSED +{}", count(new)), theme.warn().add_modifier(Modifier::REVERSED)));
     }
-    let tail_w: usize = tail.iter().map(|s| s.width() + 3).sum();
+    let tail_w: usize = tail.iter().map(|s| s.width() + 3).sum::<usize>() - 3;
     let mut room = total_w.saturating_sub(tail_w + width(&right) + 1);
 
     let mut spans: Vec<Span> = Vec::new();
     let several = st.sources.len() > 1;
     for src in &st.sources {
         let name = fit(&sanitize(&src.name), if several { 16 } else { 28 }).into_owned();
-        let state = state_text(src);
+        let why =
+            reason(src).or_else(|| (src.bad > 0 || src.fields_dropped > 0).then(|| src.last_error.clone()).flatten());
+        let mut state = state_text(src);
+        // Short of room for the reason, a reconnect says `retry 4s`.
+        if let (Some(w), SourceState::Reconnecting { .. }) = (&why, &src.state)
+            && width(&name) + width(&state) + 5 + width(w) > room
+        {
+            state = state.replace("reconnecting in ", "retry ");
+        }
         let mut counters: Vec<(String, Style)> = Vec::new();
         if src.bad > 0 {
             counters.push((format!(" {} bad", count(src.bad)), theme.warn()));
@@ -101,8 +109,6 @@ pub(super) fn draw(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             }
         }
         // The reason takes what is left, cut with `…`; `o` shows it whole.
-        let why =
-            reason(src).or_else(|| (src.bad > 0 || src.fields_dropped > 0).then(|| src.last_error.clone()).flatten());
         if let Some(why) = why
             && room > 12
         {
