@@ -110,13 +110,14 @@ fn main() {
     std::fs::write(&idle_file, "").unwrap();
     let (cpu, bytes) = in_pty(&[idle_file.to_str().unwrap()], Duration::from_secs(2), 10.0);
     println!("console idle (following an unchanged file): {cpu:.2}% CPU, {bytes:.0} bytes/s to the terminal");
-    let (cpu, bytes) = in_pty(&["--rate", "10000", "demo"], Duration::from_secs(5), 10.0);
+    let (cpu, bytes) = in_pty(&["--rate", "10000", "--demo-history", "0", "demo"], Duration::from_secs(5), 10.0);
     println!(
         "console with the demo at 10,000 events/s: {cpu:.1}% of one core, {:.1} KB/s to the terminal",
         bytes / 1000.0
     );
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/config.example.toml");
-    let (cpu, bytes) = in_pty(&["--config", config, "--rate", "10000", "demo"], Duration::from_secs(5), 10.0);
+    let (cpu, bytes) =
+        in_pty(&["--config", config, "--rate", "10000", "--demo-history", "0", "demo"], Duration::from_secs(5), 10.0);
     println!(
         "the same with the example config's nine alert rules: {cpu:.1}% of one core, {:.1} KB/s to the terminal",
         bytes / 1000.0

@@ -362,3 +362,18 @@ fn a_relay_that_refuses_says_why_on_the_status_bar() {
     c.press("\x1b");
     c.quit();
 }
+
+#[test]
+fn a_window_given_at_start_is_kept_as_given_and_a_missing_config_is_said_once() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let bin = env!("CARGO_BIN_EXE_tokentop");
+    let mut c = Console::start_env(bin, &["--window", "2h", "--demo-history", "0"], &[("HOME", h)]);
+    c.wait_for("window 2h");
+    c.quit();
+    let c = Console::start_env(bin, &["--config", "/nonexistent/tokentop.toml"], &[("HOME", h)]);
+    c.wait_for("cannot read the config file");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = String::from_utf8_lossy(&c.raw.lock().unwrap()).to_string();
+    assert_eq!(out.matches("No such file").count(), 1, "{out}");
+}

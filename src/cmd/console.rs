@@ -55,6 +55,10 @@ pub(crate) struct ConsoleArgs {
     /// Events per second of the `demo` source [default: 50].
     #[arg(long)]
     pub(crate) rate: Option<f64>,
+    /// How much made-up past the `demo` source starts with [default: two windows, at
+    /// most 6h and 1,000,000 events; 0 for none].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) demo_history: Option<String>,
     /// Use the mouse: wheel to scroll, click a tab or a row (off by default so text can be selected).
     #[arg(long)]
     pub(crate) mouse: bool,
@@ -130,7 +134,15 @@ pub(crate) fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     // window before), six hours at most; and, unless rules are configured, with
     // alert rules that its incidents set off.
     let demo = specs.iter().any(|s| matches!(s, tokentop::source::SourceSpec::Demo));
-    let demo_history = if demo { (2 * window).min(6 * 3_600 * tokentop::time::MICROS_PER_SEC) } else { 0 };
+    let demo_history = match (&args.demo_history, demo) {
+        (_, false) => 0,
+        (Some(d), true) if d.trim() == "0" => 0,
+        (Some(d), true) => parse_duration(d).map_err(anyhow::Error::msg).context("--demo-history")?,
+        (None, true) => {
+            let events_worth = (DEMO_HISTORY_EVENTS / demo_rate * 1e6) as i64;
+            (2 * window).min(6 * 3_600 * tokentop::time::MICROS_PER_SEC).min(events_worth)
+        }
+    };
     let alert_tables = match &file.alerts {
         Some(tables) => tables.clone(),
         None if demo => demo_alerts(),
@@ -171,6 +183,9 @@ pub(crate) fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     result?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The demo's made-up past is at most this many events (a few seconds to load).
+const DEMO_HISTORY_EVENTS: f64 = 1_000_000.0;
 
 /// Window lengths the console can show.
 pub(crate) const MIN_WINDOW: i64 = 10 * tokentop::time::MICROS_PER_SEC;

@@ -101,7 +101,7 @@ const DATA_EVERY: Duration = Duration::from_millis(250);
 /// The clock, the ingest rate and the alert rules move this often.
 const TICK: Duration = Duration::from_secs(1);
 /// The first frame waits at most this long for the demo's made-up past.
-const WARM_MAX: Duration = Duration::from_secs(5);
+const WARM_MAX: Duration = Duration::from_secs(15);
 /// While it waits, it says so this often.
 const WARM_FRAME: Duration = Duration::from_millis(250);
 /// While it waits, the loop looks around this often.

@@ -77,7 +77,15 @@ pub(super) fn draw(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let rows = app.alert_list();
     // Narrower terminals drop the trend, then the severity (the state's colour remains).
     let (trend, severity) = (area.width >= 130, area.width >= 100);
+    // The group and metric columns are as wide as what they hold where there is room.
+    let natural = (
+        rows.iter().map(|a| a.group.as_deref().map_or(0, width)).max().unwrap_or(0).clamp(5, 40),
+        rows.iter().map(|a| width(&a.what)).max().unwrap_or(0).clamp(6, 40),
+    );
     let (group_w, what_w) = match area.width {
+        w if w as usize >= 8 + 9 + 20 + natural.0 + natural.1 + 12 + 14 + 16 + 8 => {
+            (natural.0 as u16, natural.1 as u16)
+        }
         130.. => (24, 24),
         100.. => (20, 22),
         _ => (14, 16),

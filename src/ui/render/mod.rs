@@ -205,8 +205,10 @@ fn draw_hints(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         &[("Enter", "run"), ("Esc", "cancel"), ("Tab", "complete"), ("↑↓", "history")]
     } else if app.prompt.is_some() {
         &[("Enter", "apply"), ("Esc", "cancel")]
+    } else if matches!(app.overlay, Some(Overlay::Detail(_))) {
+        &[("Esc", "close"), ("y", "copy id"), ("Ctrl-C", "quit")]
     } else if app.overlay.is_some() {
-        &[("Esc", "close"), ("q", "close"), ("y", "copy id"), ("Ctrl-C", "quit")]
+        &[("Esc", "close"), ("Ctrl-C", "quit")]
     } else {
         let enter = match app.view {
             View::Requests => ("Enter", "details"),
@@ -240,8 +242,11 @@ fn draw_hints(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             chosen.push(i);
         }
     }
-    // Shown in a steady order: help and quit last, where people look for them.
-    chosen.sort_by_key(|&i| if i < 2 { 100 + i } else { i });
+    // Shown in a steady order: on the main screen, help and quit last, where people
+    // look for them.
+    if app.prompt.is_none() && app.overlay.is_none() {
+        chosen.sort_by_key(|&i| if i < 2 { 100 + i } else { i });
+    }
     let mut spans = Vec::new();
     for (n, i) in chosen.iter().enumerate() {
         if n > 0 {
