@@ -256,7 +256,7 @@ async fn report_fails_when_its_stream_never_delivers() {
         tokentop().args(["report", "--duration", "2s", &r.url]).env("TOKENTOP_WS_TOKEN", "wrong").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("HTTP 401") && err.contains("TOKENTOP_WS_TOKEN"), "{err}");
+    assert!(err.contains("401 Unauthorized") && err.contains("TOKENTOP_WS_TOKEN"), "{err}");
     assert!(!err.contains("wrong"), "the token is never shown: {err}");
     assert!(out.stdout.is_empty(), "no report of nothing");
 
