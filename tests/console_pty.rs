@@ -340,20 +340,7 @@ fn the_demo_starts_with_a_full_window_changes_and_an_alert() {
 
 #[test]
 fn a_relay_that_refuses_says_why_on_the_status_bar() {
-    use std::io::{BufRead, BufReader};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("ws://{}/events", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                line.clear();
-            }
-            let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
+    let url = format!("ws://{}/events", common::answering("401 Unauthorized", ""));
     let mut c = Console::start(&[&url]);
     c.wait_for("401 Unauthorized: set TOKENTOP_WS_TOKEN or --header");
     c.wait_for("retry ");

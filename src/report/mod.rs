@@ -347,6 +347,15 @@ fn div(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
 
+impl Group {
+    /// The group's cost, or `None` when it has none to show: its requests have no
+    /// price (cache hits cost nothing, so a partly priced group can still be at $0).
+    pub fn known_cost(&self) -> Option<f64> {
+        let unpriced = self.unpriced_requests > 0 && (self.unpriced_requests == self.requests || self.cost == 0.0);
+        (!unpriced).then_some(self.cost)
+    }
+}
+
 /// One group's numbers (shares against `total`).
 pub fn group(a: &Agg, total: &Agg) -> Group {
     let cost = a.cost.to_f64();

@@ -96,11 +96,8 @@ pub fn group_rows(groups: &[(String, report::Group)]) -> Vec<Row> {
     groups
         .iter()
         .map(|(name, g)| {
-            // A group whose requests have no price shows no cost, not $0 (cache hits
-            // cost nothing, so a group can be partly priced and still at $0).
-            let all_unpriced = g.unpriced_requests > 0 && (g.unpriced_requests == g.requests || g.cost == 0.0);
-            let cost = (!all_unpriced).then_some(g.cost);
-            let per_req = (!all_unpriced).then_some(g.cost_per_request);
+            let cost = g.known_cost();
+            let per_req = cost.map(|_| g.cost_per_request);
             let cells = vec![
                 sanitize(name).into_owned(),
                 count(g.requests),

@@ -43,12 +43,12 @@ pub fn receiver(fail: usize, hang: bool) -> (String, Received) {
     (url, seen)
 }
 
-/// A real HTTP server on loopback that answers every request with a redirect
-/// (`302 Found`, to another path of its own).
-pub fn redirector() -> String {
+/// A real HTTP server on loopback that answers every request with `status` and
+/// `headers` (each ending in CRLF); returns its address (`127.0.0.1:PORT`).
+pub fn answering(status: &'static str, headers: &'static str) -> String {
     use std::io::{BufRead, BufReader, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -57,13 +57,16 @@ pub fn redirector() -> String {
             while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
                 line.clear();
             }
-            let _ = write!(
-                conn,
-                "HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
+            let _ = write!(conn, "HTTP/1.1 {status}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n");
         }
     });
-    url
+    addr
+}
+
+/// A real HTTP server on loopback that answers every request with a redirect
+/// (`302 Found`, to another path of its own).
+pub fn redirector() -> String {
+    format!("http://{}/hook", answering("302 Found", "location: /elsewhere\r\n"))
 }
 
 /// A native event with request id `r{i}`.

@@ -400,9 +400,5 @@ fn draw_bars(f: &mut Frame, title: &str, groups: &[(String, crate::report::Group
 
 /// A group's cost, or `unpriced` when none of its requests had a price.
 fn group_cost(g: &crate::report::Group) -> String {
-    if g.unpriced_requests > 0 && (g.unpriced_requests == g.requests || g.cost == 0.0) {
-        "unpriced".into()
-    } else {
-        usd(g.cost)
-    }
+    g.known_cost().map_or_else(|| "unpriced".into(), usd)
 }
