@@ -21,6 +21,7 @@ use super::json::{
     Key, Notes, Scalar, Skip, Stamp, StrPairs, loose_str, loosen, want_bool, want_count, want_duration, want_nonneg,
     want_time,
 };
+use super::scan;
 use crate::event::Event;
 use crate::time::MICROS_PER_MS;
 
@@ -51,8 +52,8 @@ pub fn is_csv_header(line: &str) -> bool {
 
 /// Parses a JSON record into `ev`. A field that cannot be read is noted in `notes`
 /// and lost; the record is rejected only without a readable `request_created_at`.
-pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>, notes: &mut Notes) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
+pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>, notes: &mut Notes) -> Result<(), scan::Error> {
+    let mut de = scan::Scanner::new(text);
     de.deserialize_map(RecordVisitor { ev, notes })?;
     de.end()
 }
@@ -343,11 +344,11 @@ fn csv_properties<'r>(cell: &'r str, ev: &mut Event<'r>) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn parse(line: &str) -> Result<Event<'_>, serde_json::Error> {
+    fn parse(line: &str) -> Result<Event<'_>, scan::Error> {
         parse_noted(line).map(|(ev, _)| ev)
     }
 
-    fn parse_noted(line: &str) -> Result<(Event<'_>, Notes), serde_json::Error> {
+    fn parse_noted(line: &str) -> Result<(Event<'_>, Notes), scan::Error> {
         let mut ev = Event::with_properties(Vec::new());
         let mut notes = Notes::default();
         parse_into(line, &mut ev, &mut notes).map(|()| (ev, notes))

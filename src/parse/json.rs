@@ -10,15 +10,6 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 /// Latency and TTFT above this many milliseconds are rejected as nonsense.
 pub(crate) const MAX_DURATION_MS: f64 = 1e12;
 
-/// serde_json's messages end in "at line 1 column N"; for a single line only the column matters.
-pub(crate) fn describe(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    match msg.rfind(" at line ") {
-        Some(i) => format!("{} (column {})", &msg[..i], e.column()),
-        None => msg,
-    }
-}
-
 /// A JSON value as one field sees it, before the field's own rules are applied.
 pub(crate) enum Scalar<'de> {
     Null,
@@ -125,14 +116,13 @@ pub(crate) fn duration(v: &Scalar) -> Result<Option<f64>, ()> {
     if f.is_finite() && (0.0..=MAX_DURATION_MS).contains(&f) { Ok(Some(f)) } else { Err(()) }
 }
 
-/// Skips a value of an unknown field. Unlike `IgnoredAny` it descends through
-/// `deserialize_any`, so serde_json's nesting limit applies and a line nested
-/// thousands deep is rejected instead of accepted.
+/// Skips a value of an unknown field: checked, not built, with the nesting limit
+/// applied (see [`super::scan`]), so a line nested thousands deep is rejected.
 pub(crate) struct Skip;
 
 impl<'de> de::Deserialize<'de> for Skip {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
+        d.deserialize_ignored_any(SkipVisitor)
     }
 }
 

@@ -26,13 +26,14 @@ use super::json::{
     Key, Notes, Scalar, Skip, Skippable, Stamp, is_absent, loose_str, loosen, want_bool, want_count, want_nonneg,
     want_time,
 };
+use super::scan;
 use crate::event::Event;
 use crate::time::MICROS_PER_SEC;
 
 /// Parses a payload or spend-log row into `ev`. A field that cannot be read is noted in
 /// `notes` and lost; the record is rejected only without a readable `startTime`.
-pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>, notes: &mut Notes) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
+pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>, notes: &mut Notes) -> Result<(), scan::Error> {
+    let mut de = scan::Scanner::new(text);
     de.deserialize_map(PayloadVisitor { ev, notes })?;
     de.end()
 }
@@ -557,11 +558,11 @@ impl<'de> Visitor<'de> for Tags {
 mod tests {
     use super::*;
 
-    fn parse(line: &str) -> Result<Event<'_>, serde_json::Error> {
+    fn parse(line: &str) -> Result<Event<'_>, scan::Error> {
         parse_noted(line).map(|(ev, _)| ev)
     }
 
-    fn parse_noted(line: &str) -> Result<(Event<'_>, Notes), serde_json::Error> {
+    fn parse_noted(line: &str) -> Result<(Event<'_>, Notes), scan::Error> {
         let mut ev = Event::with_properties(Vec::new());
         let mut notes = Notes::default();
         parse_into(line, &mut ev, &mut notes).map(|()| (ev, notes))

@@ -10,6 +10,7 @@ pub(crate) mod json;
 pub mod litellm;
 pub mod native;
 pub mod otel;
+pub(crate) mod scan;
 pub mod traces;
 
 use std::borrow::Cow;
@@ -229,17 +230,17 @@ impl LineParser {
             Ok(p) => return Ok(self.noted(first, p)),
             Err(e) => e,
         };
-        if self.forced.is_some() || is_syntax(&err) {
-            return Err(ParseError::Invalid(format!("{}: {}", first.noun(), json::describe(&err))));
+        if self.forced.is_some() || err.is_syntax() {
+            return Err(ParseError::Invalid(format!("{}: {err}", first.noun())));
         }
         match identify(text) {
-            Some(f) if f == first => Err(ParseError::Invalid(format!("{}: {}", f.noun(), json::describe(&err)))),
+            Some(f) if f == first => Err(ParseError::Invalid(format!("{}: {err}", f.noun()))),
             Some(f) => match self.parse_as(f, text, emit) {
                 Ok(p) => {
                     self.last = f;
                     Ok(self.noted(f, p))
                 }
-                Err(e) => Err(ParseError::Invalid(format!("{}: {}", f.noun(), json::describe(&e)))),
+                Err(e) => Err(ParseError::Invalid(format!("{}: {e}", f.noun()))),
             },
             None => Err(ParseError::Invalid(format!(
                 "matches no input format (tried {}: none of created_at, request_created_at, startTime, resourceSpans)",
@@ -261,7 +262,7 @@ impl LineParser {
         format: Format,
         text: &'a str,
         emit: &mut dyn FnMut(&Event),
-    ) -> Result<Parsed, serde_json::Error> {
+    ) -> Result<Parsed, scan::Error> {
         self.notes.clear();
         let mut ev: Event<'a> = Event::with_properties(recycle_properties(std::mem::take(&mut self.spare)));
         let result = match format {
@@ -294,7 +295,7 @@ impl LineParser {
         text: &'a str,
         ev: &mut Event<'a>,
         emit: &mut dyn FnMut(&Event),
-    ) -> Result<Parsed, serde_json::Error> {
+    ) -> Result<Parsed, scan::Error> {
         let mut out = Parsed::default();
         let mut links: Vec<Link<'a>> = recycle_links(std::mem::take(&mut self.links));
         let (traces, zone) = (&mut self.traces, self.zone);
@@ -348,10 +349,6 @@ pub(crate) fn settle(ev: &mut Event, naive_time: bool, zone: Zone) {
     }
 }
 
-fn is_syntax(e: &serde_json::Error) -> bool {
-    matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof)
-}
-
 /// Which format a line's top-level keys say it is.
 fn identify(text: &str) -> Option<Format> {
     struct Keys;
@@ -375,7 +372,7 @@ fn identify(text: &str) -> Option<Format> {
             Ok(seen)
         }
     }
-    let seen = serde_json::Deserializer::from_str(text).deserialize_map(Keys).ok()?;
+    let seen = scan::Scanner::new(text).deserialize_map(Keys).ok()?;
     // Most specific first: a foreign record may carry a `created_at` of its own.
     [(3, Format::Otel), (1, Format::Helicone), (2, Format::Litellm), (0, Format::Tokentop)]
         .into_iter()

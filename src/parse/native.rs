@@ -12,7 +12,8 @@ use serde::Deserializer as _;
 use serde::de::{self, MapAccess, Visitor};
 
 use super::ParseError;
-use super::json::{Key, PropertiesSeed, Scalar, Skip, describe, duration, integer, show};
+use super::json::{Key, PropertiesSeed, Scalar, Skip, duration, integer, show};
+use super::scan::{self, Scanner};
 use crate::event::{Event, recycle_properties};
 use crate::time::{self, Micros};
 
@@ -34,7 +35,7 @@ impl NativeParser {
         // One UTF-8 check for the whole line is much cheaper than serde_json's check
         // of every string on its own.
         let result = match std::str::from_utf8(line) {
-            Ok(text) => parse_into(text, &mut ev).map_err(|e| ParseError::Invalid(describe(&e))),
+            Ok(text) => parse_into(text, &mut ev).map_err(|e| ParseError::Invalid(e.to_string())),
             Err(_) => Err(ParseError::Invalid("line is not valid UTF-8".into())),
         };
         match result {
@@ -52,8 +53,8 @@ impl NativeParser {
 }
 
 /// Parses a native line into `ev` (fresh from [`Event::with_properties`]).
-pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
+pub(crate) fn parse_into<'de>(text: &'de str, ev: &mut Event<'de>) -> Result<(), scan::Error> {
+    let mut de = Scanner::new(text);
     de.deserialize_map(EventVisitor { ev })?;
     de.end()
 }

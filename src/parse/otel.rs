@@ -61,8 +61,8 @@ pub(crate) fn parse_lines<'de>(
     ev: &mut Event<'de>,
     notes: &mut Notes,
     emit: &mut dyn FnMut(SpanIds<'de>, Found<'_, 'de>),
-) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
+) -> Result<(), super::scan::Error> {
+    let mut de = super::scan::Scanner::new(text);
     let mut ctx = Ctx { ev, notes, emit, service: None, seen_root: false };
     de.deserialize_map(Root { ctx: &mut ctx })?;
     de.end()?;

@@ -1,0 +1,851 @@
+//! A JSON reader made for log lines: a serde `Deserializer` over one line that the
+//! format parsers' visitors read from, with serde_json's rules and much less work.
+//!
+//! Log lines are mostly what tokentop does not read: prompts, responses, tool schemas.
+//! Three things make this reader faster than serde_json's on them:
+//! - strings are scanned 16 bytes at a time for their end (a quote, a backslash or a
+//!   control character), with SSE2 on x86-64 and 8 bytes at a time elsewhere;
+//! - a value that is skipped ([`de::IgnoredAny`], [`super::json::Skip`]) is checked
+//!   but never built: escapes are validated, not decoded, so nothing is allocated;
+//! - the line was checked as UTF-8 once, so strings are not checked again.
+//!
+//! The rules are serde_json's: the same grammar, nesting limited to 128 levels, control
+//! characters and lone surrogates rejected in every string (also skipped ones), numbers
+//! out of the range of `f64` rejected, integers as `u64`/`i64` when they fit.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+/// Nesting this deep is an error (as in serde_json), so a hostile line cannot
+/// exhaust the stack.
+const MAX_DEPTH: u32 = 128;
+
+/// Why a line is not what a parser wanted, and where (a byte column, from 1).
+#[derive(Debug)]
+pub struct Error {
+    msg: Box<str>,
+    column: usize,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// Not JSON.
+    Syntax,
+    /// JSON that ends too early.
+    Eof,
+    /// JSON, but not what the format wants.
+    Data,
+}
+
+impl Error {
+    /// The line is not JSON at all (as opposed to JSON in another shape).
+    pub fn is_syntax(&self) -> bool {
+        self.kind != Kind::Data
+    }
+
+    fn syntax(msg: &str, column: usize) -> Error {
+        Error { msg: msg.into(), column, kind: Kind::Syntax }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.column {
+            0 => f.write_str(&self.msg),
+            c => write!(f, "{} (column {c})", self.msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Error {
+        Error { msg: msg.to_string().into(), column: 0, kind: Kind::Data }
+    }
+}
+
+/// Reads one JSON value from a line.
+pub struct Scanner<'de> {
+    text: &'de str,
+    pos: usize,
+    depth: u32,
+}
+
+impl<'de> Scanner<'de> {
+    pub fn new(text: &'de str) -> Scanner<'de> {
+        Scanner { text, pos: 0, depth: 0 }
+    }
+
+    /// Only whitespace may follow the value.
+    pub fn end(&mut self) -> Result<(), Error> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.syntax("trailing characters")),
+        }
+    }
+
+    fn bytes(&self) -> &'de [u8] {
+        self.text.as_bytes()
+    }
+
+    /// Skips whitespace; the next byte, if any.
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        let b = self.bytes();
+        while let Some(&c) = b.get(self.pos) {
+            if !matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some(c);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    fn syntax(&self, msg: &str) -> Error {
+        Error::syntax(msg, self.pos + 1)
+    }
+
+    fn eof(&self, msg: &str) -> Error {
+        Error { msg: msg.into(), column: self.text.len(), kind: Kind::Eof }
+    }
+
+    /// An error from a visitor gets the position it was found at.
+    fn placed(&self, mut e: Error) -> Error {
+        if e.column == 0 {
+            e.column = self.pos.max(1);
+        }
+        e
+    }
+
+    fn enter(&mut self) -> Result<(), Error> {
+        self.depth += 1;
+        if self.depth >= MAX_DEPTH {
+            return Err(self.syntax("recursion limit exceeded"));
+        }
+        Ok(())
+    }
+
+    /// The string whose opening quote was just consumed, borrowed unless it has escapes.
+    fn string(&mut self) -> Result<Cow<'de, str>, Error> {
+        let (b, start) = (self.bytes(), self.pos);
+        let i = find_special(b, start);
+        if b.get(i) == Some(&b'"') {
+            self.pos = i + 1;
+            return Ok(Cow::Borrowed(&self.text[start..i]));
+        }
+        let mut out = String::with_capacity(i - start + 16);
+        let (mut run, mut i) = (start, i);
+        loop {
+            match b.get(i) {
+                None => return Err(self.eof("EOF while parsing a string")),
+                Some(b'"') => {
+                    out.push_str(&self.text[run..i]);
+                    self.pos = i + 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    out.push_str(&self.text[run..i]);
+                    self.pos = i + 1;
+                    out.push(self.escape()?);
+                    run = self.pos;
+                }
+                Some(_) => {
+                    self.pos = i;
+                    return Err(self.syntax("control character (\\u0000-\\u001F) found while parsing a string"));
+                }
+            }
+            i = find_special(b, self.pos);
+        }
+    }
+
+    /// Like [`string`](Self::string), without keeping it: checked, not built.
+    fn skip_string(&mut self) -> Result<(), Error> {
+        let b = self.bytes();
+        loop {
+            let i = find_special(b, self.pos);
+            self.pos = i;
+            match b.get(i) {
+                None => return Err(self.eof("EOF while parsing a string")),
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos = i + 1;
+                    self.escape()?;
+                }
+                Some(_) => {
+                    return Err(self.syntax("control character (\\u0000-\\u001F) found while parsing a string"));
+                }
+            }
+        }
+    }
+
+    /// The character of the escape after a backslash.
+    fn escape(&mut self) -> Result<char, Error> {
+        let Some(&c) = self.bytes().get(self.pos) else {
+            return Err(self.eof("EOF while parsing a string"));
+        };
+        self.pos += 1;
+        Ok(match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\x08',
+            b'f' => '\x0c',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                match hi {
+                    0xD800..=0xDBFF => {
+                        if self.bytes().get(self.pos..self.pos + 2) != Some(b"\\u") {
+                            return Err(self.syntax("lone leading surrogate in hex escape"));
+                        }
+                        self.pos += 2;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return Err(self.syntax("lone leading surrogate in hex escape"));
+                        }
+                        let c = 0x10000 + ((u32::from(hi) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
+                        char::from_u32(c).expect("a surrogate pair is a scalar value")
+                    }
+                    0xDC00..=0xDFFF => return Err(self.syntax("lone trailing surrogate in hex escape")),
+                    c => char::from_u32(u32::from(c)).expect("not a surrogate"),
+                }
+            }
+            _ => return Err(self.syntax("invalid escape")),
+        })
+    }
+
+    fn hex4(&mut self) -> Result<u16, Error> {
+        let Some(digits) = self.bytes().get(self.pos..self.pos + 4) else {
+            return Err(self.eof("EOF while parsing a string"));
+        };
+        let mut n = 0u16;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return Err(self.syntax("invalid escape")),
+            };
+            n = n * 16 + u16::from(v);
+            self.pos += 1;
+        }
+        Ok(n)
+    }
+
+    /// A number starting at the current byte (`-` or a digit).
+    fn number(&mut self) -> Result<Number, Error> {
+        let b = self.bytes();
+        let start = self.pos;
+        let negative = b[start] == b'-';
+        let mut i = start + usize::from(negative);
+        let mut int: u64 = 0;
+        let mut overflow = false;
+        match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                if b.get(i).is_some_and(u8::is_ascii_digit) {
+                    self.pos = i;
+                    return Err(self.syntax("invalid number"));
+                }
+            }
+            Some(b'1'..=b'9') => {
+                while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                    match int.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))) {
+                        Some(n) => int = n,
+                        None => overflow = true,
+                    }
+                    i += 1;
+                }
+            }
+            Some(_) => {
+                self.pos = i;
+                return Err(self.syntax("invalid number"));
+            }
+            None => return Err(self.eof("EOF while parsing a value")),
+        }
+        let mut float = false;
+        if b.get(i) == Some(&b'.') {
+            float = true;
+            i += 1;
+            let digits = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == digits {
+                self.pos = i;
+                return Err(if i == b.len() {
+                    self.eof("EOF while parsing a value")
+                } else {
+                    self.syntax("invalid number")
+                });
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            float = true;
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let digits = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == digits {
+                self.pos = i;
+                return Err(if i == b.len() {
+                    self.eof("EOF while parsing a value")
+                } else {
+                    self.syntax("invalid number")
+                });
+            }
+        }
+        self.pos = i;
+        if !float && !overflow {
+            if !negative {
+                return Ok(Number::U64(int));
+            }
+            if int == 0 {
+                return Ok(Number::F64(-0.0));
+            }
+            if int <= i64::MAX as u64 + 1 {
+                return Ok(Number::I64((int as i64).wrapping_neg()));
+            }
+        }
+        match self.text[start..i].parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Number::F64(f)),
+            _ => {
+                self.pos = start;
+                Err(self.syntax("number out of range"))
+            }
+        }
+    }
+
+    /// Checks a value without building anything.
+    fn skip(&mut self) -> Result<(), Error> {
+        match self.peek() {
+            None => Err(self.eof("EOF while parsing a value")),
+            Some(b'"') => {
+                self.pos += 1;
+                self.skip_string()
+            }
+            Some(b'{') => {
+                self.enter()?;
+                self.pos += 1;
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        match self.peek() {
+                            Some(b'"') => {
+                                self.pos += 1;
+                                self.skip_string()?;
+                            }
+                            None => return Err(self.eof("EOF while parsing an object")),
+                            Some(_) => return Err(self.syntax("key must be a string")),
+                        }
+                        self.colon()?;
+                        self.skip()?;
+                        if self.object_next()? {
+                            break;
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            Some(b'[') => {
+                self.enter()?;
+                self.pos += 1;
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip()?;
+                        if self.list_next()? {
+                            break;
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(|_| ()),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(_) => Err(self.syntax("expected value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Error> {
+        let rest = &self.bytes()[self.pos..];
+        if rest.starts_with(word) {
+            self.pos += word.len();
+            return Ok(());
+        }
+        let same = rest.iter().zip(word).take_while(|(x, y)| x == y).count();
+        self.pos += same;
+        if same == rest.len() { Err(self.eof("EOF while parsing a value")) } else { Err(self.syntax("expected ident")) }
+    }
+
+    fn colon(&mut self) -> Result<(), Error> {
+        match self.peek() {
+            Some(b':') => {
+                self.pos += 1;
+                Ok(())
+            }
+            None => Err(self.eof("EOF while parsing an object")),
+            Some(_) => Err(self.syntax("expected `:`")),
+        }
+    }
+
+    /// After an object's member: `true` when the object has ended (its `}` consumed).
+    fn object_next(&mut self) -> Result<bool, Error> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                match self.peek() {
+                    Some(b'}') => Err(self.syntax("trailing comma")),
+                    _ => Ok(false),
+                }
+            }
+            Some(b'}') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            None => Err(self.eof("EOF while parsing an object")),
+            Some(_) => Err(self.syntax("expected `,` or `}`")),
+        }
+    }
+
+    /// After a list's element: `true` when the list has ended (its `]` consumed).
+    fn list_next(&mut self) -> Result<bool, Error> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                match self.peek() {
+                    Some(b']') => Err(self.syntax("trailing comma")),
+                    _ => Ok(false),
+                }
+            }
+            Some(b']') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            None => Err(self.eof("EOF while parsing a list")),
+            Some(_) => Err(self.syntax("expected `,` or `]`")),
+        }
+    }
+}
+
+enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+/// The index of the first `"`, `\` or control character at or after `from` (or the length).
+#[inline]
+fn find_special(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of every x86-64 CPU, and each 16-byte load is inside `b`
+        // (checked by the loop's condition); the load may be unaligned.
+        unsafe {
+            let (quote, backslash, control) =
+                (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8), _mm_set1_epi8(0x1f));
+            while i + 16 <= b.len() {
+                let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
+                let hit = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                    // v ≤ 0x1f, unsigned: the smaller of the two is v itself.
+                    _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+                );
+                let mask = _mm_movemask_epi8(hit) as u32;
+                if mask != 0 {
+                    return i + mask.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        const ONES: u64 = u64::from_ne_bytes([1; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        while i + 8 <= b.len() {
+            let x = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+            let hit = zero(x ^ (ONES * u64::from(b'"')))
+                | zero(x ^ (ONES * u64::from(b'\\')))
+                | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+            if hit != 0 {
+                // The lowest flagged byte is a true hit (borrows only run upwards).
+                return i + (hit.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+impl<'de> de::Deserializer<'de> for &mut Scanner<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let r = match self.peek() {
+            None => return Err(self.eof("EOF while parsing a value")),
+            Some(b'"') => {
+                self.pos += 1;
+                match self.string()? {
+                    Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+                    Cow::Owned(s) => visitor.visit_string(s),
+                }
+            }
+            Some(b'{') => {
+                self.enter()?;
+                self.pos += 1;
+                let v = visitor.visit_map(Members { de: &mut *self, first: true });
+                self.depth -= 1;
+                let v = v.map_err(|e| self.placed(e))?;
+                return match self.peek() {
+                    Some(b'}') => {
+                        self.pos += 1;
+                        Ok(v)
+                    }
+                    None => Err(self.eof("EOF while parsing an object")),
+                    Some(_) => Err(self.syntax("trailing characters")),
+                };
+            }
+            Some(b'[') => {
+                self.enter()?;
+                self.pos += 1;
+                let v = visitor.visit_seq(Elements { de: &mut *self, first: true });
+                self.depth -= 1;
+                let v = v.map_err(|e| self.placed(e))?;
+                return match self.peek() {
+                    Some(b']') => {
+                        self.pos += 1;
+                        Ok(v)
+                    }
+                    None => Err(self.eof("EOF while parsing a list")),
+                    Some(_) => Err(self.syntax("trailing characters")),
+                };
+            }
+            Some(b'-' | b'0'..=b'9') => match self.number()? {
+                Number::U64(n) => visitor.visit_u64(n),
+                Number::I64(n) => visitor.visit_i64(n),
+                Number::F64(f) => visitor.visit_f64(f),
+            },
+            Some(b't') => {
+                self.literal(b"true")?;
+                visitor.visit_bool(true)
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                visitor.visit_bool(false)
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                visitor.visit_unit()
+            }
+            Some(_) => return Err(self.syntax("expected value")),
+        };
+        r.map_err(|e| self.placed(e))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        if self.peek() == Some(b'n') {
+            self.literal(b"null")?;
+            return visitor.visit_none().map_err(|e| self.placed(e));
+        }
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.skip()?;
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct seq tuple tuple_struct map struct enum identifier
+    }
+}
+
+/// An object's members, after its `{`.
+struct Members<'a, 'de> {
+    de: &'a mut Scanner<'de>,
+    first: bool,
+}
+
+impl<'de> MapAccess<'de> for Members<'_, 'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        let de = &mut *self.de;
+        let mut c = de.peek();
+        if std::mem::take(&mut self.first) {
+            if c == Some(b'}') {
+                return Ok(None);
+            }
+        } else {
+            match c {
+                Some(b',') => {
+                    de.pos += 1;
+                    c = de.peek();
+                    if c == Some(b'}') {
+                        return Err(de.syntax("trailing comma"));
+                    }
+                }
+                Some(b'}') => return Ok(None),
+                None => return Err(de.eof("EOF while parsing an object")),
+                Some(_) => return Err(de.syntax("expected `,` or `}`")),
+            }
+        }
+        match c {
+            Some(b'"') => {
+                de.pos += 1;
+                seed.deserialize(MemberKey { de: &mut *de }).map(Some).map_err(|e| de.placed(e))
+            }
+            None => Err(de.eof("EOF while parsing an object")),
+            Some(_) => Err(de.syntax("key must be a string")),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        self.de.colon()?;
+        seed.deserialize(&mut *self.de)
+    }
+}
+
+/// A list's elements, after its `[`.
+struct Elements<'a, 'de> {
+    de: &'a mut Scanner<'de>,
+    first: bool,
+}
+
+impl<'de> SeqAccess<'de> for Elements<'_, 'de> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        let de = &mut *self.de;
+        let c = de.peek();
+        if std::mem::take(&mut self.first) {
+            if c == Some(b']') {
+                return Ok(None);
+            }
+        } else {
+            match c {
+                Some(b',') => {
+                    de.pos += 1;
+                    if de.peek() == Some(b']') {
+                        return Err(de.syntax("trailing comma"));
+                    }
+                }
+                Some(b']') => return Ok(None),
+                None => return Err(de.eof("EOF while parsing a list")),
+                Some(_) => return Err(de.syntax("expected `,` or `]`")),
+            }
+        }
+        seed.deserialize(&mut *de).map(Some)
+    }
+}
+
+/// An object's key, after its opening quote: always a string.
+struct MemberKey<'a, 'de> {
+    de: &'a mut Scanner<'de>,
+}
+
+impl<'de> de::Deserializer<'de> for MemberKey<'_, 'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.de.string()? {
+            Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+            Cow::Owned(s) => visitor.visit_string(s),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.de.skip_string()?;
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+
+    use super::*;
+    use crate::synth::Rng;
+
+    /// The value the scanner reads, as serde_json's own `Value`.
+    fn scanned(text: &str) -> Result<serde_json::Value, Error> {
+        let mut de = Scanner::new(text);
+        let v = serde_json::Value::deserialize(&mut de)?;
+        de.end().map(|()| v)
+    }
+
+    /// Whether the scanner accepts `text` when it skips it.
+    fn skipped(text: &str) -> Result<(), Error> {
+        let mut de = Scanner::new(text);
+        IgnoredAny::deserialize(&mut de)?;
+        de.end()
+    }
+
+    /// The scanner reads what serde_json reads and rejects what it rejects, whether
+    /// the value is built or skipped.
+    fn agrees(text: &str) {
+        let want = serde_json::from_str::<serde_json::Value>(text);
+        let got = scanned(text);
+        match (&want, &got) {
+            (Ok(w), Ok(g)) => assert_eq!(w, g, "{text:?}"),
+            (Err(_), Err(e)) => assert!(e.is_syntax(), "{text:?}: {e}"),
+            _ => panic!("{text:?}: serde_json {want:?}, scanner {got:?}"),
+        }
+        assert_eq!(want.is_ok(), skipped(text).is_ok(), "{text:?} skipped: {:?}", skipped(text));
+    }
+
+    #[test]
+    fn reads_and_rejects_what_serde_json_does() {
+        let cases = [
+            r#"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#,
+            r#" { "a" : -1.5e3 , "b" : "x\"y\\z\/\b\f\n\r\t" } "#,
+            r#""\u00e9\ud83d\ude42 日本""#,
+            r#""\ud83d""#,
+            r#""\ud83dx""#,
+            r#""\ude42""#,
+            r#""\ud83d\u0041""#,
+            r#""\x""#,
+            r#""\u12g4""#,
+            "\"tab\there\"",
+            "\"nul\u{0}\"",
+            r#"18446744073709551615"#,
+            r#"18446744073709551616"#,
+            r#"-9223372036854775808"#,
+            r#"-9223372036854775809"#,
+            "-0",
+            "0",
+            "-0.0",
+            "01",
+            "1.",
+            "1.e5",
+            ".5",
+            "1e",
+            "1e+",
+            "1E-7",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "123456789012345678901234567890",
+            "[1,]",
+            r#"{"a":1,}"#,
+            "[1 2]",
+            r#"{"a" 1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{1:2}"#,
+            "[",
+            "{",
+            r#"{"a""#,
+            r#"{"a":"#,
+            r#""abc"#,
+            "tru",
+            "trux",
+            "nul",
+            "nulll",
+            "[] x",
+            "",
+            "   ",
+            "[[],{},[{}]]",
+            "\"\\",
+            "\"\\u12",
+        ];
+        for c in cases {
+            agrees(c);
+        }
+    }
+
+    #[test]
+    fn random_text_is_read_as_serde_json_reads_it() {
+        const ALPHABET: &[&str] = &[
+            "{", "}", "[", "]", "\"", ":", ",", " ", "0", "1", "9", "-", "+", ".", "e", "E", "t", "r", "u", "e", "f",
+            "a", "l", "s", "n", "\\", "\\u", "d83d", "de42", "00e9", "\u{1}", "\t", "é", "日", "\"k\":", "true",
+            "null", "1.5", "\"s\"",
+        ];
+        let mut rng = Rng::new(7);
+        let mut text = String::new();
+        for _ in 0..200_000 {
+            text.clear();
+            for _ in 0..rng.below(24) {
+                text.push_str(ALPHABET[rng.below(ALPHABET.len() as u64) as usize]);
+            }
+            agrees(&text);
+        }
+    }
+
+    #[test]
+    fn strings_long_and_short_end_where_they_end() {
+        // Every length and every position of the byte that ends the scan, across the
+        // 16-byte steps.
+        for len in 0..70 {
+            for special in ["\"", "\\n", "\u{1f}", "é"] {
+                for at in 0..=len {
+                    let body: String = (0..len).map(|i| if i == at { special } else { "x" }).collect();
+                    agrees(&format!("{{\"k\":\"{body}\",\"n\":1}}"));
+                    agrees(&format!("\"{body}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_whether_read_or_skipped() {
+        for depth in [127, 128, 129, 100_000] {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            agrees(&text);
+        }
+        let deep = format!("{{\"skip\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(skipped(&deep).is_err());
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let e = scanned(r#"{"a":tru}"#).unwrap_err();
+        assert_eq!(e.to_string(), "expected ident (column 9)");
+        assert!(e.is_syntax());
+        let e = scanned(r#"{"a":1"#).unwrap_err();
+        assert!(e.to_string().starts_with("EOF while parsing an object"), "{e}");
+        let e = u64::deserialize(&mut Scanner::new("-3")).unwrap_err();
+        assert!(!e.is_syntax() && e.to_string().contains("column 2"), "{e}");
+    }
+}
