@@ -273,11 +273,18 @@ impl<'de> Scanner<'de> {
             None => return Err(self.eof("EOF while parsing a value")),
         }
         let mut float = false;
+        // The digits as one integer and a power of ten, for the exact fast path below.
+        let (mut mantissa, mut exact, mut exp10) = (int, !overflow, 0i64);
         if b.get(i) == Some(&b'.') {
             float = true;
             i += 1;
             let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
+            while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                match mantissa.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))) {
+                    Some(n) => mantissa = n,
+                    None => exact = false,
+                }
+                exp10 -= 1;
                 i += 1;
             }
             if i == digits {
@@ -292,13 +299,17 @@ impl<'de> Scanner<'de> {
         if matches!(b.get(i), Some(b'e' | b'E')) {
             float = true;
             i += 1;
+            let minus = b.get(i) == Some(&b'-');
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
             }
             let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
+            let mut e = 0i64;
+            while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                e = (e * 10 + i64::from(d - b'0')).min(1 << 20);
                 i += 1;
             }
+            exp10 += if minus { -e } else { e };
             if i == digits {
                 self.pos = i;
                 return Err(if i == b.len() {
@@ -319,6 +330,14 @@ impl<'de> Scanner<'de> {
             if int <= i64::MAX as u64 + 1 {
                 return Ok(Number::I64((int as i64).wrapping_neg()));
             }
+        }
+        // Clinger's fast path (the standard library's too): a mantissa below 2^53 and a
+        // power of ten up to 22 are both exact, so one multiplication or division rounds
+        // correctly. Latencies and costs (`1234.567`) take it.
+        if float && exact && mantissa <= 1 << 53 && (-22..=22).contains(&exp10) {
+            let m = mantissa as f64;
+            let f = if exp10 < 0 { m / POW10[(-exp10) as usize] } else { m * POW10[exp10 as usize] };
+            return Ok(Number::F64(if negative { -f } else { f }));
         }
         match self.text[start..i].parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Number::F64(f)),
@@ -446,6 +465,11 @@ impl<'de> Scanner<'de> {
         }
     }
 }
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
 
 enum Number {
     U64(u64),
@@ -825,6 +849,39 @@ mod tests {
                     agrees(&format!("\"{body}"));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn numbers_are_read_exactly_as_the_standard_library_reads_them() {
+        let mut rng = Rng::new(11);
+        for _ in 0..200_000 {
+            let digits = 1 + rng.below(19) as usize;
+            let mut text: String = (0..digits).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
+            text = text.trim_start_matches('0').to_string();
+            if text.is_empty() {
+                text.push('0');
+            }
+            if rng.chance(0.7) {
+                let at = rng.below(text.len() as u64) as usize + 1;
+                text.insert(at.min(text.len()), '.');
+                if text.ends_with('.') {
+                    text.push('5');
+                }
+            }
+            if rng.chance(0.3) {
+                text.push_str(&format!("e{}", rng.below(60) as i64 - 30));
+            }
+            if rng.chance(0.3) {
+                text.insert(0, '-');
+            }
+            let want: f64 = text.parse().unwrap();
+            let got = match Scanner::new(&text).number().unwrap() {
+                Number::F64(f) => f,
+                Number::U64(n) => n as f64,
+                Number::I64(n) => n as f64,
+            };
+            assert_eq!(got.to_bits(), want.to_bits(), "{text}");
         }
     }
 

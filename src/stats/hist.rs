@@ -108,8 +108,21 @@ impl Default for Dist {
 }
 
 impl Counts {
+    /// The common case inline (a dense histogram that already spans the bucket), the
+    /// rest out of line.
     #[inline]
     fn add(&mut self, i: usize, n: u32) {
+        if let Counts::Dense { base, counts } = self
+            && let Some(c) = i.checked_sub(*base).and_then(|j| counts.get_mut(j))
+        {
+            *c = c.saturating_add(n);
+            return;
+        }
+        self.add_slow(i, n);
+    }
+
+    #[inline(never)]
+    fn add_slow(&mut self, i: usize, n: u32) {
         match self {
             Counts::Dense { base, counts } => {
                 if i < *base {
