@@ -85,7 +85,7 @@ impl Engine {
         let mut total = Agg::default();
         let mut series = Series::new(tier.width);
         let mut names: HashSet<&str> = HashSet::new();
-        for slab in tier.in_window(window, self.now) {
+        for (start, slab) in self.slabs_in(tier, window) {
             let s = &slab.stats;
             let mut part = Agg::default();
             let mut add = |name: &'a str, a: Agg| {
@@ -105,7 +105,7 @@ impl Engine {
                 GroupDim::User => s.users.iter().for_each(|(n, u)| add(n, from_user(u))),
                 GroupDim::Session => s.sessions.iter().for_each(|(n, x)| add(n, from_session(x))),
             }
-            series.merge_point_at(slab.start, &as_point(&part));
+            series.merge_point_at(start, &as_point(&part));
             total.merge(&part);
         }
         let mut stats = Stats::new(Limits::REPORT);

@@ -193,9 +193,11 @@ impl Tier {
             slab.stats.record_keyed(ev, x, keys);
             slab.slowest.offer(ev, x);
         }
-        if self.holds_in_series(t, now) {
-            self.series.record_at(t, ev, x);
-        }
+    }
+
+    /// The start of the slab that holds time `t`.
+    fn slab_start(&self, t: Micros) -> Micros {
+        t.div_euclid(self.width) * self.width
     }
 
     fn evict(&mut self, now: Micros) {
@@ -223,8 +225,31 @@ pub struct EngineCounts {
     pub future: u64,
 }
 
+/// The events of the newest moment: recorded once, and merged into the slab of every
+/// tier when the moment is over (or read with them until then). Recording each event
+/// into every tier's slab was most of the live ingest's work (seven windows, seven
+/// times the same groups); a moment is short enough (the finest slab, 5 s by default)
+/// that merging it is cheap next to that.
+struct Moment {
+    /// The times it covers, `[from, to)`: inside one slab of every tier.
+    from: Micros,
+    to: Micros,
+    slab: Slab,
+}
+
+impl Moment {
+    /// The moment holding time `t`: the overlap of the slabs holding it in every tier.
+    fn at(t: Micros, tiers: &[Tier], limits: Limits) -> Moment {
+        let from = tiers.iter().map(|tier| tier.slab_start(t)).max().unwrap_or(t);
+        let to = tiers.iter().map(|tier| tier.slab_start(t) + tier.width).min().unwrap_or(t + 1);
+        Moment { from, to, slab: Slab { start: from, stats: Stats::new(limits), slowest: Slowest::default() } }
+    }
+}
+
 pub struct Engine {
     tiers: Vec<Tier>,
+    /// Events of the newest moment, not yet merged into the tiers' slabs.
+    moment: Option<Moment>,
     recent: Ring,
     now: Micros,
     /// Since when traffic has been watched: the engine's start (wall clock) or the
@@ -247,6 +272,7 @@ impl Engine {
         config.windows.dedup();
         Engine {
             tiers: config.windows.iter().map(|&w| Tier::new(w)).collect(),
+            moment: None,
             recent: Ring::new(config.recent),
             now,
             since: match config.clock {
@@ -280,6 +306,9 @@ impl Engine {
     pub fn tick(&mut self, now: Micros) {
         if now > self.now {
             self.now = now;
+            if self.moment.as_ref().is_some_and(|m| now >= m.to) {
+                self.close_moment();
+            }
             for tier in &mut self.tiers {
                 tier.evict(now);
             }
@@ -315,13 +344,53 @@ impl Engine {
             return;
         }
         for tier in &mut self.tiers {
-            tier.record(t, ev, x, keys, self.now, self.limits);
+            if tier.holds_in_series(t, self.now) {
+                tier.series.record_at(t, ev, x);
+            }
+        }
+        match &mut self.moment {
+            Some(m) if (m.from..m.to).contains(&t) => {
+                m.slab.stats.record_keyed(ev, x, keys);
+                m.slab.slowest.offer(ev, x);
+            }
+            // Older than the moment (out of order): straight into the tiers.
+            Some(m) if t < m.from => {
+                for tier in &mut self.tiers {
+                    tier.record(t, ev, x, keys, self.now, self.limits);
+                }
+            }
+            _ => {
+                self.close_moment();
+                let mut m = Moment::at(t, &self.tiers, self.limits);
+                m.slab.stats.record_keyed(ev, x, keys);
+                m.slab.slowest.offer(ev, x);
+                self.moment = Some(m);
+            }
         }
         if let Some(h) = keys.user {
             self.last_seen.record(h, t);
         }
         self.since = self.since.min(t);
         self.recent.push(ev, x);
+    }
+
+    /// Merges the moment into the slab of every tier that still holds it.
+    fn close_moment(&mut self) {
+        let Some(m) = self.moment.take() else { return };
+        for tier in &mut self.tiers {
+            if tier.holds(m.to - 1, self.now) {
+                let slab = tier.slab_at(m.from, self.limits);
+                slab.stats.merge(&m.slab.stats);
+                slab.slowest.merge(&m.slab.slowest);
+            }
+        }
+    }
+
+    /// The slabs of `tier` overlapping the window, then the moment not yet merged into
+    /// them, each with the start of the tier's slab it belongs to.
+    fn slabs_in<'a>(&'a self, tier: &'a Tier, window: Micros) -> impl Iterator<Item = (Micros, &'a Slab)> {
+        let moment = self.moment.as_ref().map(|m| (tier.slab_start(m.from), &m.slab));
+        tier.in_window(window, self.now).map(|s| (s.start, s)).chain(moment)
     }
 
     /// Adds requests that a source aggregated itself (say a fleet's pre-computed
@@ -398,9 +467,9 @@ impl Engine {
     pub fn slowest(&self, window: Micros) -> Vec<&RecentRequest> {
         let tier = self.tier_for(window);
         let horizon = self.now - window;
-        let mut all: Vec<&RecentRequest> = tier
-            .in_window(window, self.now)
-            .flat_map(|s| s.slowest.iter())
+        let mut all: Vec<&RecentRequest> = self
+            .slabs_in(tier, window)
+            .flat_map(|(_, s)| s.slowest.iter())
             .filter(|r| r.created_at > horizon)
             .collect();
         all.sort_by(|a, b| b.latency_ms.unwrap_or(0.0).total_cmp(&a.latency_ms.unwrap_or(0.0)));
@@ -414,7 +483,7 @@ impl Engine {
         let tier = self.tier_for(window);
         let horizon = self.now - window;
         let mut stats = Stats::new(Limits::REPORT);
-        for slab in tier.in_window(window, self.now) {
+        for (_, slab) in self.slabs_in(tier, window) {
             stats.merge(&slab.stats);
         }
         let span = self.covered(window);
@@ -432,7 +501,14 @@ impl Engine {
 
     /// A number per slab of the window ending now, oldest first (a row's sparkline).
     pub fn trend(&self, window: Micros, pick: impl Fn(&Stats) -> u64) -> Vec<u64> {
-        self.tier_for(window).in_window(window, self.now).map(|s| pick(&s.stats)).collect()
+        let mut out: Vec<(Micros, u64)> = Vec::new();
+        for (start, slab) in self.slabs_in(self.tier_for(window), window) {
+            match out.last_mut() {
+                Some((s, n)) if *s == start => *n += pick(&slab.stats),
+                _ => out.push((start, pick(&slab.stats))),
+            }
+        }
+        out.into_iter().map(|(_, n)| n).collect()
     }
 
     /// The window of length `window` before the current one, as one series point (for
@@ -473,7 +549,7 @@ impl Engine {
 
     /// Slabs held across all tiers (bounded by the windows, whatever the traffic).
     pub fn slab_count(&self) -> usize {
-        self.tiers.iter().map(|t| t.slabs.len()).sum()
+        self.tiers.iter().map(|t| t.slabs.len()).sum::<usize>() + usize::from(self.moment.is_some())
     }
 }
 
@@ -558,8 +634,12 @@ mod tests {
         e.ingest(&ev(990 * S, "a", 1.0));
         e.ingest(&ev(950 * S, "b", 1.0));
         e.ingest(&ev(995 * S, "c", 1.0));
-        let starts: Vec<_> = e.tiers[0].slabs.iter().map(|s| s.start / S).collect();
+        // The latest event is in the moment not yet merged; it reads as its slab.
+        let starts: Vec<_> = e.slabs_in(&e.tiers[0], 60 * S).map(|(start, _)| start / S).collect();
         assert_eq!(starts, vec![950, 990, 995]);
+        e.tick(1_005 * S);
+        let starts: Vec<_> = e.tiers[0].slabs.iter().map(|s| s.start / S).collect();
+        assert_eq!(starts, vec![950, 990, 995], "merged into its slab once the moment is over");
         assert_eq!(e.window_stats(60 * S).3, ActiveUsers { count: 3, exact: true });
         assert_eq!(e.window_stats(60 * S).0.active_users(), 3, "the slabs' sketches agree");
     }
@@ -658,6 +738,48 @@ mod tests {
         }
         assert_eq!(e.recent().len(), 20_000);
         assert!(e.recent.bytes < 2 << 20, "{}", e.recent.bytes);
+    }
+
+    /// Every window's numbers are those of its slabs' events, whether the latest are
+    /// still in the moment or merged (out-of-order events included), read at any time.
+    #[test]
+    fn the_moment_reads_as_if_recorded_in_every_slab() {
+        let start = 100_000 * S;
+        let mut synth = crate::synth::Synth::new(3, start, 400.0).with_cardinality(50, 200);
+        let mut e = Engine::new(Config { clock: Clock::EventTime, ..Config::default() }, PriceTable::default(), start);
+        let mut all: Vec<Event<'static>> = Vec::new();
+        for i in 0..40_000 {
+            let mut ev = synth.next_event();
+            if i % 97 == 0 {
+                ev.created_at -= 7 * S; // a late one, into an older slab
+            }
+            e.ingest(&ev);
+            all.push(ev);
+            if i % 9_973 == 0 || i == 39_999 {
+                for &window in &DEFAULT_WINDOWS[..4] {
+                    let span = e.covered(window);
+                    let mut want = Stats::new(Limits::REPORT);
+                    let (prices, mut cache) = (PriceTable::default(), PriceCache::default());
+                    for ev in all.iter().filter(|ev| ev.created_at > span.start && ev.created_at <= span.end) {
+                        let price = cache.get(&prices, ev.provider(), ev.model());
+                        want.record(ev, &Sample::new(ev, cost_of(ev, price.as_ref())));
+                    }
+                    let (got, ..) = e.window_stats(window);
+                    assert_eq!(got.total.requests, want.total.requests, "{window} at {i}");
+                    assert_eq!(got.total.cost, want.total.cost, "{window} at {i}");
+                    assert_eq!(got.total.latency.percentile(99.0), want.total.latency.percentile(99.0));
+                    for (model, a) in want.by_model.iter() {
+                        assert_eq!(got.by_model.get(model).map(|g| g.requests), Some(a.requests), "{model}");
+                    }
+                    let slowest = all
+                        .iter()
+                        .filter(|ev| ev.created_at > e.now() - window && ev.created_at <= span.end)
+                        .filter_map(|ev| ev.latency_ms)
+                        .fold(0.0, f64::max);
+                    assert_eq!(e.slowest(window).first().and_then(|r| r.latency_ms), Some(slowest));
+                }
+            }
+        }
     }
 
     #[test]

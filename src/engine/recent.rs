@@ -166,6 +166,21 @@ impl Slowest {
     pub(super) fn iter(&self) -> impl Iterator<Item = &RecentRequest> {
         self.items.iter()
     }
+
+    /// Keeps the slowest of both (the slowest of a union are among each side's slowest).
+    pub(super) fn merge(&mut self, o: &Slowest) {
+        for r in &o.items {
+            let Some(latency) = r.latency_ms else { continue };
+            if self.items.len() >= SLOWEST {
+                if self.items.last().and_then(|m| m.latency_ms).is_some_and(|min| latency <= min) {
+                    continue;
+                }
+                self.items.pop();
+            }
+            let at = self.items.partition_point(|m| m.latency_ms.unwrap_or(0.0) >= latency);
+            self.items.insert(at, r.clone());
+        }
+    }
 }
 
 impl RecentRequest {
