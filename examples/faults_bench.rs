@@ -3,6 +3,8 @@
 //! - `faults_bench keys RATE SECS`: the console follows a file appended at RATE events/s
 //!   in a 120x40 pseudo-terminal; `?` and Esc are pressed 20 times and the time until the
 //!   screen shows (or drops) the help box is measured, with the ev/s the status bar shows.
+//!   Lines are short (200 bytes), or as gateways log them with `--realistic` (1.1 KB,
+//!   see `tokentop::synth::write_logged_line`).
 //! - `faults_bench memory`: 10,000 events with distinct 50 KB user, session, model,
 //!   property and error strings (a 2.5 GB file); peak memory of `report`, `serve` and
 //!   the console reading it.
@@ -88,7 +90,7 @@ impl Pty {
     }
 }
 
-fn keys(rate: f64, secs: f64) {
+fn keys(rate: f64, secs: f64, realistic: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.jsonl");
     std::fs::write(&path, "").unwrap();
@@ -100,12 +102,23 @@ fn keys(rate: f64, secs: f64) {
         let start = Instant::now();
         let mut written = 0u64;
         let mut buf = String::with_capacity(1 << 20);
+        let mut line = Vec::with_capacity(1 << 16);
+        let mut synth = tokentop::synth::Synth::new(1, tokentop::time::now(), rate);
+        let mut rng = tokentop::synth::Rng::new(2);
         while !s.load(Ordering::Relaxed) {
             let due = (start.elapsed().as_secs_f64() * rate) as u64;
             buf.clear();
             let now_ms = tokentop::time::now() / 1000;
             for i in written..due {
                 use std::fmt::Write as _;
+                if realistic {
+                    line.clear();
+                    let mut ev = synth.next_event();
+                    ev.created_at = now_ms * 1000;
+                    tokentop::synth::write_logged_line(ev, &mut rng, &mut line);
+                    buf.push_str(std::str::from_utf8(&line).unwrap());
+                    continue;
+                }
                 let _ = writeln!(
                     buf,
                     r#"{{"created_at":{now_ms},"request_id":"r{i}","provider":"openai","model":"gpt-4o-{}","status":{},"latency_ms":{},"prompt_tokens":{},"completion_tokens":{},"user_id":"u{}"}}"#,
@@ -142,7 +155,8 @@ fn keys(rate: f64, secs: f64) {
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "console following a file at {rate:.0} events/s ({:.0} written/s): {} keys answered in p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; peak RSS {peak:.0} MiB",
+        "console following a file of {} lines at {rate:.0} events/s ({:.0} written/s): {} keys answered in p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; peak RSS {peak:.0} MiB",
+        if realistic { "realistic (1.1 KB)" } else { "short (200 B)" },
         written as f64 / took,
         lat.len(),
         ms(lat[lat.len() / 2]),
@@ -217,8 +231,9 @@ fn main() {
         Some("keys") => keys(
             args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000.0),
             args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10.0),
+            args.iter().any(|a| a == "--realistic"),
         ),
         Some("memory") => memory(),
-        _ => eprintln!("usage: faults_bench keys [RATE] [SECS] | faults_bench memory"),
+        _ => eprintln!("usage: faults_bench keys [RATE] [SECS] [--realistic] | faults_bench memory"),
     }
 }

@@ -3,6 +3,9 @@
 # measured on a 2-core, 24 GiB machine). Not part of `cargo test`.
 #
 #   scripts/bench.sh report    # report over 1,000,000 events: throughput and peak memory
+#   scripts/bench.sh duckdb    # report against DuckDB (2 threads) and jq on the same 1,000,000
+#                              # gateway-style events (1.1 GB), in the same run (not in "all":
+#                              # it makes a venv with DuckDB from PyPI)
 #   scripts/bench.sh engine    # live engine: 24 h at 1,000 req/s, peak memory
 #   scripts/bench.sh formats   # parser throughput of every input format
 #   scripts/bench.sh formats-callgrind  # instructions per event of every parser (valgrind):
@@ -10,7 +13,8 @@
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
 #   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
 #   scripts/bench.sh alerts    # live ingest with and without the nine seed alert rules
-#   scripts/bench.sh faults    # keys under 100k and 200k events/s of file input; memory with
+#   scripts/bench.sh faults    # keys under 100k and 200k events/s of file input (short lines and
+#                              # gateway-style ones); memory with
 #                              # 10,000 events of 50 KB strings; report over 1 GB without a newline
 #   scripts/bench.sh           # all seven
 set -euo pipefail
@@ -31,6 +35,16 @@ if [[ $what == report || $what == all ]]; then
     for _ in 1 2 3 4 5; do /usr/bin/time -f "%e s" ./target/release/tokentop report "$events" > /dev/null; done
   fi
   /usr/bin/time -f "peak RSS %M KiB, %e s wall, %P CPU" ./target/release/tokentop report "$events" > /dev/null
+fi
+
+if [[ $what == duckdb ]]; then
+  events=$tmp/realistic-1m.jsonl
+  [[ -s $events ]] || ./target/release/examples/gen_events 1000000 300 1 5000 --realistic > "$events"
+  venv=$tmp/venv
+  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+  "$venv/bin/python" -c "import duckdb" 2> /dev/null || "$venv/bin/pip" install --quiet duckdb
+  command -v jq > /dev/null || echo "jq is not installed (apt-get install jq): its pair is left out"
+  JQ=$(command -v jq > /dev/null && echo 1 || echo 0) "$venv/bin/python" scripts/vs_duckdb.py "$events" 5
 fi
 
 if [[ $what == formats || $what == all ]]; then
@@ -68,6 +82,8 @@ fi
 if [[ $what == faults || $what == all ]]; then
   ./target/release/examples/faults_bench keys 100000 10
   ./target/release/examples/faults_bench keys 200000 10
+  ./target/release/examples/faults_bench keys 100000 10 --realistic
+  ./target/release/examples/faults_bench keys 200000 10 --realistic
   ./target/release/examples/faults_bench memory
   zeros=$tmp/zeros.jsonl
   { echo '{"created_at":1740000000000,"model":"m"}'; head -c 1000000000 /dev/zero; echo
