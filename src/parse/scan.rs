@@ -428,6 +428,9 @@ impl<'de> Scanner<'de> {
     }
 
     /// After an object's member: `true` when the object has ended (its `}` consumed).
+    /// (This and [`list_next`](Self::list_next), and their twins in `Members` and
+    /// `Elements`, are written out: one function for all four took 4–7% more
+    /// instructions an event, measured with callgrind on `report`.)
     fn object_next(&mut self) -> Result<bool, Error> {
         match self.peek() {
             Some(b',') => {
