@@ -134,6 +134,17 @@ struct Slab {
     slowest: Slowest,
 }
 
+impl Slab {
+    fn new(start: Micros, limits: Limits) -> Slab {
+        Slab { start, stats: Stats::new(limits), slowest: Slowest::default() }
+    }
+
+    fn record(&mut self, ev: &Event, x: &Sample, keys: &Keys) {
+        self.stats.record_keyed(ev, x, keys);
+        self.slowest.offer(ev, x);
+    }
+}
+
 struct Tier {
     window: Micros,
     width: Micros,
@@ -168,14 +179,14 @@ impl Tier {
 
     /// The slab holding time `t`, created if need be.
     fn slab_at(&mut self, t: Micros, limits: Limits) -> &mut Slab {
-        let start = t.div_euclid(self.width) * self.width;
+        let start = self.slab_start(t);
         // Events arrive mostly in order: look from the newest slab backwards.
         let pos = self.slabs.iter().rposition(|s| s.start <= start);
         match pos {
             Some(i) if self.slabs[i].start == start => &mut self.slabs[i],
             _ => {
                 let at = pos.map_or(0, |i| i + 1);
-                self.slabs.insert(at, Slab { start, stats: Stats::new(limits), slowest: Slowest::default() });
+                self.slabs.insert(at, Slab::new(start, limits));
                 &mut self.slabs[at]
             }
         }
@@ -189,9 +200,7 @@ impl Tier {
 
     fn record(&mut self, t: Micros, ev: &Event, x: &Sample, keys: &Keys, now: Micros, limits: Limits) {
         if self.holds(t, now) {
-            let slab = self.slab_at(t, limits);
-            slab.stats.record_keyed(ev, x, keys);
-            slab.slowest.offer(ev, x);
+            self.slab_at(t, limits).record(ev, x, keys);
         }
     }
 
@@ -242,7 +251,7 @@ impl Moment {
     fn at(t: Micros, tiers: &[Tier], limits: Limits) -> Moment {
         let from = tiers.iter().map(|tier| tier.slab_start(t)).max().unwrap_or(t);
         let to = tiers.iter().map(|tier| tier.slab_start(t) + tier.width).min().unwrap_or(t + 1);
-        Moment { from, to, slab: Slab { start: from, stats: Stats::new(limits), slowest: Slowest::default() } }
+        Moment { from, to, slab: Slab::new(from, limits) }
     }
 }
 
@@ -349,10 +358,7 @@ impl Engine {
             }
         }
         match &mut self.moment {
-            Some(m) if (m.from..m.to).contains(&t) => {
-                m.slab.stats.record_keyed(ev, x, keys);
-                m.slab.slowest.offer(ev, x);
-            }
+            Some(m) if (m.from..m.to).contains(&t) => m.slab.record(ev, x, keys),
             // Older than the moment (out of order): straight into the tiers.
             Some(m) if t < m.from => {
                 for tier in &mut self.tiers {
@@ -362,8 +368,7 @@ impl Engine {
             _ => {
                 self.close_moment();
                 let mut m = Moment::at(t, &self.tiers, self.limits);
-                m.slab.stats.record_keyed(ev, x, keys);
-                m.slab.slowest.offer(ev, x);
+                m.slab.record(ev, x, keys);
                 self.moment = Some(m);
             }
         }
