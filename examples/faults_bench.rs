@@ -90,35 +90,78 @@ impl Pty {
     }
 }
 
+/// Gateway-style lines made up once (`tokentop::synth::write_logged_line`), each with
+/// where its timestamp is, so that writing them at a high rate costs a copy.
+struct LinePool {
+    text: Vec<u8>,
+    /// Each line's range, and the offset of its 24-byte timestamp.
+    lines: Vec<(std::ops::Range<usize>, usize)>,
+}
+
+impl LinePool {
+    fn new(n: usize, rate: f64) -> LinePool {
+        // A time whose RFC 3339 form has milliseconds: 24 bytes, like every stamp written.
+        let base = 1_767_225_600_123_000;
+        let stamp = tokentop::time::format_rfc3339(base);
+        assert_eq!(stamp.len(), 24);
+        let mut synth = tokentop::synth::Synth::new(1, base, rate);
+        let mut rng = tokentop::synth::Rng::new(2);
+        let (mut text, mut lines) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let mut ev = synth.next_event();
+            ev.created_at = base;
+            let start = text.len();
+            tokentop::synth::write_logged_line(ev, &mut rng, &mut text);
+            let at = start + text[start..].windows(24).position(|w| w == stamp.as_bytes()).expect("the stamp");
+            lines.push((start..text.len(), at));
+        }
+        LinePool { text, lines }
+    }
+
+    /// Lines `from..to` (the pool repeats), stamped `now_ms`.
+    fn write(&self, from: u64, to: u64, now_ms: i64, out: &mut Vec<u8>) {
+        let stamp = chrono::DateTime::from_timestamp_millis(now_ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        for i in from..to {
+            let (range, at) = &self.lines[i as usize % self.lines.len()];
+            let start = out.len();
+            out.extend_from_slice(&self.text[range.clone()]);
+            let at = start + at - range.start;
+            out[at..at + 24].copy_from_slice(stamp.as_bytes());
+        }
+    }
+}
+
 fn keys(rate: f64, secs: f64, realistic: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.jsonl");
     std::fs::write(&path, "").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (p, s) = (path.clone(), stop.clone());
-    // Appends at `rate` events/s, in 10 ms steps.
+    // Appends at `rate` events/s, in 10 ms steps. Gateway-style lines are made up
+    // beforehand and only their timestamps are written in at each step, so that the
+    // writer takes little of the two cores from the console it measures.
+    let pool = realistic.then(|| LinePool::new(20_000, rate));
     let writer = std::thread::spawn(move || {
         let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
         let start = Instant::now();
         let mut written = 0u64;
         let mut buf = String::with_capacity(1 << 20);
-        let mut line = Vec::with_capacity(1 << 16);
-        let mut synth = tokentop::synth::Synth::new(1, tokentop::time::now(), rate);
-        let mut rng = tokentop::synth::Rng::new(2);
+        let mut bytes = Vec::with_capacity(1 << 22);
         while !s.load(Ordering::Relaxed) {
             let due = (start.elapsed().as_secs_f64() * rate) as u64;
             buf.clear();
+            bytes.clear();
             let now_ms = tokentop::time::now() / 1000;
+            if let Some(pool) = &pool {
+                pool.write(written, due, now_ms, &mut bytes);
+            }
             for i in written..due {
-                use std::fmt::Write as _;
-                if realistic {
-                    line.clear();
-                    let mut ev = synth.next_event();
-                    ev.created_at = now_ms * 1000;
-                    tokentop::synth::write_logged_line(ev, &mut rng, &mut line);
-                    buf.push_str(std::str::from_utf8(&line).unwrap());
-                    continue;
+                if pool.is_some() {
+                    break;
                 }
+                use std::fmt::Write as _;
                 let _ = writeln!(
                     buf,
                     r#"{{"created_at":{now_ms},"request_id":"r{i}","provider":"openai","model":"gpt-4o-{}","status":{},"latency_ms":{},"prompt_tokens":{},"completion_tokens":{},"user_id":"u{}"}}"#,
@@ -131,6 +174,7 @@ fn keys(rate: f64, secs: f64, realistic: bool) {
                 );
             }
             f.write_all(buf.as_bytes()).unwrap();
+            f.write_all(&bytes).unwrap();
             written = due;
             std::thread::sleep(Duration::from_millis(10));
         }
