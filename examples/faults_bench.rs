@@ -133,6 +133,21 @@ impl LinePool {
     }
 }
 
+/// The ingest rate on the status bar (`· 96.9k ev/s ·`), in events a second.
+fn shown_rate(screen: &str) -> Option<f64> {
+    let status = screen.lines().last()?;
+    let end = status.find(" ev/s")?;
+    let text = status[..end].rsplit(' ').next()?;
+    let (num, mult) = match text.strip_suffix('k') {
+        Some(n) => (n, 1e3),
+        None => match text.strip_suffix('M') {
+            Some(n) => (n, 1e6),
+            None => (text, 1.0),
+        },
+    };
+    num.replace(',', "").parse::<f64>().ok().map(|v| v * mult)
+}
+
 fn keys(rate: f64, secs: f64, realistic: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.jsonl");
@@ -184,12 +199,16 @@ fn keys(rate: f64, secs: f64, realistic: bool) {
     std::thread::sleep(Duration::from_secs(3));
     let mut lat = Vec::new();
     let t = Instant::now();
+    // The ingest rate the status bar shows (the last second's), read between keys.
+    let mut rates = Vec::new();
     while t.elapsed().as_secs_f64() < secs {
         lat.push(c.answer(b"?", |s| s.contains("┌ keys")));
         std::thread::sleep(Duration::from_millis(150));
         lat.push(c.answer(b"\x1b", |s| !s.contains("┌ keys")));
         std::thread::sleep(Duration::from_millis(150));
+        rates.extend(shown_rate(&c.contents()));
     }
+    rates.sort_by(f64::total_cmp);
     let status = c.contents().lines().last().unwrap_or_default().trim().to_string();
     let cpu_pid = c.child.process_id().unwrap();
     let peak = peak_mib(cpu_pid);
@@ -207,6 +226,15 @@ fn keys(rate: f64, secs: f64, realistic: bool) {
         ms(lat[lat.len() * 95 / 100]),
         ms(*lat.last().unwrap())
     );
+    if !rates.is_empty() {
+        println!(
+            "ingest rate shown, {} readings: median {:.0}k ev/s, lowest {:.0}k, highest {:.0}k",
+            rates.len(),
+            rates[rates.len() / 2] / 1e3,
+            rates[0] / 1e3,
+            rates[rates.len() - 1] / 1e3
+        );
+    }
     println!("status bar at the end: {status}");
 }
 

@@ -143,6 +143,158 @@ pub fn recycle_properties<'b>(mut v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<(
     v.into_iter().map(|_| unreachable!("vector was cleared")).collect()
 }
 
+/// Events owned in one buffer: how parsed events go from the thread that parses them
+/// to the one that aggregates them. Their strings share one text, so a batch costs a
+/// few allocations however many events it holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventBuf {
+    text: String,
+    events: Vec<Packed>,
+    properties: Vec<(Str, Str)>,
+}
+
+/// A string of an event: its place in the buffer's text, or [`Str::NONE`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Str {
+    start: u32,
+    len: u32,
+}
+
+impl Str {
+    const NONE: Str = Str { start: u32::MAX, len: 0 };
+}
+
+/// An [`Event`] with its strings in the buffer's text.
+#[derive(Debug, Clone, PartialEq)]
+struct Packed {
+    created_at: Micros,
+    status: u16,
+    latency_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cache_read_tokens: u64,
+    cache_write_tokens: u64,
+    reasoning_tokens: u64,
+    cost_usd: Option<f64>,
+    cache_hit: bool,
+    retry: u64,
+    feedback: Option<bool>,
+    seq: Option<u64>,
+    request_id: Str,
+    provider: Str,
+    provider_raw: Str,
+    model: Str,
+    user_id: Str,
+    session_id: Str,
+    session_name: Str,
+    session_path: Str,
+    error: Str,
+    /// Its properties: `properties[from..to]`.
+    properties: (u32, u32),
+}
+
+impl EventBuf {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn put(&mut self, s: Option<&str>) -> Str {
+        match s {
+            Some(s) => {
+                let start = self.text.len() as u32;
+                self.text.push_str(s);
+                Str { start, len: s.len() as u32 }
+            }
+            None => Str::NONE,
+        }
+    }
+
+    fn get(&self, s: Str) -> Option<Cow<'_, str>> {
+        (s != Str::NONE).then(|| Cow::Borrowed(&self.text[s.start as usize..(s.start + s.len) as usize]))
+    }
+
+    /// Adds a copy of `ev`.
+    pub fn push(&mut self, ev: &Event) {
+        let from = self.properties.len() as u32;
+        for (k, v) in &ev.properties {
+            let kv = (self.put(Some(k)), self.put(Some(v)));
+            self.properties.push(kv);
+        }
+        let packed = Packed {
+            created_at: ev.created_at,
+            status: ev.status,
+            latency_ms: ev.latency_ms,
+            ttft_ms: ev.ttft_ms,
+            prompt_tokens: ev.prompt_tokens,
+            completion_tokens: ev.completion_tokens,
+            cache_read_tokens: ev.cache_read_tokens,
+            cache_write_tokens: ev.cache_write_tokens,
+            reasoning_tokens: ev.reasoning_tokens,
+            cost_usd: ev.cost_usd,
+            cache_hit: ev.cache_hit,
+            retry: ev.retry,
+            feedback: ev.feedback,
+            seq: ev.seq,
+            request_id: self.put(ev.request_id.as_deref()),
+            provider: self.put(ev.provider.as_deref()),
+            provider_raw: self.put(ev.provider_raw.as_deref()),
+            model: self.put(ev.model.as_deref()),
+            user_id: self.put(ev.user_id.as_deref()),
+            session_id: self.put(ev.session_id.as_deref()),
+            session_name: self.put(ev.session_name.as_deref()),
+            session_path: self.put(ev.session_path.as_deref()),
+            error: self.put(ev.error.as_deref()),
+            properties: (from, self.properties.len() as u32),
+        };
+        self.events.push(packed);
+    }
+
+    /// Calls `f` with every event, in the order they were pushed.
+    pub fn for_each(&self, mut f: impl FnMut(&Event)) {
+        let mut properties = Vec::new();
+        for p in &self.events {
+            let (from, to) = (p.properties.0 as usize, p.properties.1 as usize);
+            properties
+                .extend(self.properties[from..to].iter().map(|&(k, v)| (self.get(k).unwrap(), self.get(v).unwrap())));
+            // Every field by name: a field added to `Event` must be added here too.
+            let ev = Event {
+                request_id: self.get(p.request_id),
+                created_at: p.created_at,
+                provider: self.get(p.provider),
+                provider_raw: self.get(p.provider_raw),
+                model: self.get(p.model),
+                status: p.status,
+                latency_ms: p.latency_ms,
+                ttft_ms: p.ttft_ms,
+                prompt_tokens: p.prompt_tokens,
+                completion_tokens: p.completion_tokens,
+                cache_read_tokens: p.cache_read_tokens,
+                cache_write_tokens: p.cache_write_tokens,
+                reasoning_tokens: p.reasoning_tokens,
+                cost_usd: p.cost_usd,
+                cache_hit: p.cache_hit,
+                user_id: self.get(p.user_id),
+                session_id: self.get(p.session_id),
+                session_name: self.get(p.session_name),
+                session_path: self.get(p.session_path),
+                properties,
+                retry: p.retry,
+                feedback: p.feedback,
+                error: self.get(p.error),
+                seq: p.seq,
+            };
+            f(&ev);
+            properties = ev.properties;
+            properties.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +343,48 @@ mod tests {
         assert!(Event { status: 0, ..Default::default() }.is_error());
         assert!(Event { status: 429, ..Default::default() }.is_error());
         assert!(!Event { status: 204, ..Default::default() }.is_error());
+    }
+    #[test]
+    fn a_buffer_gives_back_every_field_of_every_event() {
+        let full = Event {
+            request_id: Some(Cow::Borrowed("r1")),
+            created_at: 1_700_000_000_123_456,
+            provider: Some(Cow::Borrowed("azure")),
+            provider_raw: Some(Cow::Borrowed("Azure OpenAI")),
+            model: Some(Cow::Owned("gpt-4o".into())),
+            status: 429,
+            latency_ms: Some(812.5),
+            ttft_ms: Some(90.25),
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            cache_read_tokens: 3,
+            cache_write_tokens: 4,
+            reasoning_tokens: 5,
+            cost_usd: Some(0.000_123),
+            cache_hit: true,
+            user_id: Some(Cow::Borrowed("ü")),
+            session_id: Some(Cow::Borrowed("")),
+            session_name: Some(Cow::Borrowed("n")),
+            session_path: Some(Cow::Borrowed("/a/b")),
+            properties: vec![(Cow::Borrowed("k"), Cow::Borrowed("v")), (Cow::Borrowed(""), Cow::Borrowed("é"))],
+            retry: 6,
+            feedback: Some(false),
+            error: Some(Cow::Borrowed("rate limited")),
+            seq: Some(7),
+        };
+        let events = [
+            full.clone(),
+            Event::default(),
+            Event { properties: vec![(Cow::Borrowed("x"), Cow::Borrowed("y"))], ..full },
+        ];
+        let mut buf = EventBuf::default();
+        for ev in &events {
+            buf.push(ev);
+        }
+        assert_eq!(buf.len(), 3);
+        let mut back = Vec::new();
+        buf.for_each(|ev| back.push(format!("{ev:?}")));
+        let sent: Vec<String> = events.iter().map(|ev| format!("{ev:?}")).collect();
+        assert_eq!(back, sent, "Some(\"\") stays apart from None, properties stay with their event");
     }
 }

@@ -29,8 +29,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::parse::LineParser;
 use crate::parse::native::write_line_with_seq;
-use crate::parse::{LineParser, trim_line};
 use crate::source::{FeedReceiver, SourceState, Update};
 use crate::time::Micros;
 
@@ -233,7 +233,7 @@ pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<S
         let name = &names[feed.source];
         match feed.update {
             Update::Lines(lines) => {
-                for line in lines.split(|&b| b == b'\n').filter_map(trim_line) {
+                for line in crate::parse::lines(&lines) {
                     let r = parser.parse(line, &mut |ev| {
                         relay.publish(ev.created_at, |seq, out| write_line_with_seq(ev, Some(seq), out));
                     });

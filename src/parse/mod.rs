@@ -426,9 +426,35 @@ pub fn trim_line(line: &[u8]) -> Option<&[u8]> {
     if line.iter().all(u8::is_ascii_whitespace) { None } else { Some(line) }
 }
 
+/// The lines of `text` that hold something (see [`trim_line`]), found a word at a time.
+pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let (line, next) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            rest = next;
+            if let Some(line) = trim_line(line) {
+                return Some(line);
+            }
+        }
+        None
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_what_split_and_trim_give() {
+        for text in ["", "\n", "a", "a\n", "a\r\nb", "\n\n a \n\t\nb\r\n\r\n", "{}\n{\"x\":1}"] {
+            let split: Vec<&[u8]> = text.as_bytes().split(|&b| b == b'\n').filter_map(trim_line).collect();
+            assert_eq!(lines(text.as_bytes()).collect::<Vec<_>>(), split, "{text:?}");
+        }
+    }
 
     fn models(p: &mut LineParser, line: &str) -> Result<Vec<(String, String)>, ParseError> {
         let mut out = Vec::new();

@@ -10,7 +10,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::ingest::{self, Counts, Input, InputError};
-use crate::parse::{Format, LineParser, trim_line};
+use crate::parse::{Format, LineParser};
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::stats::series::{Series, bucket_for_span};
 use crate::stats::{Agg, Capped, Keys, Limits, OTHER, Sample, Stats, Usd, pct};
@@ -674,7 +674,7 @@ fn latest_in_tails(
     let mut latest = None;
     for input in inputs {
         let tail = ingest::tail_lines(input, 256 << 10)?;
-        for line in tail.split(|&b| b == b'\n').filter_map(trim_line) {
+        for line in crate::parse::lines(&tail) {
             let _ = parser.parse(line, &mut |ev| latest = latest.max(Some(ev.created_at)));
         }
     }

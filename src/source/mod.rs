@@ -110,6 +110,8 @@ impl std::fmt::Display for SourceState {
 pub enum Update {
     /// Whole lines (each ending in a newline), in any input format.
     Lines(Vec<u8>),
+    /// Lines already parsed (by the parse stage, [`crate::live::parsing`]).
+    Parsed(Box<crate::live::parsing::Batch>),
     State(SourceState),
     /// Lines over 1 MiB, dropped.
     TooLong(u64),
@@ -143,7 +145,7 @@ impl Update {
     /// status bar or on stderr. Text from the source is sanitised.
     pub fn describe(&self) -> Option<String> {
         Some(match self {
-            Update::Lines(_) | Update::State(_) | Update::Duplicates(_) => return None,
+            Update::Lines(_) | Update::Parsed(_) | Update::State(_) | Update::Duplicates(_) => return None,
             Update::TooLong(n) => format!("skipped {n} lines longer than 1 MiB"),
             Update::Truncated => "truncated; read again from the start".into(),
             Update::Gap { missed, from, to } => format!("missed {missed} events (#{from}..#{to})"),
@@ -192,6 +194,7 @@ pub struct FeedSender {
 fn cost(feed: &Feed, max: usize) -> usize {
     match &feed.update {
         Update::Lines(l) => l.len().min(max),
+        Update::Parsed(b) => b.bytes.min(max),
         _ => 0,
     }
 }
@@ -265,6 +268,25 @@ impl FeedReceiver {
 
     /// Bytes of lines waiting to be taken: the backlog.
     pub fn queued_bytes(&self) -> usize {
+        self.gauge().bytes()
+    }
+
+    /// A handle that reads [`queued_bytes`](Self::queued_bytes) from elsewhere (the
+    /// consumer of a stage that takes from this channel).
+    pub fn gauge(&self) -> QueueGauge {
+        QueueGauge { budget: self.budget.clone(), max: self.max }
+    }
+}
+
+/// Reads how many bytes of lines wait in a [`channel`].
+#[derive(Clone)]
+pub struct QueueGauge {
+    budget: Arc<Semaphore>,
+    max: usize,
+}
+
+impl QueueGauge {
+    pub fn bytes(&self) -> usize {
         self.max.saturating_sub(self.budget.available_permits())
     }
 }

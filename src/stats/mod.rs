@@ -24,7 +24,7 @@ pub use distinct::Distinct;
 pub use hist::{Dist, Moments, ms_to_ns};
 
 /// An event's numbers converted once, for the several aggregates it lands in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub latency_ns: Option<u64>,
     pub ttft_ns: Option<u64>,

@@ -108,6 +108,9 @@ const WARM_FRAME: Duration = Duration::from_millis(250);
 const WARM_POLL: Duration = Duration::from_millis(20);
 /// Ingest runs at most this long before keys are looked at again.
 const INGEST_SLICE: Duration = Duration::from_millis(5);
+/// Bytes of lines, parsed, that may wait for the engine: a few batches, enough to keep
+/// it busy while the parse stage works on the next ones (the rest waits as lines).
+const PARSED_BYTES: usize = 8 << 20;
 
 /// Puts the terminal back as it was: raw mode off, main screen, cursor shown.
 pub fn restore_terminal() {
@@ -138,11 +141,21 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
         Clock::Wall => crate::time::now(),
         Clock::EventTime => 0,
     };
+    let names_len = names.len();
     let mut live = Live::new(names, config.clone(), opts.prices.clone(), now);
     live.set_zone(opts.zone);
     live.watch(alerting.rules.clone());
-    let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
+    // Sources → lines → the parse stage (a thread) → events → here, where they are
+    // aggregated: parsing and aggregating use a core each.
+    let (tx, lines) = source::channel(1024, source::QUEUE_BYTES);
+    let unparsed = lines.gauge();
+    let (parsed_tx, mut rx) = source::channel(1024, PARSED_BYTES);
     source::start(&opts.sources, &opts.source_options, tx);
+    crate::live::parsing::spawn(
+        lines,
+        parsed_tx,
+        crate::live::parsing::Parsing::new(names_len, opts.zone, opts.prices.clone()),
+    );
 
     // A panic restores the terminal before its message is printed.
     let previous = std::panic::take_hook();
@@ -264,7 +277,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
             }
             rate = live.total.saturating_sub(rate_total) as f64 / secs;
             rate_total = live.total;
-            live.backlog_bytes = rx.queued_bytes() as u64;
+            live.backlog_bytes = (unparsed.bytes() + rx.queued_bytes()) as u64;
             data = true;
             let changes = live.evaluate_alerts();
             let (bell, stale) = alerting.notify(&changes, &live, crate::time::now());

@@ -1,16 +1,18 @@
 //! Live ingest: turns what sources send into events for the engine, and keeps the
 //! status of every source for the status bar. The console owns one [`Live`].
 
+pub mod parsing;
+
 use crate::alert::watch::Watcher;
 use crate::alert::{Change, Rule};
 use crate::engine::{Clock, Config, Engine};
 use crate::event::Event;
 use crate::filter::Filter;
-use crate::parse::{LineParser, trim_line};
-use crate::pricing::{PriceCache, PriceTable, cost_of};
+use crate::pricing::PriceTable;
 use crate::source::{Feed, SourceState, Update};
 use crate::stats::{Keys, Sample};
 use crate::time::Micros;
+use parsing::{Batch, Parsing};
 
 /// One source as the status bar shows it.
 #[derive(Debug, Clone)]
@@ -37,14 +39,7 @@ pub struct SourceStatus {
     pub samples: Vec<String>,
 }
 
-/// Bad lines a source keeps as examples.
-pub const SAMPLES: usize = 10;
-
-/// A bad line as the sources panel lists it: the reason, then the line's start.
-fn sample(why: &str, line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&line[..line.len().min(120)]);
-    format!("{why} · {}", crate::text::sanitize(&text))
-}
+pub use parsing::SAMPLES;
 
 /// The engine fed by sources, with an optional filtered view of the same traffic.
 pub struct Live {
@@ -52,46 +47,36 @@ pub struct Live {
     /// The engine of the current filter (drill-down), when one is set.
     pub filtered: Option<(Filter, Engine, FilteredSince)>,
     pub sources: Vec<SourceStatus>,
-    /// One parser a source: each keeps its own format and held spans.
-    parsers: Vec<LineParser>,
+    /// Parses lines that come unparsed (when no parse stage runs before this).
+    parsing: Parsing,
     prices: PriceTable,
-    cache: PriceCache,
     config: Config,
     /// Events ingested, for the ingest rate.
     pub total: u64,
     /// The alert rules, evaluated on the same traffic (unfiltered).
     pub alerts: Option<Watcher>,
-    /// Reused per event: its group keys, hashed once for every engine and the rules.
-    keys: Keys,
     /// Every source has ended (read to its end, or failed for good).
     pub sources_ended: bool,
     /// Bytes read by sources and not yet ingested.
     pub backlog_bytes: u64,
 }
 
-/// Where an event goes: the engine, the filtered view's engine and the alert rules.
-struct Sink<'a> {
-    engine: &'a mut Engine,
-    filtered: &'a mut Option<(Filter, Engine, FilteredSince)>,
-    prices: &'a PriceTable,
-    cache: &'a mut PriceCache,
-    alerts: &'a mut Option<Watcher>,
-    keys: &'a mut Keys,
-}
-
-/// Prices an event once and records it everywhere it counts.
-fn ingest(s: Sink, ev: &Event) {
-    let price = s.cache.get(s.prices, ev.provider(), ev.model());
-    let x = Sample::new(ev, cost_of(ev, price.as_ref()));
-    s.keys.hash(ev);
-    s.engine.ingest_sampled(ev, &x, s.keys);
-    if let Some((f, fe, _)) = s.filtered.as_mut()
+/// Records an event (priced and its keys hashed by the parse stage) everywhere it
+/// counts: the engine, the filtered view's engine and the alert rules.
+fn ingest(
+    engine: &mut Engine,
+    filtered: &mut Option<(Filter, Engine, FilteredSince)>,
+    alerts: &mut Option<Watcher>,
+    (ev, x, keys): (&Event, &Sample, &Keys),
+) {
+    engine.ingest_sampled(ev, x, keys);
+    if let Some((f, fe, _)) = filtered.as_mut()
         && f.matches(ev, x.cost.to_f64())
     {
-        fe.ingest_sampled(ev, &x, s.keys);
+        fe.ingest_sampled(ev, x, keys);
     }
-    if let Some(w) = s.alerts.as_mut() {
-        w.record(ev, &x, s.keys);
+    if let Some(w) = alerts.as_mut() {
+        w.record(ev, x, keys);
     }
 }
 
@@ -109,7 +94,7 @@ pub struct FilteredSince {
 
 impl Live {
     pub fn new(names: Vec<String>, config: Config, prices: PriceTable, now: Micros) -> Live {
-        let parsers = names.iter().map(|_| LineParser::new(None)).collect();
+        let parsing = Parsing::new(names.len(), crate::time::Zone::Utc, prices.clone());
         let sources = names
             .into_iter()
             .map(|name| SourceStatus {
@@ -131,13 +116,11 @@ impl Live {
             engine: Engine::new(config.clone(), prices.clone(), now),
             filtered: None,
             sources,
-            parsers,
+            parsing,
             prices,
-            cache: PriceCache::default(),
             config,
             total: 0,
             alerts: None,
-            keys: Keys::default(),
             sources_ended: false,
             backlog_bytes: 0,
         }
@@ -151,9 +134,7 @@ impl Live {
 
     /// Timestamps without an offset are in `zone` (`--tz`).
     pub fn set_zone(&mut self, zone: crate::time::Zone) {
-        for p in &mut self.parsers {
-            *p = LineParser::new(None).with_zone(zone);
-        }
+        self.parsing = Parsing::new(self.sources.len(), zone, self.prices.clone());
     }
 
     /// Moves every engine's clock, and ingests the spans whose traces went quiet.
@@ -184,51 +165,21 @@ impl Live {
     /// Ingests the spans held for their traces: those quiet long enough, or all of them
     /// when the sources have ended.
     fn release_held(&mut self, all: bool) {
-        let Live { engine, filtered, sources, parsers, prices, cache, total, alerts, keys, .. } = self;
-        for (parser, status) in parsers.iter_mut().zip(sources.iter_mut()) {
-            let mut ingest = |ev: &Event| {
-                ingest(Sink { engine, filtered, prices, cache, alerts, keys }, ev);
-                *total += 1;
-            };
-            let p = if all { parser.finish(&mut ingest) } else { parser.release_quiet(&mut ingest) };
-            status.events += u64::from(p.events);
-            status.skipped += u64::from(p.skipped_total());
+        for b in self.parsing.release(all) {
+            self.ingest_batch(b);
         }
     }
 
     /// Applies one update from a source.
     pub fn feed(&mut self, feed: Feed) {
-        let Live { engine, filtered, sources, parsers, prices, cache, total, alerts, keys, .. } = self;
-        let status = &mut sources[feed.source];
-        let parser = &mut parsers[feed.source];
         match feed.update {
             Update::Lines(lines) => {
-                for line in lines.split(|&b| b == b'\n').filter_map(trim_line) {
-                    let r = parser.parse(line, &mut |ev| {
-                        ingest(Sink { engine, filtered, prices, cache, alerts, keys }, ev);
-                        *total += 1;
-                    });
-                    match r {
-                        Ok(p) => {
-                            status.events += u64::from(p.events);
-                            status.skipped += u64::from(p.skipped_total());
-                            if p.field_errors > 0 {
-                                status.fields_dropped += u64::from(p.field_errors);
-                                status.last_error = parser.field_error().map(|e| format!("dropped a field: {e}"));
-                            }
-                        }
-                        Err(e) => {
-                            status.bad += 1;
-                            let why = e.to_string();
-                            if status.samples.len() < SAMPLES {
-                                status.samples.push(sample(&why, line));
-                            }
-                            status.last_error = Some(why);
-                        }
-                    }
-                }
+                let b = self.parsing.lines(feed.source, &lines);
+                self.ingest_batch(b);
             }
+            Update::Parsed(b) => self.ingest_batch(*b),
             Update::State(s) => {
+                let status = &mut self.sources[feed.source];
                 if let SourceState::Failed(e) | SourceState::Retrying(e) | SourceState::Reconnecting { error: e, .. } =
                     &s
                 {
@@ -240,6 +191,7 @@ impl Live {
                 status.state = s;
             }
             other => {
+                let status = &mut self.sources[feed.source];
                 match &other {
                     Update::TooLong(n) => status.bad += n,
                     Update::Gap { missed, .. } => status.missed += missed,
@@ -256,6 +208,26 @@ impl Live {
                     status.last_error = Some(text);
                 }
             }
+        }
+    }
+
+    /// Ingests a batch of parsed events and counts it in its source's status.
+    fn ingest_batch(&mut self, b: Batch) {
+        let Live { engine, filtered, sources, total, alerts, .. } = self;
+        let status = &mut sources[b.source];
+        b.for_each(|ev, x, keys| ingest(engine, filtered, alerts, (ev, x, keys)));
+        *total += b.len() as u64;
+        status.events += b.len() as u64;
+        status.skipped += b.skipped;
+        status.fields_dropped += b.fields_dropped;
+        status.bad += b.bad;
+        for s in b.samples {
+            if status.samples.len() < SAMPLES {
+                status.samples.push(s);
+            }
+        }
+        if b.last_error.is_some() {
+            status.last_error = b.last_error;
         }
     }
 
