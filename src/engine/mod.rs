@@ -192,6 +192,16 @@ impl Tier {
         }
     }
 
+    fn has_slab(&self, start: Micros) -> bool {
+        self.slabs.iter().rev().any(|s| s.start == start)
+    }
+
+    /// Puts a whole slab in its place (there is none at its start yet).
+    fn insert_slab(&mut self, slab: Slab) {
+        let at = self.slabs.iter().rposition(|s| s.start < slab.start).map_or(0, |i| i + 1);
+        self.slabs.insert(at, slab);
+    }
+
     /// The slabs overlapping the window of length `window` ending at `now`.
     fn in_window(&self, window: Micros, now: Micros) -> impl Iterator<Item = &Slab> {
         let horizon = now - window;
@@ -244,6 +254,8 @@ struct Moment {
     from: Micros,
     to: Micros,
     slab: Slab,
+    /// Its chart buckets, as fine as the finest tier's (their widths divide each other).
+    series: Series,
 }
 
 impl Moment {
@@ -251,7 +263,13 @@ impl Moment {
     fn at(t: Micros, tiers: &[Tier], limits: Limits) -> Moment {
         let from = tiers.iter().map(|tier| tier.slab_start(t)).max().unwrap_or(t);
         let to = tiers.iter().map(|tier| tier.slab_start(t) + tier.width).min().unwrap_or(t + 1);
-        Moment { from, to, slab: Slab::new(from, limits) }
+        let width = tiers.iter().map(|tier| tier.series.width()).min().unwrap_or(MICROS_PER_SEC);
+        Moment { from, to, slab: Slab::new(from, limits), series: Series::new(width) }
+    }
+
+    fn record(&mut self, t: Micros, ev: &Event, x: &Sample, keys: &Keys) {
+        self.slab.record(ev, x, keys);
+        self.series.record_at(t, ev, x);
     }
 }
 
@@ -352,23 +370,21 @@ impl Engine {
             self.counts.late += 1;
             return;
         }
-        for tier in &mut self.tiers {
-            if tier.holds_in_series(t, self.now) {
-                tier.series.record_at(t, ev, x);
-            }
-        }
         match &mut self.moment {
-            Some(m) if (m.from..m.to).contains(&t) => m.slab.record(ev, x, keys),
+            Some(m) if (m.from..m.to).contains(&t) => m.record(t, ev, x, keys),
             // Older than the moment (out of order): straight into the tiers.
             Some(m) if t < m.from => {
                 for tier in &mut self.tiers {
+                    if tier.holds_in_series(t, self.now) {
+                        tier.series.record_at(t, ev, x);
+                    }
                     tier.record(t, ev, x, keys, self.now, self.limits);
                 }
             }
             _ => {
                 self.close_moment();
                 let mut m = Moment::at(t, &self.tiers, self.limits);
-                m.slab.record(ev, x, keys);
+                m.record(t, ev, x, keys);
                 self.moment = Some(m);
             }
         }
@@ -382,12 +398,25 @@ impl Engine {
     /// Merges the moment into the slab of every tier that still holds it.
     fn close_moment(&mut self) {
         let Some(m) = self.moment.take() else { return };
-        for tier in &mut self.tiers {
-            if tier.holds(m.to - 1, self.now) {
+        let now = self.now;
+        // The finest tier's slab is the moment's own when no late event made it first:
+        // it moves in whole instead of being merged.
+        let owner = self
+            .tiers
+            .iter()
+            .position(|tier| tier.width == m.to - m.from && tier.holds(m.to - 1, now) && !tier.has_slab(m.from));
+        for (i, tier) in self.tiers.iter_mut().enumerate() {
+            if tier.holds_in_series(m.to - 1, now) {
+                tier.series.merge_finer(&m.series);
+            }
+            if Some(i) != owner && tier.holds(m.to - 1, now) {
                 let slab = tier.slab_at(m.from, self.limits);
                 slab.stats.merge(&m.slab.stats);
                 slab.slowest.merge(&m.slab.slowest);
             }
+        }
+        if let Some(i) = owner {
+            self.tiers[i].insert_slab(m.slab);
         }
     }
 
@@ -496,7 +525,11 @@ impl Engine {
             Some(count) => ActiveUsers { count, exact: true },
             None => ActiveUsers::of(&stats),
         };
-        (stats, tier.series.clone(), span, users)
+        let mut series = tier.series.clone();
+        if let Some(m) = &self.moment {
+            series.merge_finer(&m.series);
+        }
+        (stats, series, span, users)
     }
 
     /// When a user was first seen (within the longest window kept).
@@ -764,12 +797,25 @@ mod tests {
                 for &window in &DEFAULT_WINDOWS[..4] {
                     let span = e.covered(window);
                     let mut want = Stats::new(Limits::REPORT);
+                    let (got, got_series, ..) = e.window_stats(window);
+                    let mut want_series = Series::new(got_series.width());
                     let (prices, mut cache) = (PriceTable::default(), PriceCache::default());
-                    for ev in all.iter().filter(|ev| ev.created_at > span.start && ev.created_at <= span.end) {
+                    for ev in &all {
                         let price = cache.get(&prices, ev.provider(), ev.model());
-                        want.record(ev, &Sample::new(ev, cost_of(ev, price.as_ref())));
+                        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
+                        want_series.record(ev, &x);
+                        if ev.created_at > span.start && ev.created_at <= span.end {
+                            want.record(ev, &x);
+                        }
                     }
-                    let (got, ..) = e.window_stats(window);
+                    // The chart: every bucket of the two windows it keeps.
+                    let from = e.now() - 2 * window + got_series.width();
+                    for ((t, a), (_, b)) in
+                        got_series.points(from, e.now()).iter().zip(want_series.points(from, e.now()))
+                    {
+                        let (a, b) = ((a.requests, a.cost, a.latency.count()), (b.requests, b.cost, b.latency.count()));
+                        assert_eq!(a, b, "{window} bucket {t} at {i}");
+                    }
                     assert_eq!(got.total.requests, want.total.requests, "{window} at {i}");
                     assert_eq!(got.total.cost, want.total.cost, "{window} at {i}");
                     assert_eq!(got.total.latency.percentile(99.0), want.total.latency.percentile(99.0));

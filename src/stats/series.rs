@@ -176,6 +176,16 @@ impl Series {
         out
     }
 
+    /// Adds every bucket of `o` (whose width divides this one's) to this series.
+    pub fn merge_finer(&mut self, o: &Series) {
+        debug_assert!(self.width % o.width == 0, "bucket widths divide each other");
+        for (i, p) in o.points.iter().enumerate() {
+            if p.requests > 0 {
+                self.merge_point_at((o.start + i as i64) * o.width, p);
+            }
+        }
+    }
+
     /// The buckets whose start lies in `[from, to]`, with empty ones filled in:
     /// `(bucket start, point)`.
     pub fn points(&self, from: Micros, to: Micros) -> Vec<(Micros, Point)> {
