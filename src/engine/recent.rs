@@ -120,15 +120,23 @@ impl Ring {
         if self.cap == 0 {
             return;
         }
-        let mut slot = if self.items.len() >= self.cap {
-            self.items.pop_front().unwrap_or_default()
-        } else {
-            RecentRequest::default()
-        };
-        self.bytes -= slot.heap_bytes();
-        slot.fill(ev, x);
-        self.bytes += slot.heap_bytes();
-        self.items.push_back(slot);
+        let full = self.items.len() >= self.cap;
+        match self.items.front_mut() {
+            // Full: the oldest is refilled where it is and becomes the newest (a ring
+            // at its capacity rotates without moving a request).
+            Some(slot) if full => {
+                self.bytes -= slot.heap_bytes();
+                slot.fill(ev, x);
+                self.bytes += slot.heap_bytes();
+                self.items.rotate_left(1);
+            }
+            _ => {
+                let mut slot = RecentRequest::default();
+                slot.fill(ev, x);
+                self.bytes += slot.heap_bytes();
+                self.items.push_back(slot);
+            }
+        }
         while self.bytes > RECENT_BYTES && self.items.len() > 1 {
             let old = self.items.pop_front().expect("more than one");
             self.bytes -= old.heap_bytes();
@@ -226,5 +234,29 @@ impl RecentRequest {
     /// model when it has none.
     pub fn identity(&self) -> (Micros, &str, &str) {
         (self.created_at, self.request_id.as_str(), self.model.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_ring_keeps_the_newest_in_order() {
+        for cap in [1, 3, 7] {
+            let mut ring = Ring::new(cap);
+            for i in 0..20u64 {
+                let id = format!("r{i}");
+                let ev = Event { request_id: Some(Cow::Borrowed(&id)), prompt_tokens: i, ..Event::default() };
+                let x = Sample::new(&ev, crate::pricing::Cost::Unpriced);
+                ring.push(&ev, &x);
+                let kept: Vec<u64> = ring.items.iter().map(|r| r.prompt_tokens).collect();
+                let want: Vec<u64> = (i.saturating_sub(cap as u64 - 1)..=i).collect();
+                assert_eq!(kept, want, "cap {cap}");
+                assert!(ring.items.iter().all(|r| r.request_id == format!("r{}", r.prompt_tokens)));
+            }
+            let bytes: usize = ring.items.iter().map(RecentRequest::heap_bytes).sum();
+            assert_eq!(ring.bytes, bytes, "the byte count follows refilled slots");
+        }
     }
 }
