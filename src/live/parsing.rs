@@ -161,7 +161,6 @@ impl Parsing {
 /// [`Update::Parsed`], everything else as it came. Ends when the sources have ended
 /// (after the spans they held) or when the consumer is gone.
 pub fn spawn(mut rx: FeedReceiver, tx: FeedSender, mut parsing: Parsing) {
-    let rt = tokio::runtime::Handle::current();
     let run = async move {
         let mut release = tokio::time::interval(RELEASE_EVERY);
         loop {
@@ -191,6 +190,10 @@ pub fn spawn(mut rx: FeedReceiver, tx: FeedSender, mut parsing: Parsing) {
             }
         }
     };
+    // A runtime of its own (for its timer): the console's runtime shuts down when the
+    // user quits, and a timer of a runtime that is shutting down panics.
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime for the parse thread");
     std::thread::Builder::new().name("parse".into()).spawn(move || rt.block_on(run)).expect("spawn the parse thread");
 }
 
