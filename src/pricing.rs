@@ -181,7 +181,9 @@ pub fn cost_of(ev: &Event, price: Option<&Price>) -> Cost {
 }
 
 /// Memoises lookups per (provider, model), so the ingest path does one hash lookup
-/// per event and allocates only the first time it meets a pair.
+/// per event and allocates only the first time it meets a pair. Model names come from
+/// the traffic: past [`PriceCache::MAX`] pairs, new ones are looked up each time
+/// rather than kept, so memory stays bounded whatever a source sends.
 #[derive(Default)]
 pub struct PriceCache {
     seen: HashMap<PairKey, Option<Price>>,
@@ -212,13 +214,26 @@ impl Equivalent<PairKey> for PairRef<'_> {
 }
 
 impl PriceCache {
+    /// Pairs kept at most.
+    pub const MAX: usize = 4_096;
+
     pub fn get(&mut self, table: &PriceTable, provider: &str, model: &str) -> Option<Price> {
         if let Some(p) = self.seen.get(&PairRef(provider, model)) {
             return *p;
         }
         let p = table.lookup(provider, model);
-        self.seen.insert(PairKey(provider.into(), model.into()), p);
+        if self.seen.len() < Self::MAX {
+            self.seen.insert(PairKey(provider.into(), model.into()), p);
+        }
         p
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 }
 
@@ -234,6 +249,22 @@ mod tests {
             "mistral/mistral-large-latest":{"input":2e-6,"output":6e-6}}}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_prices_past_its_bound() {
+        let t = table();
+        let mut cache = PriceCache::default();
+        for i in 0..3 * PriceCache::MAX {
+            assert_eq!(cache.get(&t, "openai", &format!("made-up-{i}")), None);
+            assert!(cache.len() <= PriceCache::MAX);
+        }
+        assert_eq!(cache.len(), PriceCache::MAX);
+        // A known model met only after the cache is full is still priced, every time.
+        for _ in 0..2 {
+            assert_eq!(cache.get(&t, "openai", "gpt-4o"), t.lookup("openai", "gpt-4o"));
+            assert!(cache.get(&t, "openai", "gpt-4o").is_some());
+        }
     }
 
     #[test]
