@@ -3,6 +3,8 @@
 
 pub mod parsing;
 
+pub use parsing::SAMPLES;
+
 use crate::alert::watch::Watcher;
 use crate::alert::{Change, Rule};
 use crate::engine::{Clock, Config, Engine};
@@ -38,8 +40,6 @@ pub struct SourceStatus {
     /// The first bad lines, each with why it was not read, for the sources panel.
     pub samples: Vec<String>,
 }
-
-pub use parsing::SAMPLES;
 
 /// The engine fed by sources, with an optional filtered view of the same traffic.
 pub struct Live {
