@@ -178,7 +178,10 @@ pub fn channel(batches: usize, bytes: usize) -> (FeedSender, FeedReceiver) {
     let bytes = bytes.clamp(1, u32::MAX as usize);
     let budget = Arc::new(Semaphore::new(bytes));
     let rt = tokio::runtime::Handle::try_current().ok();
-    (FeedSender { tx, budget: budget.clone(), max: bytes, rt }, FeedReceiver { rx, budget, max: bytes })
+    (
+        FeedSender { tx, budget: budget.clone(), max: bytes, rt },
+        FeedReceiver { rx, queue: QueueGauge { budget, max: bytes } },
+    )
 }
 
 /// The sending side of [`channel`]. Cloning shares the bounds.
@@ -240,8 +243,8 @@ impl FeedSender {
 /// The receiving side of [`channel`]: taking a batch of lines gives its bytes back.
 pub struct FeedReceiver {
     rx: mpsc::Receiver<Feed>,
-    budget: Arc<Semaphore>,
-    max: usize,
+    /// The byte budget the senders take from and this gives back to.
+    queue: QueueGauge,
 }
 
 impl FeedReceiver {
@@ -260,21 +263,21 @@ impl FeedReceiver {
     }
 
     fn release(&self, feed: &Feed) {
-        let n = cost(feed, self.max);
+        let n = cost(feed, self.queue.max);
         if n > 0 {
-            self.budget.add_permits(n);
+            self.queue.budget.add_permits(n);
         }
     }
 
     /// Bytes of lines waiting to be taken: the backlog.
     pub fn queued_bytes(&self) -> usize {
-        self.gauge().bytes()
+        self.queue.bytes()
     }
 
     /// A handle that reads [`queued_bytes`](Self::queued_bytes) from elsewhere (the
     /// consumer of a stage that takes from this channel).
     pub fn gauge(&self) -> QueueGauge {
-        QueueGauge { budget: self.budget.clone(), max: self.max }
+        self.queue.clone()
     }
 }
 
@@ -294,7 +297,7 @@ impl QueueGauge {
 impl Drop for FeedReceiver {
     fn drop(&mut self) {
         // Wakes senders waiting for room: they see the consumer gone.
-        self.budget.close();
+        self.queue.budget.close();
     }
 }
 
