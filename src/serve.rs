@@ -349,17 +349,23 @@ impl LogThrottle {
 }
 
 fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert, key, &[])?)))
+}
+
+/// A TLS server configuration from PEM files, offering the protocols in `alpn`.
+pub(crate) fn server_config(cert: &PathBuf, key: &PathBuf, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, ServeError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect())
         .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder()
+    let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| ServeError::Tls(e.to_string()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
 }
 
 /// Equal-time comparison, so a wrong token's timing tells nothing about the right one.
@@ -375,7 +381,7 @@ fn refuse(code: StatusCode, why: &str) -> ErrorResponse {
 
 /// Whether an `Authorization` header carries `token` as a bearer token (the scheme is
 /// case-insensitive; the token is compared in constant time).
-fn bearer_matches(header: &[u8], token: &str) -> bool {
+pub(crate) fn bearer_matches(header: &[u8], token: &str) -> bool {
     let Some(space) = header.iter().position(|&b| b == b' ') else { return false };
     let (scheme, rest) = header.split_at(space);
     let sent = rest.trim_ascii_start();

@@ -67,6 +67,8 @@ pub(crate) struct ConsoleArgs {
     pub(crate) bell: bool,
     #[command(flatten)]
     pub(crate) ws: WsArgs,
+    #[command(flatten)]
+    pub(crate) otlp: OtlpArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,12 +95,12 @@ pub(crate) fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
         cli.or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
     };
     let lower = |text: &Option<String>| text.as_ref().map(|t| t.to_ascii_lowercase());
-    let sources = if !args.sources.is_empty() {
+    let sources = if !args.sources.is_empty() || !args.otlp.addrs.is_empty() {
         args.sources
     } else {
         file.sources.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| vec!["demo".to_string()])
     };
-    let specs: Vec<SourceSpec> = sources.iter().map(|s| SourceSpec::parse(s)).collect();
+    let specs: Vec<SourceSpec> = sources.iter().map(|s| SourceSpec::parse(s)).chain(args.otlp.specs()).collect();
     let window =
         parse_duration(&pick(args.window, &file.window, "1h")).map_err(anyhow::Error::msg).context("window")?;
     if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) {
@@ -150,7 +152,13 @@ pub(crate) fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
     };
     let opts = ConsoleOptions {
         sources: specs,
-        source_options: SourceOptions { ws: args.ws.options()?, demo_rate, demo_history, ..SourceOptions::default() },
+        source_options: SourceOptions {
+            ws: args.ws.options()?,
+            otlp: args.otlp.options()?,
+            demo_rate,
+            demo_history,
+            ..SourceOptions::default()
+        },
         window,
         refresh: std::time::Duration::from_micros(refresh as u64),
         theme: Theme::new(theme, !(args.ascii || file.ascii.unwrap_or(false))),

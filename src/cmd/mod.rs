@@ -40,6 +40,49 @@ impl WsArgs {
     }
 }
 
+/// Options for OTLP receivers.
+#[derive(clap::Args)]
+pub(crate) struct OtlpArgs {
+    /// Receive OpenTelemetry traces on this address, OTLP/HTTP (POST /v1/traces, protobuf
+    /// or JSON) and OTLP/gRPC on the same port (repeatable; e.g. 127.0.0.1:4318). Exporters
+    /// must send TOKENTOP_OTLP_TOKEN as a bearer token when it is set.
+    #[arg(long = "otlp", id = "otlp", value_name = "ADDR")]
+    pub(crate) addrs: Vec<String>,
+    /// Largest export an OTLP receiver accepts, after decompression.
+    #[arg(long = "otlp-max-body", default_value = "16MiB", value_name = "SIZE", value_parser = serve::parse_size)]
+    pub(crate) max_body: usize,
+    /// TLS certificate chain (PEM) for the OTLP receivers; with --otlp-tls-key, they
+    /// take only HTTPS and gRPC over TLS.
+    #[arg(long, value_name = "FILE", requires = "otlp_tls_key")]
+    pub(crate) otlp_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the OTLP receivers.
+    #[arg(long, value_name = "FILE", requires = "otlp_tls_cert")]
+    pub(crate) otlp_tls_key: Option<PathBuf>,
+}
+
+impl OtlpArgs {
+    pub(crate) fn options(&self) -> Result<tokentop::source::otlp::OtlpOptions> {
+        let env = tokentop::source::otlp::TOKEN_ENV;
+        let token = match std::env::var(env) {
+            Ok(t) if t.trim().is_empty() => {
+                bail!("{env} is set but empty: set it to a token, or unset it to receive without one")
+            }
+            Ok(t) => Some(t.trim().to_string()),
+            Err(_) => None,
+        };
+        Ok(tokentop::source::otlp::OtlpOptions {
+            token,
+            max_body: self.max_body,
+            tls: self.otlp_tls_cert.clone().zip(self.otlp_tls_key.clone()),
+        })
+    }
+
+    /// The receivers as sources, after those named on the command line.
+    pub(crate) fn specs(&self) -> impl Iterator<Item = SourceSpec> + '_ {
+        self.addrs.iter().map(|a| SourceSpec::Otlp(a.clone()))
+    }
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -39,8 +39,10 @@ pub(crate) struct ServeArgs {
     pub(crate) no_follow: bool,
     #[command(flatten)]
     pub(crate) ws: WsArgs,
+    #[command(flatten)]
+    pub(crate) otlp: OtlpArgs,
     /// Sources: files (followed), globs, `-`, ws:// URLs, or `demo`.
-    #[arg(required = true, value_name = "SOURCE")]
+    #[arg(required_unless_present = "otlp", value_name = "SOURCE")]
     pub(crate) sources: Vec<String>,
 }
 
@@ -61,8 +63,8 @@ pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
-    let specs: Vec<SourceSpec> = args.sources.iter().map(|s| SourceSpec::parse(s)).collect();
-    let mut sopts = SourceOptions { ws: args.ws.options()?, ..SourceOptions::default() };
+    let specs: Vec<SourceSpec> = args.sources.iter().map(|s| SourceSpec::parse(s)).chain(args.otlp.specs()).collect();
+    let mut sopts = SourceOptions { ws: args.ws.options()?, otlp: args.otlp.options()?, ..SourceOptions::default() };
     sopts.follow.follow = !args.no_follow;
     let token = match std::env::var(serve::TOKEN_ENV) {
         Ok(t) if t.trim().is_empty() => bail!(

@@ -10,6 +10,7 @@ pub(crate) mod json;
 pub mod litellm;
 pub mod native;
 pub mod otel;
+pub mod otlp_proto;
 pub(crate) mod scan;
 pub mod traces;
 

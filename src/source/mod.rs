@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod lines;
+pub mod otlp;
 pub mod ws;
 
 use std::io::Read;
@@ -28,6 +29,8 @@ pub enum SourceSpec {
     Glob(String),
     Stdin,
     WebSocket(String),
+    /// An OTLP receiver on this address (`otlp://127.0.0.1:4318`, or `--otlp ADDR`).
+    Otlp(String),
     Demo,
 }
 
@@ -37,6 +40,8 @@ impl SourceSpec {
             SourceSpec::Stdin
         } else if s == "demo" {
             SourceSpec::Demo
+        } else if let Some(addr) = s.strip_prefix("otlp://") {
+            SourceSpec::Otlp(addr.trim_end_matches('/').to_string())
         } else if s.starts_with("ws://") || s.starts_with("wss://") {
             SourceSpec::WebSocket(s.to_string())
         } else if file::is_glob(s) {
@@ -53,12 +58,13 @@ impl SourceSpec {
             SourceSpec::Glob(g) => g.clone(),
             SourceSpec::Stdin => "stdin".into(),
             SourceSpec::WebSocket(url) => ws::redact(url),
+            SourceSpec::Otlp(addr) => format!("otlp://{addr}"),
             SourceSpec::Demo => "demo".into(),
         }
     }
 
     pub fn is_live_only(&self) -> bool {
-        matches!(self, SourceSpec::WebSocket(_) | SourceSpec::Demo)
+        matches!(self, SourceSpec::WebSocket(_) | SourceSpec::Otlp(_) | SourceSpec::Demo)
     }
 }
 
@@ -72,6 +78,8 @@ pub enum SourceState {
     /// Read to its end, not following.
     AtEnd,
     Connecting,
+    /// A receiver waiting for senders, on this address.
+    Listening(String),
     Connected {
         since: Option<u64>,
     },
@@ -94,6 +102,7 @@ impl std::fmt::Display for SourceState {
             SourceState::Following => f.write_str("following"),
             SourceState::AtEnd => f.write_str("at end"),
             SourceState::Connecting => f.write_str("connecting"),
+            SourceState::Listening(addr) => write!(f, "listening on {addr}"),
             SourceState::Connected { since: Some(s) } => write!(f, "connected (resumed after #{s})"),
             SourceState::Connected { since: None } => f.write_str("connected"),
             SourceState::Reconnecting { in_ms, attempt, error } => {
@@ -215,6 +224,36 @@ impl FeedSender {
         self.tx.send(feed).await.is_ok()
     }
 
+    /// Sends if there is room now, for a source that answers its senders "later"
+    /// (a receiver's 429) rather than holding their data while it waits.
+    pub fn try_send(&self, feed: Feed) -> Result<(), Refused> {
+        let n = cost(&feed, self.max);
+        if n > 0 {
+            match self.budget.try_acquire_many(n as u32) {
+                Ok(permit) => permit.forget(),
+                Err(tokio::sync::TryAcquireError::NoPermits) => return Err(Refused::Full),
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(Refused::Closed),
+            }
+        }
+        self.tx.try_send(feed).map_err(|e| {
+            self.budget.add_permits(n);
+            match e {
+                mpsc::error::TrySendError::Full(_) => Refused::Full,
+                mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+            }
+        })
+    }
+
+    /// Whether the consumer is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Resolves when the consumer is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// [`send`](Self::send) from a thread outside the runtime.
     pub fn blocking_send(&self, feed: Feed) -> bool {
         let n = cost(&feed, self.max);
@@ -238,6 +277,15 @@ impl FeedSender {
         }
         self.tx.blocking_send(feed).is_ok()
     }
+}
+
+/// Why [`FeedSender::try_send`] did not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The consumer is behind: try again later.
+    Full,
+    /// The consumer is gone.
+    Closed,
 }
 
 /// The receiving side of [`channel`]: taking a batch of lines gives its bytes back.
@@ -305,6 +353,7 @@ impl Drop for FeedReceiver {
 pub struct SourceOptions {
     pub follow: file::FollowOptions,
     pub ws: ws::WsOptions,
+    pub otlp: otlp::OtlpOptions,
     pub demo_rate: f64,
     pub demo_seed: u64,
     /// How much past traffic the demo makes up before it goes live, so that its
@@ -317,6 +366,7 @@ impl Default for SourceOptions {
         SourceOptions {
             follow: Default::default(),
             ws: Default::default(),
+            otlp: Default::default(),
             demo_rate: 50.0,
             demo_seed: 1,
             demo_history: 0,
@@ -325,7 +375,7 @@ impl Default for SourceOptions {
 }
 
 /// Starts every source; updates arrive on `tx` tagged with the source's index.
-/// WebSocket sources need to be called from within a tokio runtime.
+/// WebSocket sources and OTLP receivers need to be started from within a tokio runtime.
 pub fn start(specs: &[SourceSpec], opts: &SourceOptions, tx: FeedSender) {
     for (i, spec) in specs.iter().enumerate() {
         let blocking_tx = tx.clone();
@@ -351,6 +401,9 @@ pub fn start(specs: &[SourceSpec], opts: &SourceOptions, tx: FeedSender) {
                 let wo = opts.ws.clone();
                 let tx = tx.clone();
                 tokio::spawn(ws::run(url, i, wo, tx));
+            }
+            SourceSpec::Otlp(addr) => {
+                tokio::spawn(otlp::run(addr, i, opts.otlp.clone(), tx.clone()));
             }
         }
     }

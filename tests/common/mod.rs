@@ -144,3 +144,31 @@ pub fn relay_with(shell_prefix: &str, listen: &str, args: &[&str], env: &[(&str,
         }
     }
 }
+
+/// The Python with the test's PyPI packages (OpenTelemetry SDK and exporters, OpenAI and
+/// Anthropic SDKs): `TOKENTOP_TEST_PYTHON`, or the venv `scripts/test-deps.sh` makes.
+/// Missing, the test fails and says how to make it.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("TOKENTOP_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/test-deps.sh (it makes the venv with the Python SDKs these tests drive)",
+        venv.display()
+    );
+    venv
+}
+
+/// Waits until a relay's stderr has a line containing `what` and gives the text after it.
+pub fn wait_for_log(relay: &Relay, what: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(l) = relay.stderr.lock().unwrap().iter().find(|l| l.contains(what)) {
+            return l[l.find(what).unwrap() + what.len()..].trim().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no `{what}` in {:?}", relay.stderr.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,518 @@
+//! An OTLP receiver: apps instrumented with OpenTelemetry export their traces to
+//! tokentop (`OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318`) and their LLM calls
+//! appear live, with the same rules as OTLP files ([`crate::parse::otel`]).
+//!
+//! One address serves both transports: OTLP/HTTP (`POST /v1/traces`, protobuf or
+//! JSON, gzip or not) over HTTP/1.1 or HTTP/2, and OTLP/gRPC (the `TraceService/Export`
+//! call over HTTP/2, cleartext or TLS). Every export becomes one line of OTLP/JSON sent
+//! on like a line of a file, so the parse stage, its counts and its held traces work
+//! as for any source.
+//!
+//! Answers follow the OTLP specification: a partial success names the spans that could
+//! not be decoded; a body over the size limit is refused for good (413 /
+//! `RESOURCE_EXHAUSTED` without a retry hint); when the console is behind, an export is
+//! refused with a hint to retry in a second (429 with `Retry-After` / `RESOURCE_EXHAUSTED`
+//! with `RetryInfo`), so memory stays bounded and exporters keep their data until then.
+//! Bad exports, refused ones and wrong tokens are counted and shown as the source's
+//! problems, once a second.
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use super::{Feed, FeedSender, Refused, SourceState, Update};
+use crate::parse::otlp_proto::{self, encode};
+
+/// The environment variable that holds the bearer token exporters must send.
+pub const TOKEN_ENV: &str = "TOKENTOP_OTLP_TOKEN";
+
+/// The gRPC method of OTLP trace export.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// How a receiver accepts exports.
+#[derive(Debug, Clone)]
+pub struct OtlpOptions {
+    /// Exporters must send `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// Largest export accepted, after decompression.
+    pub max_body: usize,
+    /// Certificate chain and private key (PEM): serve HTTPS and gRPC over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for OtlpOptions {
+    fn default() -> Self {
+        OtlpOptions { token: None, max_body: 16 << 20, tls: None }
+    }
+}
+
+/// Receives exports on `addr` until the consumer is gone.
+pub async fn run(addr: String, source: usize, opts: OtlpOptions, tx: FeedSender) {
+    let state = |s| Feed { source, update: Update::State(s) };
+    let listener = match TcpListener::bind(addr.as_str()).await {
+        Ok(l) => l,
+        Err(e) => {
+            let why = format!("cannot listen on {addr}: {e}; choose another address for --otlp");
+            tx.send(state(SourceState::Failed(why))).await;
+            return;
+        }
+    };
+    let tls = match &opts.tls {
+        Some((cert, key)) => match crate::serve::server_config(cert, key, &[b"h2", b"http/1.1"]) {
+            Ok(c) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(c))),
+            Err(e) => {
+                tx.send(state(SourceState::Failed(e.to_string()))).await;
+                return;
+            }
+        },
+        None => None,
+    };
+    let local = listener.local_addr().map_or(addr, |a| a.to_string());
+    if !tx.send(state(SourceState::Listening(local))).await {
+        return;
+    }
+    let shared = Arc::new(Shared { opts, tx: tx.clone(), source, tally: Mutex::default() });
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(connection(tcp, tls.clone(), shared.clone()));
+                }
+                Err(e) => {
+                    shared.tally.lock().expect("tally").note(format!("cannot accept a connection: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = tick.tick() => {
+                let updates = shared.tally.lock().expect("tally").take();
+                for update in updates {
+                    if !tx.send(Feed { source, update }).await {
+                        return;
+                    }
+                }
+            }
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+async fn connection(tcp: tokio::net::TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, shared: Arc<Shared>) {
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A connection that fails (reset, bad TLS, not HTTP) only costs itself.
+    let _ = match tls {
+        Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => builder.serve_connection(TokioIo::new(stream), service).await,
+            _ => return,
+        },
+        None => builder.serve_connection(TokioIo::new(tcp), service).await,
+    };
+}
+
+/// What every connection shares.
+struct Shared {
+    opts: OtlpOptions,
+    tx: FeedSender,
+    source: usize,
+    tally: Mutex<Tally>,
+}
+
+/// Counts of what went wrong since the last second, for the source's problems.
+#[derive(Default)]
+struct Tally {
+    bad: u64,
+    first_bad: Option<String>,
+    refused: u64,
+    unauthorised: u64,
+    notice: Option<String>,
+}
+
+impl Tally {
+    fn bad(&mut self, n: u64, why: &str) {
+        self.bad += n;
+        self.first_bad.get_or_insert_with(|| why.to_string());
+    }
+
+    fn note(&mut self, text: String) {
+        self.notice = Some(text);
+    }
+
+    fn take(&mut self) -> Vec<Update> {
+        let mut out = Vec::new();
+        let t = std::mem::take(self);
+        if t.bad > 0 {
+            out.push(Update::BadRecords { count: t.bad, first: t.first_bad.unwrap_or_default() });
+        }
+        if t.refused > 0 {
+            out.push(Update::Notice(format!(
+                "asked exporters to retry {} exports: the console is behind (they resend after a second)",
+                t.refused
+            )));
+        }
+        if t.unauthorised > 0 {
+            out.push(Update::Notice(format!(
+                "refused {} exports without the right bearer token ({TOKEN_ENV})",
+                t.unauthorised
+            )));
+        }
+        out.extend(t.notice.map(Update::Notice));
+        out
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// The two transports, which frame bodies and answer errors differently.
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    Http { json: bool },
+    Grpc,
+}
+
+/// Why an export is refused, as each transport says it.
+struct Failure {
+    http: StatusCode,
+    grpc: u32,
+    message: String,
+    retry: bool,
+}
+
+impl Failure {
+    fn new(http: StatusCode, grpc: u32, message: impl Into<String>) -> Failure {
+        Failure { http, grpc, message: message.into(), retry: false }
+    }
+}
+
+// gRPC status codes.
+const INVALID_ARGUMENT: u32 = 3;
+const NOT_FOUND: u32 = 5;
+const RESOURCE_EXHAUSTED: u32 = 8;
+const UNIMPLEMENTED: u32 = 12;
+const UNAVAILABLE: u32 = 14;
+const UNAUTHENTICATED: u32 = 16;
+
+async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let transport = if media.starts_with("application/grpc") {
+        Transport::Grpc
+    } else {
+        Transport::Http { json: media == "application/json" }
+    };
+    match receive(req, shared, transport, &media).await {
+        Ok(done) => answer(transport, &done),
+        Err(f) => refuse(transport, f),
+    }
+}
+
+async fn receive(
+    req: Request<Incoming>,
+    shared: &Shared,
+    transport: Transport,
+    media: &str,
+) -> Result<otlp_proto::Transcoded, Failure> {
+    let path = req.uri().path();
+    let wanted = match transport {
+        Transport::Grpc => GRPC_EXPORT,
+        Transport::Http { .. } => "/v1/traces",
+    };
+    if path != wanted {
+        let (status, code) = if path.starts_with("/opentelemetry.proto.") || path.starts_with("/v1/") {
+            (StatusCode::NOT_FOUND, UNIMPLEMENTED)
+        } else {
+            (StatusCode::NOT_FOUND, NOT_FOUND)
+        };
+        return Err(Failure::new(
+            status,
+            code,
+            format!("{path}: tokentop receives traces only, at /v1/traces (OTLP/HTTP) or {GRPC_EXPORT} (OTLP/gRPC)"),
+        ));
+    }
+    if req.method() != Method::POST {
+        return Err(Failure::new(StatusCode::METHOD_NOT_ALLOWED, UNIMPLEMENTED, "exports are sent with POST"));
+    }
+    if let Some(token) = &shared.opts.token {
+        let sent = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or(b"");
+        if !crate::serve::bearer_matches(sent, token) {
+            shared.tally.lock().expect("tally").unauthorised += 1;
+            return Err(Failure::new(StatusCode::UNAUTHORIZED, UNAUTHENTICATED, "a bearer token is required"));
+        }
+    }
+    if let Transport::Http { json: false } = transport
+        && media != "application/x-protobuf"
+        && media != "application/protobuf"
+    {
+        let f = Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_ARGUMENT,
+            format!("content type `{media}`: send application/x-protobuf or application/json"),
+        );
+        shared.tally.lock().expect("tally").bad(1, &f.message);
+        return Err(f);
+    }
+    let headers = req.headers().clone();
+    let max = shared.opts.max_body;
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RESOURCE_EXHAUSTED,
+            format!("an export over {max} bytes; send smaller batches"),
+        )
+    };
+    let body = match Limited::new(req.into_body(), max + 5).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let f = too_large();
+            shared.tally.lock().expect("tally").bad(1, &f.message);
+            return Err(f);
+        }
+        Err(e) => {
+            return Err(Failure::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, format!("reading the body: {e}")));
+        }
+    };
+    let result = decode(transport, &headers, &body, max, too_large).and_then(|(message, json)| {
+        let mut line = Vec::with_capacity(message.len() + message.len() / 2 + 64);
+        let done = if json {
+            flatten_json(&message, &mut line)?;
+            otlp_proto::Transcoded::default()
+        } else {
+            otlp_proto::export_to_json(&message, &mut line)
+                .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, e.to_string()))?
+        };
+        Ok((line, done))
+    });
+    let (line, done) = match result {
+        Ok(r) => r,
+        Err(f) => {
+            shared.tally.lock().expect("tally").bad(1, &f.message);
+            return Err(f);
+        }
+    };
+    if done.rejected > 0 {
+        shared.tally.lock().expect("tally").bad(done.rejected, done.first_rejection.as_deref().unwrap_or(""));
+    }
+    match shared.tx.try_send(Feed { source: shared.source, update: Update::Lines(line) }) {
+        Ok(()) => Ok(done),
+        Err(Refused::Full) => {
+            shared.tally.lock().expect("tally").refused += 1;
+            let mut f = Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                RESOURCE_EXHAUSTED,
+                "tokentop is behind; retry in a second",
+            );
+            f.retry = true;
+            Err(f)
+        }
+        Err(Refused::Closed) => Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, "tokentop is stopping")),
+    }
+}
+
+/// The export message out of its framing and compression, and whether it is JSON.
+fn decode(
+    transport: Transport,
+    headers: &HeaderMap,
+    body: &[u8],
+    max: usize,
+    too_large: impl Fn() -> Failure,
+) -> Result<(Vec<u8>, bool), Failure> {
+    let bad = |m: &str| Failure::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, m.to_string());
+    let encoding = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("identity");
+    match transport {
+        Transport::Grpc => {
+            // One length-prefixed message: a compressed flag, a 4-byte length, the message.
+            let Some((head, rest)) = body.split_at_checked(5) else { return Err(bad("a gRPC message is cut short")) };
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            if len != rest.len() {
+                return Err(bad("a unary call carries one gRPC message"));
+            }
+            if head[0] == 1 {
+                Ok((inflate(rest, encoding("grpc-encoding"), max, too_large)?, false))
+            } else {
+                Ok((rest.to_vec(), false))
+            }
+        }
+        Transport::Http { json } => {
+            if body.len() > max {
+                return Err(too_large());
+            }
+            let message = match encoding("content-encoding") {
+                "identity" => body.to_vec(),
+                e => inflate(body, e, max, too_large)?,
+            };
+            Ok((message, json))
+        }
+    }
+}
+
+/// Decompresses a gzip body, refusing more than `max` bytes of output.
+fn inflate(body: &[u8], encoding: &str, max: usize, too_large: impl Fn() -> Failure) -> Result<Vec<u8>, Failure> {
+    if !encoding.eq_ignore_ascii_case("gzip") {
+        return Err(Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UNIMPLEMENTED,
+            format!("compression `{encoding}`: send gzip or none"),
+        ));
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, format!("not gzip: {e}")))?;
+    if out.len() > max {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// An OTLP/JSON body as one line: checked to be JSON, and its line breaks (which JSON
+/// allows only between tokens) made spaces.
+fn flatten_json(body: &[u8], line: &mut Vec<u8>) -> Result<(), Failure> {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(Failure::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, format!("not JSON: {e}")));
+    }
+    line.extend(body.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+    line.push(b'\n');
+    Ok(())
+}
+
+/// `ExportTraceServiceResponse`, with a partial success when spans were rejected.
+fn answer(transport: Transport, done: &otlp_proto::Transcoded) -> Response<Body> {
+    let message = done.first_rejection.as_deref().unwrap_or("");
+    match transport {
+        Transport::Http { json: true } => {
+            let body = if done.rejected > 0 {
+                serde_json::json!({"partialSuccess": {"rejectedSpans": done.rejected.to_string(), "errorMessage": message}})
+            } else {
+                serde_json::json!({})
+            };
+            response(StatusCode::OK, "application/json", Bytes::from(body.to_string()))
+        }
+        Transport::Http { json: false } => {
+            response(StatusCode::OK, "application/x-protobuf", Bytes::from(export_response(done.rejected, message)))
+        }
+        Transport::Grpc => {
+            let msg = export_response(done.rejected, message);
+            let mut framed = Vec::with_capacity(msg.len() + 5);
+            framed.push(0);
+            framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&msg);
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let frames: [Result<Frame<Bytes>, Infallible>; 2] =
+                [Ok(Frame::data(Bytes::from(framed))), Ok(Frame::trailers(trailers))];
+            let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+            let mut r = Response::new(body);
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            r
+        }
+    }
+}
+
+fn export_response(rejected: u64, message: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    if rejected > 0 {
+        let mut partial = Vec::new();
+        encode::uint(&mut partial, 1, rejected);
+        encode::bytes(&mut partial, 2, message.as_bytes());
+        encode::bytes(&mut out, 1, &partial);
+    }
+    out
+}
+
+fn refuse(transport: Transport, f: Failure) -> Response<Body> {
+    match transport {
+        Transport::Grpc => {
+            // Trailers-only: the status in the headers, no body.
+            let mut r = Response::new(Full::new(Bytes::new()).boxed());
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert("grpc-status", HeaderValue::from(f.grpc));
+            if let Ok(v) = HeaderValue::from_str(&percent_encode(&f.message)) {
+                h.insert("grpc-message", v);
+            }
+            if f.retry
+                && let Ok(v) = HeaderValue::from_str(&status_details(f.grpc, &f.message))
+            {
+                h.insert("grpc-status-details-bin", v);
+            }
+            r
+        }
+        Transport::Http { json } => {
+            // google.rpc.Status, as OTLP/HTTP answers errors.
+            let (ct, body) = if json {
+                ("application/json", serde_json::json!({"code": f.grpc, "message": f.message}).to_string().into_bytes())
+            } else {
+                let mut s = Vec::new();
+                encode::uint(&mut s, 1, f.grpc as u64);
+                encode::bytes(&mut s, 2, f.message.as_bytes());
+                ("application/x-protobuf", s)
+            };
+            let mut r = response(f.http, ct, Bytes::from(body));
+            if f.retry {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            r
+        }
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(body).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// gRPC's `grpc-message` encoding: printable ASCII but `%` as is, the rest percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `grpc-status-details-bin`: a `google.rpc.Status` holding a `RetryInfo` of one second,
+/// which OTLP exporters need to retry `RESOURCE_EXHAUSTED`.
+fn status_details(code: u32, message: &str) -> String {
+    let mut delay = Vec::new();
+    encode::uint(&mut delay, 1, 1);
+    let mut retry_info = Vec::new();
+    encode::bytes(&mut retry_info, 1, &delay);
+    let mut any = Vec::new();
+    encode::bytes(&mut any, 1, b"type.googleapis.com/google.rpc.RetryInfo");
+    encode::bytes(&mut any, 2, &retry_info);
+    let mut status = Vec::new();
+    encode::uint(&mut status, 1, code as u64);
+    encode::bytes(&mut status, 2, message.as_bytes());
+    encode::bytes(&mut status, 3, &any);
+    base64_unpadded(&status)
+}
+
+fn base64_unpadded(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    crate::parse::otlp_proto::base64(&mut out, bytes);
+    while out.last() == Some(&b'=') {
+        out.pop();
+    }
+    String::from_utf8(out).expect("base64 is ASCII")
+}
