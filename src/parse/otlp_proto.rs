@@ -394,22 +394,25 @@ impl std::fmt::Write for Fmt<'_> {
 enum Value<'a> {
     Varint(u64),
     Fixed64(u64),
-    Len(&'a [u8]),
+    /// The bytes and where they start in the whole body.
+    Len(&'a [u8], usize),
     Fixed32,
 }
 
 impl<'a> Value<'a> {
     fn bytes(self, at: usize) -> Result<&'a [u8], DecodeError> {
         match self {
-            Value::Len(b) => Ok(b),
+            Value::Len(b, _) => Ok(b),
             _ => Err(DecodeError { what: "a field that should be length-delimited is not", at }),
         }
     }
 
-    /// A sub-message and where it starts in the whole body, for messages.
-    fn message(self, end: usize) -> Result<(&'a [u8], usize), DecodeError> {
-        let b = self.bytes(end)?;
-        Ok((b, end - b.len()))
+    /// A sub-message and where it starts in the whole body.
+    fn message(self, at: usize) -> Result<(&'a [u8], usize), DecodeError> {
+        match self {
+            Value::Len(b, start) => Ok((b, start)),
+            _ => Err(DecodeError { what: "a field that should be a message is not", at }),
+        }
     }
 
     fn varint(self, at: usize) -> Result<u64, DecodeError> {
@@ -432,7 +435,7 @@ struct Reader<'a> {
     buf: &'a [u8],
     /// Offset in `buf`.
     at: usize,
-    /// Offset of the end of the last field read in the whole body, for messages.
+    /// Where the last field read starts in the whole body, for errors.
     pos: usize,
     base: usize,
 }
@@ -472,6 +475,7 @@ impl<'a> Reader<'a> {
         if self.at == self.buf.len() {
             return Ok(None);
         }
+        self.pos = self.base + self.at;
         let key = self.varint()?;
         let field = (key >> 3) as u32;
         if field == 0 || key >> 3 > u32::MAX as u64 >> 3 {
@@ -483,7 +487,8 @@ impl<'a> Reader<'a> {
             2 => {
                 let n = self.varint()?;
                 let n = usize::try_from(n).map_err(|_| self.err("a length out of range"))?;
-                Value::Len(self.take(n)?)
+                let at = self.base + self.at;
+                Value::Len(self.take(n)?, at)
             }
             5 => {
                 self.take(4)?;
@@ -491,7 +496,6 @@ impl<'a> Reader<'a> {
             }
             _ => return Err(self.err("a wire type protobuf does not use (groups are not read)")),
         };
-        self.pos = self.base + self.at;
         Ok(Some((field, value)))
     }
 }

@@ -516,3 +516,195 @@ fn base64_unpadded(bytes: &[u8]) -> String {
     }
     String::from_utf8(out).expect("base64 is ASCII")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{FeedReceiver, channel};
+    use std::io::Write as _;
+
+    /// A receiver on a free port, sending into a channel of `bytes`; its address.
+    async fn receiver(bytes: usize, max_body: usize) -> (String, FeedReceiver) {
+        let (tx, mut rx) = channel(16, bytes);
+        let opts = OtlpOptions { max_body, ..OtlpOptions::default() };
+        tokio::spawn(run("127.0.0.1:0".into(), 0, opts, tx));
+        match rx.recv().await.unwrap().update {
+            Update::State(SourceState::Listening(addr)) => (format!("http://{addr}/v1/traces"), rx),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An export of one scope with these spans (span ids 1, 2, …), and one line of a
+    /// span with a start time of the wrong wire type, when `broken`.
+    fn export(spans: u8, broken: bool) -> Vec<u8> {
+        let mut scope = Vec::new();
+        for id in 1..=spans {
+            let mut s = Vec::new();
+            encode::bytes(&mut s, 2, &[id; 8]);
+            encode::fixed64(&mut s, 7, 1_700_000_000_000_000_000);
+            encode::fixed64(&mut s, 8, 1_700_000_000_500_000_000);
+            for (k, v) in [("gen_ai.operation.name", "chat"), ("gen_ai.request.model", "gpt-4o")] {
+                let mut value = Vec::new();
+                encode::bytes(&mut value, 1, v.as_bytes());
+                let mut kv = Vec::new();
+                encode::bytes(&mut kv, 1, k.as_bytes());
+                encode::bytes(&mut kv, 2, &value);
+                encode::bytes(&mut s, 9, &kv);
+            }
+            encode::bytes(&mut scope, 2, &s);
+        }
+        if broken {
+            let mut s = Vec::new();
+            encode::uint(&mut s, 7, 1);
+            encode::bytes(&mut scope, 2, &s);
+        }
+        let mut rs = Vec::new();
+        encode::bytes(&mut rs, 2, &scope);
+        let mut req = Vec::new();
+        encode::bytes(&mut req, 1, &rs);
+        req
+    }
+
+    async fn post(url: &str, content_type: &str, body: Vec<u8>, gzip: bool) -> reqwest::Response {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut req = reqwest::Client::new().post(url).header("content-type", content_type);
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        req.body(body).send().await.unwrap()
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Events of a line, as the parse stage would read it.
+    fn events(line: &[u8]) -> Vec<String> {
+        let mut p = crate::parse::LineParser::new(None);
+        let mut ids = Vec::new();
+        for l in crate::parse::lines(line) {
+            p.parse(l, &mut |ev| ids.push(ev.request_id.as_deref().unwrap_or("").to_string())).unwrap();
+        }
+        p.finish(&mut |ev| ids.push(ev.request_id.as_deref().unwrap_or("").to_string()));
+        ids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_as_otlp_says_and_counts_what_it_refuses() {
+        let (url, mut rx) = receiver(1 << 20, 4_000).await;
+        let pb = "application/x-protobuf";
+
+        // Two good spans and a broken one: a partial success naming the broken one,
+        // whose bad field (its last two bytes, the body's last) is named by its offset.
+        let body = export(2, true);
+        let at = body.len() - 2;
+        let r = post(&url, pb, body, false).await;
+        assert_eq!(r.status(), 200);
+        let body = r.bytes().await.unwrap();
+        let mut want = Vec::new();
+        let mut partial = Vec::new();
+        encode::uint(&mut partial, 1, 1);
+        let why = format!("a span could not be decoded: a field that should be fixed64 is not at byte {at}");
+        encode::bytes(&mut partial, 2, why.as_bytes());
+        encode::bytes(&mut want, 1, &partial);
+        assert_eq!(body.as_ref(), want, "{}", String::from_utf8_lossy(&body));
+        let Update::Lines(line) = rx.recv().await.unwrap().update else { panic!() };
+        assert_eq!(events(&line), ["0101010101010101", "0202020202020202"]);
+
+        // The same, gzipped: all accepted, an empty answer.
+        let r = post(&url, pb, gzip(&export(2, false)), true).await;
+        assert_eq!((r.status().as_u16(), r.bytes().await.unwrap().len()), (200, 0));
+        let Update::Lines(line) = rx.recv().await.unwrap().update else { panic!() };
+        assert_eq!(events(&line).len(), 2);
+
+        // OTLP/JSON written over several lines becomes one line.
+        let json = b"{\"resourceSpans\": [{\"scopeSpans\": [{\"spans\": [\n  {\"spanId\": \"0a0b\",\r\n \"startTimeUnixNano\": \"1700000000000000000\", \"attributes\": [{\"key\": \"gen_ai.request.model\", \"value\": {\"stringValue\": \"a\\nb\"}}, {\"key\": \"gen_ai.system\", \"value\": {\"stringValue\": \"openai\"}}]}]}]}]}\n";
+        let r = post(&url, "application/json", json.to_vec(), false).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "{}");
+        let Update::Lines(line) = rx.recv().await.unwrap().update else { panic!() };
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(events(&line), ["0a0b"]);
+
+        // Refused, each with its status and a google.rpc.Status saying why.
+        let bomb = gzip(&vec![0u8; 10_000]);
+        // Path, content type, body, gzipped, status, a part of the reason.
+        type Case<'a> = (&'a str, &'a str, Vec<u8>, bool, u16, &'a str);
+        let cases: [Case; 6] = [
+            ("/v1/traces", pb, b"\x0b\x01".to_vec(), false, 400, "groups are not read"),
+            (
+                "/v1/traces",
+                "text/plain",
+                b"hello".to_vec(),
+                false,
+                415,
+                "send application/x-protobuf or application/json",
+            ),
+            ("/v1/traces", pb, vec![0; 5_000], false, 413, "an export over 4000 bytes"),
+            ("/v1/traces", pb, bomb, true, 413, "an export over 4000 bytes"),
+            ("/v1/traces", "application/json", b"{\"resourceSpans\": [".to_vec(), false, 400, "not JSON"),
+            ("/v1/metrics", pb, export(1, false), false, 404, "tokentop receives traces only"),
+        ];
+        for (path, ct, body, gz, status, why) in cases {
+            let r = post(&url.replace("/v1/traces", path), ct, body, gz).await;
+            assert_eq!(r.status(), status, "{why}");
+            let body = r.bytes().await.unwrap();
+            assert!(String::from_utf8_lossy(&body).contains(why), "{status}: {}", String::from_utf8_lossy(&body));
+        }
+        let r = reqwest::Client::new().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 405);
+
+        // Within a second: one rejected span and five bad exports, with the first reason
+        // (the wrong path is the sender's mistake, not bad data: answered, not counted).
+        let update = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap().update;
+        let Update::BadRecords { count, first } = update else { panic!("{update:?}") };
+        assert_eq!(count, 1 + 5);
+        assert!(first.starts_with("a span could not be decoded"), "{first}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_console_behind_asks_exporters_to_retry() {
+        let (url, mut rx) = receiver(100, 1 << 20).await;
+        let pb = "application/x-protobuf";
+        // The first export's line takes the whole budget; the next must wait.
+        assert_eq!(post(&url, pb, export(1, false), false).await.status(), 200);
+        let r = post(&url, pb, export(1, false), false).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "1");
+        // Taking the line makes room again.
+        assert!(matches!(rx.recv().await.unwrap().update, Update::Lines(_)));
+        assert_eq!(post(&url, pb, export(1, false), false).await.status(), 200);
+        let mut notices = Vec::new();
+        while notices.is_empty() {
+            match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap().update {
+                Update::Notice(n) => notices.push(n),
+                Update::Lines(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(notices, ["asked exporters to retry 1 exports: the console is behind (they resend after a second)"]);
+    }
+
+    #[test]
+    fn grpc_retry_details_are_a_status_with_retry_info() {
+        // Decoded by hand: google.rpc.Status { code 8, message, details [Any{RetryInfo{1s}}] }.
+        let text = status_details(RESOURCE_EXHAUSTED, "behind");
+        let mut padded = text.clone();
+        while !padded.len().is_multiple_of(4) {
+            padded.push('=');
+        }
+        let mut want = vec![0x08, 8, 0x12, 6];
+        want.extend_from_slice(b"behind");
+        let any_url = b"type.googleapis.com/google.rpc.RetryInfo";
+        let any_len = 2 + any_url.len() + 2 + 4;
+        want.extend_from_slice(&[0x1a, any_len as u8, 0x0a, any_url.len() as u8]);
+        want.extend_from_slice(any_url);
+        want.extend_from_slice(&[0x12, 4, 0x0a, 2, 0x08, 1]);
+        let mut b64 = Vec::new();
+        crate::parse::otlp_proto::base64(&mut b64, &want);
+        assert_eq!(padded.as_bytes(), b64);
+        assert_eq!(percent_encode("50% done\n"), "50%25 done%0A");
+    }
+}
