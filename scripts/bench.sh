@@ -16,7 +16,9 @@
 #   scripts/bench.sh faults    # keys under 100k and 200k events/s of file input (short lines and
 #                              # gateway-style ones); memory with
 #                              # 10,000 events of 50 KB strings; report over 1 GB without a newline
-#   scripts/bench.sh           # all seven
+#   scripts/bench.sh otlp      # OTLP/HTTP protobuf exports of GenAI spans into the console at
+#                              # 100k and 150k spans/s: accepted, refused (429), keys, memory
+#   scripts/bench.sh           # all eight
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -77,6 +79,11 @@ fi
 if [[ $what == alerts || $what == all ]]; then
   ./target/release/examples/alerts_bench 1 1000 100000 off
   ./target/release/examples/alerts_bench 1 1000 100000 on
+fi
+
+if [[ $what == otlp || $what == all ]]; then
+  ./target/release/examples/otlp_bench 100000 15
+  ./target/release/examples/otlp_bench 150000 15
 fi
 
 if [[ $what == faults || $what == all ]]; then

@@ -34,10 +34,14 @@ async fn events(ws: &mut Ws, n: usize) -> Vec<Value> {
     }
 }
 
-fn send(endpoint: &str, protocol: &str, token: Option<&str>) -> Value {
+fn send(endpoint: &str, protocol: &str, token: Option<&str>, ca: Option<&std::path::Path>) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otlp_send.py");
     let mut cmd = Command::new(python());
     cmd.arg(script).arg(endpoint).arg(protocol).args(token);
+    if let Some(ca) = ca {
+        // requests lets these override the CA file the exporter sets on its session.
+        cmd.env("OTLP_CA", ca).env_remove("REQUESTS_CA_BUNDLE").env_remove("CURL_CA_BUNDLE");
+    }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -74,18 +78,37 @@ fn expected(sent: &Value) -> Vec<Value> {
     ]
 }
 
+/// A self-signed certificate for 127.0.0.1 in `dir`: (certificate, key) paths.
+fn certificate(dir: &std::path::Path) -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    (c.to_str().unwrap().to_string(), k.to_str().unwrap().to_string())
+}
+
 /// Sends the script's spans over `protocol` to a fresh relay and gives what was sent,
-/// the events published, and the relay.
+/// the events published, and the relay. `https` and `grpcs` are served with a
+/// self-signed certificate the script trusts.
 async fn round_trip(
     protocol: &'static str,
     token: Option<&'static str>,
     env: &[(&str, &str)],
 ) -> (Value, Vec<Value>, Relay) {
-    let r = relay_with("", "127.0.0.1:0", &["--otlp", "127.0.0.1:0"], env);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--otlp".to_string(), "127.0.0.1:0".to_string()];
+    let tls = protocol == "https" || protocol == "grpcs";
+    if tls {
+        let (cert, key) = certificate(dir.path());
+        args.extend(["--otlp-tls-cert".into(), cert, "--otlp-tls-key".into(), key]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = relay_with("", "127.0.0.1:0", &args, env);
     let addr = wait_for_log(&r, "listening on");
     let mut ws = tokio_tungstenite::connect_async(&r.url).await.unwrap().0;
     let endpoint = format!("http://{addr}");
-    let sent = tokio::task::spawn_blocking(move || send(&endpoint, protocol, token)).await.unwrap();
+    let ca = tls.then(|| dir.path().join("cert.pem"));
+    let sent = tokio::task::spawn_blocking(move || send(&endpoint, protocol, token, ca.as_deref())).await.unwrap();
     let mut got = events(&mut ws, 3).await;
     for e in &mut got {
         e.as_object_mut().unwrap().remove("stream");
@@ -95,8 +118,9 @@ async fn round_trip(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_from_the_sdk_become_the_events_they_describe() {
-    let runs = ["http", "http-gzip", "grpc"].map(|p| tokio::spawn(round_trip(p, None, &[])));
-    for (protocol, run) in ["http", "http-gzip", "grpc"].into_iter().zip(runs) {
+    let protocols = ["http", "http-gzip", "https", "grpc", "grpc-gzip", "grpcs"];
+    let runs = protocols.map(|p| tokio::spawn(round_trip(p, None, &[])));
+    for (protocol, run) in protocols.into_iter().zip(runs) {
         let (sent, got, _relay) = run.await.unwrap();
         assert_eq!(got, expected(&sent), "{protocol}");
     }

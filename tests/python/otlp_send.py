@@ -2,10 +2,12 @@
 its OTLP exporters, then prints what it sent (one JSON object per span) for the test
 to compare with the events tokentop makes of them.
 
-usage: otlp_send.py ENDPOINT http|http-gzip|grpc [TOKEN]
+usage: otlp_send.py ENDPOINT http|http-gzip|https|grpc|grpc-gzip|grpcs [TOKEN]
+(https and grpcs trust the CA certificate in the file OTLP_CA names.)
 """
 
 import json
+import os
 import sys
 import time
 
@@ -18,17 +20,35 @@ endpoint, protocol = sys.argv[1], sys.argv[2]
 token = sys.argv[3] if len(sys.argv) > 3 else None
 headers = {"authorization": f"Bearer {token}"} if token else None
 
-if protocol == "grpc":
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+ca = os.environ.get("OTLP_CA")
+if protocol.startswith("grpc"):
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import Compression, OTLPSpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, headers=headers, timeout=10)
+    compression = Compression.Gzip if protocol == "grpc-gzip" else Compression.NoCompression
+    if protocol == "grpcs":
+        with open(ca, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        exporter = OTLPSpanExporter(
+            endpoint=endpoint.replace("http://", "https://"), credentials=credentials, headers=headers, timeout=10
+        )
+    else:
+        exporter = OTLPSpanExporter(
+            endpoint=endpoint, insecure=True, headers=headers, compression=compression, timeout=10
+        )
 else:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     compression = Compression.Gzip if protocol == "http-gzip" else Compression.NoCompression
+    if protocol == "https":
+        endpoint = endpoint.replace("http://", "https://")
     exporter = OTLPSpanExporter(
-        endpoint=endpoint + "/v1/traces", headers=headers, compression=compression, timeout=10
+        endpoint=endpoint + "/v1/traces",
+        headers=headers,
+        compression=compression,
+        timeout=10,
+        certificate_file=ca if protocol == "https" else None,
     )
 
 provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
