@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod live;
 pub mod parse;
 pub mod pricing;
+pub mod proxy;
 pub mod report;
 pub mod serve;
 pub mod source;

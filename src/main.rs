@@ -11,6 +11,7 @@ use cmd::check::*;
 use cmd::console::*;
 use cmd::demo::*;
 use cmd::export::*;
+use cmd::proxy::*;
 use cmd::report::*;
 use cmd::serve::*;
 
@@ -50,6 +51,15 @@ enum Command {
     /// TOKENTOP_SERVE_TOKEN to require `Authorization: Bearer <token>`. Binds to
     /// 127.0.0.1 unless told otherwise.
     Serve(ServeArgs),
+    /// Forward calls to OpenAI-style and Anthropic-style APIs and watch each one.
+    ///
+    /// Point an SDK's base URL at the proxy (`OPENAI_BASE_URL=http://127.0.0.1:8080/v1`):
+    /// requests go to the upstream unchanged, responses (streamed ones too) come back
+    /// chunk by chunk as they arrive, and every call is an event with its status,
+    /// latency, time to first token, model, tokens, cost and errors. Users, sessions and
+    /// properties come from `Helicone-*` or `X-Tokentop-*` headers and the body's `user`.
+    /// Opens the console unless --headless; --log FILE keeps every call as JSON lines.
+    Proxy(ProxyArgs),
     /// Evaluate the alert rules of a config file over inputs read to their end.
     ///
     /// Event time is the clock: every rule is evaluated at each bucket boundary across
@@ -73,6 +83,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => run_serve(args),
         Some(Command::Demo(args)) => run_demo(args),
         Some(Command::Check(args)) => run_check(args),
+        Some(Command::Proxy(args)) => run_proxy(args),
         None => run_console(cli.console),
     };
     match result {

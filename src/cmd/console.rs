@@ -85,6 +85,12 @@ pub(crate) enum ClockArg {
 }
 
 pub(crate) fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
+    run_console_with(args, Vec::new())
+}
+
+/// The console on its arguments' sources and `extra` ones (a command's own, such as
+/// `proxy`'s); the demo only when there are none at all.
+pub(crate) fn run_console_with(args: ConsoleArgs, extra: Vec<SourceSpec>) -> Result<ExitCode> {
     if !std::io::stdout().is_terminal() {
         bail!("the console needs a terminal; for numbers in a pipe or a file use `tokentop report`");
     }
@@ -95,12 +101,13 @@ pub(crate) fn run_console(args: ConsoleArgs) -> Result<ExitCode> {
         cli.or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
     };
     let lower = |text: &Option<String>| text.as_ref().map(|t| t.to_ascii_lowercase());
-    let sources = if !args.sources.is_empty() || !args.otlp.addrs.is_empty() {
+    let sources = if !args.sources.is_empty() || !args.otlp.addrs.is_empty() || !extra.is_empty() {
         args.sources
     } else {
         file.sources.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| vec!["demo".to_string()])
     };
-    let specs: Vec<SourceSpec> = sources.iter().map(|s| SourceSpec::parse(s)).chain(args.otlp.specs()).collect();
+    let specs: Vec<SourceSpec> =
+        sources.iter().map(|s| SourceSpec::parse(s)).chain(args.otlp.specs()).chain(extra).collect();
     let window =
         parse_duration(&pick(args.window, &file.window, "1h")).map_err(anyhow::Error::msg).context("window")?;
     if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) {

@@ -5,6 +5,7 @@ pub(crate) mod check;
 pub(crate) mod console;
 pub(crate) mod demo;
 pub(crate) mod export;
+pub(crate) mod proxy;
 pub(crate) mod report;
 pub(crate) mod serve;
 

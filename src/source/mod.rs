@@ -31,6 +31,8 @@ pub enum SourceSpec {
     WebSocket(String),
     /// An OTLP receiver on this address (`otlp://127.0.0.1:4318`, or `--otlp ADDR`).
     Otlp(String),
+    /// A logging proxy (`tokentop proxy`).
+    Proxy(crate::proxy::ProxyOptions),
     Demo,
 }
 
@@ -59,12 +61,13 @@ impl SourceSpec {
             SourceSpec::Stdin => "stdin".into(),
             SourceSpec::WebSocket(url) => ws::redact(url),
             SourceSpec::Otlp(addr) => format!("otlp://{addr}"),
+            SourceSpec::Proxy(p) => format!("proxy {}", p.listen),
             SourceSpec::Demo => "demo".into(),
         }
     }
 
     pub fn is_live_only(&self) -> bool {
-        matches!(self, SourceSpec::WebSocket(_) | SourceSpec::Otlp(_) | SourceSpec::Demo)
+        matches!(self, SourceSpec::WebSocket(_) | SourceSpec::Otlp(_) | SourceSpec::Proxy(_) | SourceSpec::Demo)
     }
 }
 
@@ -404,6 +407,9 @@ pub fn start(specs: &[SourceSpec], opts: &SourceOptions, tx: FeedSender) {
             }
             SourceSpec::Otlp(addr) => {
                 tokio::spawn(otlp::run(addr, i, opts.otlp.clone(), tx.clone()));
+            }
+            SourceSpec::Proxy(p) => {
+                tokio::spawn(crate::proxy::run(p, i, tx.clone()));
             }
         }
     }
