@@ -18,7 +18,8 @@
 #                              # 10,000 events of 50 KB strings; report over 1 GB without a newline
 #   scripts/bench.sh otlp      # OTLP/HTTP protobuf exports of GenAI spans into the console at
 #                              # 100k and 150k spans/s: accepted, refused (429), keys, memory
-#   scripts/bench.sh           # all eight
+#   scripts/bench.sh proxy     # latency tokentop proxy adds at 100 and 1,000 req/s, JSON and streams
+#   scripts/bench.sh           # all nine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -84,6 +85,10 @@ fi
 if [[ $what == otlp || $what == all ]]; then
   ./target/release/examples/otlp_bench 100000 15
   ./target/release/examples/otlp_bench 150000 15
+fi
+
+if [[ $what == proxy || $what == all ]]; then
+  ./target/release/examples/proxy_bench 10
 fi
 
 if [[ $what == faults || $what == all ]]; then
