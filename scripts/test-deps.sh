@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Installs what the tests drive besides tokentop itself, once (a second run is quick):
-# real clients from PyPI (tests/python/requirements.txt) in the venv .venv-test.
-# As root on Debian it also installs Python's venv support if it is missing.
+# real clients from PyPI (tests/python/requirements.txt) in the venv .venv-test, and
+# Debian's prometheus server (the tests start it themselves, on loopback). As root on
+# Debian it installs the packages that are missing (prometheus, Python's venv support);
+# otherwise it says which to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+missing=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # The package starts a server of its own where it can; the tests start theirs.
+        if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+            systemctl stop prometheus || true
+        fi
     else
-        echo "test-deps: Python 3 with venv is needed (Debian: apt-get install python3 python3-venv)" >&2
+        echo "test-deps: the tests need ${missing[*]} (Debian: sudo apt-get install ${missing[*]})" >&2
         exit 1
     fi
 fi
@@ -23,4 +32,4 @@ if [ ! -e "$stamp" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
     touch "$stamp"
 fi
-echo "test-deps: $("$venv/bin/python" --version), $(wc -l < <(grep -v '^#' tests/python/requirements.txt)) packages in $venv"
+echo "test-deps: $("$venv/bin/python" --version), $(grep -cv '^#' tests/python/requirements.txt) packages in $venv; $(/usr/bin/prometheus --version 2>&1 | head -n 1)"

@@ -15,6 +15,7 @@ pub mod export;
 pub mod filter;
 pub mod ingest;
 pub mod live;
+pub mod metrics;
 pub mod parse;
 pub mod pricing;
 pub mod proxy;

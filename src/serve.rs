@@ -214,9 +214,15 @@ fn new_stream_id() -> String {
 }
 
 /// Publishes what the sources send, until they are all gone.
-pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<String>) {
+pub async fn publish_feeds(
+    relay: Arc<Relay>,
+    mut rx: FeedReceiver,
+    names: Vec<String>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+) {
     // Spans held for their traces are released within a second of going quiet.
     let mut parser = LineParser::new(None);
+    let mut count = crate::metrics::Counter::new(metrics);
     let mut bad = 0u64;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
@@ -224,6 +230,7 @@ pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<S
             feed = rx.recv() => feed,
             _ = tick.tick() => {
                 parser.release_quiet(&mut |ev| {
+                    count.event(ev);
                     relay.publish(ev.created_at, |seq, out| write_line_with_seq(ev, Some(seq), out));
                 });
                 continue;
@@ -235,6 +242,7 @@ pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<S
             Update::Lines(lines) => {
                 for line in crate::parse::lines(&lines) {
                     let r = parser.parse(line, &mut |ev| {
+                        count.event(ev);
                         relay.publish(ev.created_at, |seq, out| write_line_with_seq(ev, Some(seq), out));
                     });
                     if let Err(e) = r {
@@ -255,6 +263,7 @@ pub async fn publish_feeds(relay: Arc<Relay>, mut rx: FeedReceiver, names: Vec<S
         }
     }
     parser.finish(&mut |ev| {
+        count.event(ev);
         relay.publish(ev.created_at, |seq, out| write_line_with_seq(ev, Some(seq), out));
     });
 }

@@ -69,6 +69,8 @@ pub(crate) struct ConsoleArgs {
     pub(crate) ws: WsArgs,
     #[command(flatten)]
     pub(crate) otlp: OtlpArgs,
+    #[command(flatten)]
+    pub(crate) metrics: MetricsArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,6 +180,7 @@ pub(crate) fn run_console_with(args: ConsoleArgs, extra: Vec<SourceSpec>) -> Res
         zone: args.tz,
         mouse: args.mouse || file.mouse.unwrap_or(false),
         keymap,
+        metrics: None,
     };
     // Alert rules: an invalid one is shown in the Alerts view and skipped; a webhook
     // that cannot be set up stops here, before the screen is taken.
@@ -185,7 +188,10 @@ pub(crate) fn run_console_with(args: ConsoleArgs, extra: Vec<SourceSpec>) -> Res
     let (webhooks, hooks) = (file.webhooks.clone().unwrap_or_default(), file.hooks.clone().unwrap_or_default());
     let bell = args.bell || file.bell.unwrap_or(false);
     let rt = runtime()?;
+    let mut opts = opts;
     let result = rt.block_on(async {
+        // Before the screen is taken, so that an address in use is told plainly.
+        opts.metrics = args.metrics.start(false).await?;
         let notifier = if webhooks.is_empty() && hooks.is_empty() {
             None
         } else {

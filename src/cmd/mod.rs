@@ -84,6 +84,32 @@ impl OtlpArgs {
     }
 }
 
+/// Options for Prometheus metrics.
+#[derive(clap::Args)]
+pub(crate) struct MetricsArgs {
+    /// Serve Prometheus metrics of every event seen at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<String>,
+    /// Add a label to the metrics: `user`, or a property name (repeatable, at most 4;
+    /// each label keeps 500 values, the rest are `(other)`).
+    #[arg(long = "metrics-label", value_name = "NAME", requires = "metrics")]
+    pub(crate) labels: Vec<String>,
+}
+
+impl MetricsArgs {
+    /// Starts the metrics endpoint (within a runtime) when asked for; `tell` says where
+    /// on stderr (not for the console, whose screen would hide it).
+    pub(crate) async fn start(&self, tell: bool) -> Result<Option<std::sync::Arc<tokentop::metrics::Metrics>>> {
+        let Some(addr) = &self.metrics else { return Ok(None) };
+        let metrics = tokentop::metrics::Metrics::new(&self.labels).map_err(anyhow::Error::msg)?;
+        let local = tokentop::metrics::serve(addr, metrics.clone()).await.map_err(anyhow::Error::msg)?;
+        if tell {
+            eprintln!("tokentop: metrics on http://{local}/metrics");
+        }
+        Ok(Some(metrics))
+    }
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

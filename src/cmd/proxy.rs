@@ -55,6 +55,17 @@ pub(crate) fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
     let proxy_index = specs.len() - 1;
     let rt = runtime()?;
     let failed = rt.block_on(async {
+        let metrics = match args.console.metrics.start(true).await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("tokentop: {e:#}");
+                return true;
+            }
+        };
+        // With metrics, every source's lines are parsed (one parser a source) to count them.
+        let mut parsers: Vec<tokentop::parse::LineParser> =
+            (0..names.len()).map(|_| tokentop::parse::LineParser::new(None)).collect();
+        let mut count = tokentop::metrics::Counter::new(metrics.clone());
         let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
         source::start(&specs, &opts, tx);
         let mut stdout = std::io::stdout().lock();
@@ -65,6 +76,13 @@ pub(crate) fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
             };
             let Some(feed) = feed else { return false };
             let name = &names[feed.source];
+            if let (Update::Lines(lines), Some(_)) = (&feed.update, &metrics) {
+                let parser = &mut parsers[feed.source];
+                for line in tokentop::parse::lines(lines) {
+                    let _ = parser.parse(line, &mut |ev| count.event(ev));
+                }
+                parser.release_quiet(&mut |ev| count.event(ev));
+            }
             match feed.update {
                 // The proxy's own lines are in its log when there is one.
                 Update::Lines(lines) if to_stdout || feed.source != proxy_index => {

@@ -41,6 +41,8 @@ pub(crate) struct ServeArgs {
     pub(crate) ws: WsArgs,
     #[command(flatten)]
     pub(crate) otlp: OtlpArgs,
+    #[command(flatten)]
+    pub(crate) metrics: MetricsArgs,
     /// Sources: files (followed), globs, `-`, ws:// URLs, or `demo`.
     #[arg(required_unless_present = "otlp", value_name = "SOURCE")]
     pub(crate) sources: Vec<String>,
@@ -97,7 +99,8 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         let relay = Relay::new(opts.buffer, opts.buffer_bytes);
         let (tx, rx) = source::channel(1024, source::QUEUE_BYTES);
         source::start(&specs, &sopts, tx);
-        tokio::spawn(serve::publish_feeds(relay.clone(), rx, names));
+        let metrics = args.metrics.start(true).await?;
+        tokio::spawn(serve::publish_feeds(relay.clone(), rx, names, metrics));
         tokio::select! {
             r = serve::serve(opts, relay) => r.map_err(anyhow::Error::from),
             _ = tokio::signal::ctrl_c() => Ok(()),

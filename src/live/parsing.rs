@@ -8,9 +8,11 @@
 //!
 //! [`Live`]: super::Live
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::event::{Event, EventBuf};
+use crate::metrics::Metrics;
 use crate::parse::LineParser;
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::source::{Feed, FeedReceiver, FeedSender, Update};
@@ -49,9 +51,20 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, ev: &Event, prices: &PriceTable, cache: &mut PriceCache, keys: &mut Keys) {
+    fn push(
+        &mut self,
+        ev: &Event,
+        prices: &PriceTable,
+        cache: &mut PriceCache,
+        keys: &mut Keys,
+        metrics: Option<&Metrics>,
+    ) {
         let price = cache.get(prices, ev.provider(), ev.model());
-        self.measures.push(Sample::new(ev, cost_of(ev, price.as_ref())));
+        let cost = cost_of(ev, price.as_ref());
+        if let Some(m) = metrics {
+            m.record(ev, cost);
+        }
+        self.measures.push(Sample::new(ev, cost));
         keys.hash(ev);
         self.keys.push((keys.model, keys.provider, keys.user, keys.session));
         self.property_keys.extend_from_slice(&keys.properties);
@@ -96,6 +109,7 @@ pub struct Parsing {
     prices: PriceTable,
     cache: PriceCache,
     keys: Keys,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Parsing {
@@ -106,17 +120,24 @@ impl Parsing {
             prices,
             cache: PriceCache::default(),
             keys: Keys::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts every event parsed in `metrics` too (`--metrics`).
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Parsing {
+        self.metrics = metrics;
+        self
     }
 
     /// Parses whole lines of source number `source`.
     pub fn lines(&mut self, source: usize, lines: &[u8]) -> Batch {
         let mut b = Batch { source, bytes: lines.len(), ..Batch::default() };
-        let Parsing { parsers, prices, cache, keys, .. } = self;
+        let Parsing { parsers, prices, cache, keys, metrics, .. } = self;
         let parser = &mut parsers[source];
         for line in crate::parse::lines(lines) {
             let batch = &mut b;
-            match parser.parse(line, &mut |ev| batch.push(ev, prices, cache, keys)) {
+            match parser.parse(line, &mut |ev| batch.push(ev, prices, cache, keys, metrics.as_deref())) {
                 Ok(p) => {
                     b.skipped += u64::from(p.skipped_total());
                     if p.field_errors > 0 {
@@ -142,11 +163,11 @@ impl Parsing {
     /// the sources have ended. One batch a source that had some.
     pub fn release(&mut self, all: bool) -> Vec<Batch> {
         let mut out = Vec::new();
-        let Parsing { parsers, prices, cache, keys, .. } = self;
+        let Parsing { parsers, prices, cache, keys, metrics, .. } = self;
         for (source, parser) in parsers.iter_mut().enumerate() {
             let mut b = Batch { source, ..Batch::default() };
             let batch = &mut b;
-            let mut push = |ev: &Event| batch.push(ev, prices, cache, keys);
+            let mut push = |ev: &Event| batch.push(ev, prices, cache, keys, metrics.as_deref());
             let p = if all { parser.finish(&mut push) } else { parser.release_quiet(&mut push) };
             b.skipped = u64::from(p.skipped_total());
             if !b.is_empty() || b.skipped > 0 {
@@ -292,5 +313,35 @@ mod tests {
         assert_eq!((s.events, s.bad, s.fields_dropped, staged.total), (52, 3, 1, 53));
         assert_eq!(s.samples.len(), 2, "{:?}", s.samples);
         assert!(s.samples[0].contains("{broken"), "{:?}", s.samples);
+    }
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    #[test]
+    fn with_metrics_every_event_parsed_is_counted_priced() {
+        let m = Metrics::new(&[]).unwrap();
+        let mut p = Parsing::new(1, Zone::Utc, PriceTable::builtin()).with_metrics(Some(m.clone()));
+        let lines = concat!(
+            r#"{"created_at":1000,"provider":"openai","model":"gpt-4o","prompt_tokens":1000000,"completion_tokens":0}"#,
+            "\nnot json\n",
+            r#"{"created_at":2000,"provider":"openai","model":"gpt-4o","status":503,"cost_usd":0.5}"#,
+            "\n"
+        );
+        let b = p.lines(0, lines.as_bytes());
+        assert_eq!((b.len(), b.bad), (2, 1));
+        let text = m.render();
+        // A million prompt tokens of gpt-4o at the built-in price, plus the billed 0.5.
+        let price = PriceTable::builtin().lookup("openai", "gpt-4o").unwrap().input * 1e6;
+        let cost = format!(r#"tokentop_cost_usd_total{{provider="openai",model="gpt-4o"}} {:?}"#, price + 0.5);
+        for want in [
+            "tokentop_events_total 2",
+            r#"tokentop_requests_total{provider="openai",model="gpt-4o",status_class="5xx"} 1"#,
+            cost.as_str(),
+        ] {
+            assert!(text.lines().any(|l| l == want), "missing {want}\n{text}");
+        }
     }
 }

@@ -63,6 +63,8 @@ pub struct ConsoleOptions {
     /// Capture the mouse (off by default, so that text can be selected).
     pub mouse: bool,
     pub keymap: Vec<(crossterm::event::KeyCode, crossterm::event::KeyModifiers, app::Action)>,
+    /// Every event is also counted here, for Prometheus (`--metrics`).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// The alert rules the console evaluates, and where their notifications go.
@@ -154,7 +156,8 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
     crate::live::parsing::spawn(
         lines,
         parsed_tx,
-        crate::live::parsing::Parsing::new(names_len, opts.zone, opts.prices.clone()),
+        crate::live::parsing::Parsing::new(names_len, opts.zone, opts.prices.clone())
+            .with_metrics(opts.metrics.clone()),
     );
 
     // A panic restores the terminal before its message is printed.
