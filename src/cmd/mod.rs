@@ -146,7 +146,12 @@ pub(crate) fn collect_live(specs: &[SourceSpec], ws: &WsArgs, duration: std::tim
                             Update::Lines(lines) => spool.write_all(&lines).context("cannot write the temporary file")?,
                             Update::State(SourceState::Failed(e)) => failing[i] = Some(e),
                             Update::State(SourceState::Reconnecting { error, .. }) => failing[i] = Some(error),
-                            Update::State(SourceState::Connected { .. } | SourceState::Following | SourceState::AtEnd) => {
+                            Update::State(
+                                SourceState::Connected { .. }
+                                | SourceState::Following
+                                | SourceState::AtEnd
+                                | SourceState::Listening(_),
+                            ) => {
                                 reached[i] = true;
                                 failing[i] = None;
                             }
