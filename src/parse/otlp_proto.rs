@@ -40,19 +40,45 @@ pub struct Transcoded {
     pub first_rejection: Option<String>,
 }
 
-/// Appends `body`, an `ExportTraceServiceRequest`, to `out` as one line of OTLP/JSON
-/// (`{"resourceSpans":[…]}` and a newline). On error `out` is as it was.
+/// Past this many bytes, a line ends after the span being written and the next
+/// starts with the same resource: lines stay well under [`super::MAX_LINE_BYTES`]
+/// whatever the size of an export.
+pub const SPLIT_BYTES: usize = 256 << 10;
+
+/// Appends `body`, an `ExportTraceServiceRequest`, to `out` as lines of OTLP/JSON
+/// (`{"resourceSpans":[…]}` and a newline; one line unless it grows past
+/// [`SPLIT_BYTES`]). On error `out` is as it was.
 pub fn export_to_json(body: &[u8], out: &mut Vec<u8>) -> Result<Transcoded, DecodeError> {
     let start = out.len();
     let mut t = Transcoded::default();
-    let r = write_export(body, out, &mut t);
+    let r = write_export(body, out, &mut Split { line_start: start, resource: Vec::new() }, &mut t);
     if r.is_err() {
         out.truncate(start);
     }
     r.map(|()| t)
 }
 
-fn write_export(body: &[u8], out: &mut Vec<u8>, t: &mut Transcoded) -> Result<(), DecodeError> {
+/// Where the current line starts, and how a line continuing the current resource begins.
+struct Split {
+    line_start: usize,
+    resource: Vec<u8>,
+}
+
+impl Split {
+    /// Ends the line inside a scope's spans and starts the next one there.
+    fn maybe(&mut self, out: &mut Vec<u8>, first: &mut bool) {
+        if out.len() - self.line_start > SPLIT_BYTES {
+            out.extend_from_slice(b"]}]}]}\n");
+            self.line_start = out.len();
+            out.extend_from_slice(b"{\"resourceSpans\":[");
+            out.extend_from_slice(&self.resource);
+            out.extend_from_slice(b"{\"spans\":[");
+            *first = true;
+        }
+    }
+}
+
+fn write_export(body: &[u8], out: &mut Vec<u8>, split: &mut Split, t: &mut Transcoded) -> Result<(), DecodeError> {
     out.extend_from_slice(b"{\"resourceSpans\":[");
     let mut first = true;
     let mut r = Reader::new(body, 0);
@@ -60,14 +86,21 @@ fn write_export(body: &[u8], out: &mut Vec<u8>, t: &mut Transcoded) -> Result<()
         if field == 1 {
             let (bytes, at) = v.message(r.pos)?;
             comma(out, &mut first);
-            write_resource_spans(bytes, at, out, t)?;
+            write_resource_spans(bytes, at, out, split, t)?;
         }
     }
     out.extend_from_slice(b"]}\n");
     Ok(())
 }
 
-fn write_resource_spans(buf: &[u8], base: usize, out: &mut Vec<u8>, t: &mut Transcoded) -> Result<(), DecodeError> {
+fn write_resource_spans(
+    buf: &[u8],
+    base: usize,
+    out: &mut Vec<u8>,
+    split: &mut Split,
+    t: &mut Transcoded,
+) -> Result<(), DecodeError> {
+    let start = out.len();
     out.push(b'{');
     let mut r = Reader::new(buf, base);
     while let Some((field, v)) = r.next()? {
@@ -87,20 +120,28 @@ fn write_resource_spans(buf: &[u8], base: usize, out: &mut Vec<u8>, t: &mut Tran
         }
     }
     out.extend_from_slice(b"\"scopeSpans\":[");
+    split.resource.clear();
+    split.resource.extend_from_slice(&out[start..]);
     let mut first = true;
     let mut r = Reader::new(buf, base);
     while let Some((field, v)) = r.next()? {
         if field == 2 {
             let (bytes, at) = v.message(r.pos)?;
             comma(out, &mut first);
-            write_scope_spans(bytes, at, out, t)?;
+            write_scope_spans(bytes, at, out, split, t)?;
         }
     }
     out.extend_from_slice(b"]}");
     Ok(())
 }
 
-fn write_scope_spans(buf: &[u8], base: usize, out: &mut Vec<u8>, t: &mut Transcoded) -> Result<(), DecodeError> {
+fn write_scope_spans(
+    buf: &[u8],
+    base: usize,
+    out: &mut Vec<u8>,
+    split: &mut Split,
+    t: &mut Transcoded,
+) -> Result<(), DecodeError> {
     out.extend_from_slice(b"{\"spans\":[");
     let mut first = true;
     let mut r = Reader::new(buf, base);
@@ -110,7 +151,10 @@ fn write_scope_spans(buf: &[u8], base: usize, out: &mut Vec<u8>, t: &mut Transco
             let mark = (out.len(), first);
             comma(out, &mut first);
             match write_span(bytes, at, out) {
-                Ok(()) => t.spans += 1,
+                Ok(()) => {
+                    t.spans += 1;
+                    split.maybe(out, &mut first);
+                }
                 Err(e) => {
                     out.truncate(mark.0);
                     first = mark.1;
@@ -662,6 +706,36 @@ mod tests {
         let spans = &got["resourceSpans"][0]["scopeSpans"][0]["spans"];
         assert_eq!(spans.as_array().unwrap().len(), 1);
         assert_eq!(spans[0]["spanId"], "0101010101010101");
+    }
+
+    #[test]
+    fn a_large_export_is_cut_into_lines_that_keep_their_resource() {
+        let prompt = "p".repeat(1_000);
+        let spans: Vec<Vec<u8>> = (0..700u32)
+            .map(|i| {
+                let mut s = span(1, &[kv("gen_ai.prompt.0.content", &string_value(&prompt))]);
+                bytes(&mut s, 4, &i.to_le_bytes());
+                s
+            })
+            .collect();
+        let mut out = Vec::new();
+        let t = export_to_json(&export(&spans), &mut out).unwrap();
+        assert_eq!((t.spans, t.rejected), (700, 0));
+        let lines: Vec<&[u8]> = out.strip_suffix(b"\n").unwrap().split(|&b| b == b'\n').collect();
+        assert!(lines.len() >= 3, "{}", lines.len());
+        let mut parents = Vec::new();
+        for line in lines {
+            assert!(line.len() < SPLIT_BYTES + 2_000, "{}", line.len());
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let rs = &v["resourceSpans"][0];
+            assert_eq!(rs["resource"]["attributes"][0]["value"]["stringValue"], "billing");
+            for s in rs["scopeSpans"][0]["spans"].as_array().unwrap() {
+                parents.push(s["parentSpanId"].as_str().unwrap().to_string());
+            }
+        }
+        let want: Vec<String> =
+            (0..700u32).map(|i| i.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()).collect();
+        assert_eq!(parents, want, "every span once, in order");
     }
 
     #[test]

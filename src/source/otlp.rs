@@ -139,6 +139,8 @@ struct Tally {
     first_bad: Option<String>,
     refused: u64,
     unauthorised: u64,
+    /// Metrics and logs exports, answered and not read.
+    ignored: u64,
     notice: Option<String>,
 }
 
@@ -168,6 +170,12 @@ impl Tally {
             out.push(Update::Notice(format!(
                 "refused {} exports without the right bearer token ({TOKEN_ENV})",
                 t.unauthorised
+            )));
+        }
+        if t.ignored > 0 {
+            out.push(Update::Notice(format!(
+                "{} metrics or logs exports answered and not read (tokentop reads traces)",
+                t.ignored
             )));
         }
         out.extend(t.notice.map(Update::Notice));
@@ -231,7 +239,18 @@ async fn receive(
         Transport::Grpc => GRPC_EXPORT,
         Transport::Http { .. } => "/v1/traces",
     };
-    if path != wanted {
+    // Metrics and logs exporters pointed at the same endpoint (zero-code instrumentation
+    // sends all three) are answered with success and counted, not read.
+    let ignored = matches!(
+        (transport, path),
+        (Transport::Http { .. }, "/v1/metrics" | "/v1/logs")
+            | (
+                Transport::Grpc,
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+                    | "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+            )
+    );
+    if path != wanted && !ignored {
         let (status, code) = if path.starts_with("/opentelemetry.proto.") || path.starts_with("/v1/") {
             (StatusCode::NOT_FOUND, UNIMPLEMENTED)
         } else {
@@ -240,7 +259,7 @@ async fn receive(
         return Err(Failure::new(
             status,
             code,
-            format!("{path}: tokentop receives traces only, at /v1/traces (OTLP/HTTP) or {GRPC_EXPORT} (OTLP/gRPC)"),
+            format!("{path}: tokentop receives traces, at /v1/traces (OTLP/HTTP) or {GRPC_EXPORT} (OTLP/gRPC)"),
         ));
     }
     if req.method() != Method::POST {
@@ -264,6 +283,12 @@ async fn receive(
         );
         shared.tally.lock().expect("tally").bad(1, &f.message);
         return Err(f);
+    }
+    if ignored {
+        // Read (bounded) so that the connection stays usable, then let go.
+        let _ = Limited::new(req.into_body(), shared.opts.max_body + 5).collect().await;
+        shared.tally.lock().expect("tally").ignored += 1;
+        return Ok(otlp_proto::Transcoded::default());
     }
     let headers = req.headers().clone();
     let max = shared.opts.max_body;
@@ -645,7 +670,7 @@ mod tests {
             ("/v1/traces", pb, vec![0; 5_000], false, 413, "an export over 4000 bytes"),
             ("/v1/traces", pb, bomb, true, 413, "an export over 4000 bytes"),
             ("/v1/traces", "application/json", b"{\"resourceSpans\": [".to_vec(), false, 400, "not JSON"),
-            ("/v1/metrics", pb, export(1, false), false, 404, "tokentop receives traces only"),
+            ("/v1/profiles", pb, export(1, false), false, 404, "tokentop receives traces, at /v1/traces"),
         ];
         for (path, ct, body, gz, status, why) in cases {
             let r = post(&url.replace("/v1/traces", path), ct, body, gz).await;
@@ -655,13 +680,27 @@ mod tests {
         }
         let r = reqwest::Client::new().get(&url).send().await.unwrap();
         assert_eq!(r.status(), 405);
+        // A metrics exporter sent to the same place: answered with success, not read.
+        let r = post(&url.replace("/v1/traces", "/v1/metrics"), pb, b"\x0a\x00".to_vec(), false).await;
+        assert_eq!((r.status().as_u16(), r.bytes().await.unwrap().len()), (200, 0));
 
-        // Within a second: one rejected span and five bad exports, with the first reason
-        // (the wrong path is the sender's mistake, not bad data: answered, not counted).
-        let update = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap().update;
-        let Update::BadRecords { count, first } = update else { panic!("{update:?}") };
-        assert_eq!(count, 1 + 5);
-        assert!(first.starts_with("a span could not be decoded"), "{first}");
+        // Told once a second (the counts may straddle a tick): one rejected span and
+        // five bad exports, with the first reason (the wrong path is the sender's
+        // mistake, not bad data: answered, not counted), and the metrics export.
+        let (mut bad, mut first_bad, mut notices) = (0, None, Vec::new());
+        while let Ok(Some(feed)) = tokio::time::timeout(Duration::from_millis(2_500), rx.recv()).await {
+            match feed.update {
+                Update::BadRecords { count, first } => {
+                    bad += count;
+                    first_bad.get_or_insert(first);
+                }
+                Update::Notice(n) => notices.push(n),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(bad, 1 + 5);
+        assert!(first_bad.unwrap().starts_with("a span could not be decoded"));
+        assert_eq!(notices, ["1 metrics or logs exports answered and not read (tokentop reads traces)"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
