@@ -404,14 +404,47 @@ fn inflate(body: &[u8], encoding: &str, max: usize, too_large: impl Fn() -> Fail
     Ok(out)
 }
 
-/// An OTLP/JSON body as one line: checked to be JSON, and its line breaks (which JSON
-/// allows only between tokens) made spaces.
+/// An OTLP/JSON body as lines: checked to be JSON, and its line breaks (which JSON
+/// allows only between tokens) made spaces. A body over
+/// [`otlp_proto::SPLIT_BYTES`] is cut, as protobuf exports are, into lines of about that
+/// size that each keep their resource and scope.
 fn flatten_json(body: &[u8], line: &mut Vec<u8>) -> Result<(), Failure> {
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        return Err(Failure::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, format!("not JSON: {e}")));
+    let not_json =
+        |e: serde_json::Error| Failure::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, format!("not JSON: {e}"));
+    if body.len() <= otlp_proto::SPLIT_BYTES {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(not_json)?;
+        line.extend(body.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+        line.push(b'\n');
+        return Ok(());
     }
-    line.extend(body.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
-    line.push(b'\n');
+    let export: serde_json::Value = serde_json::from_slice(body).map_err(not_json)?;
+    let Some(resources) = export.get("resourceSpans").and_then(serde_json::Value::as_array) else {
+        // Not an export tokentop can cut: one line, for the parser to judge.
+        serde_json::to_writer(&mut *line, &export).expect("JSON");
+        line.push(b'\n');
+        return Ok(());
+    };
+    for rs in resources {
+        let resource = rs.get("resource").cloned().unwrap_or(serde_json::Value::Null);
+        let scopes = rs.get("scopeSpans").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        for ss in scopes {
+            let scope = ss.get("scope").cloned().unwrap_or(serde_json::Value::Null);
+            let spans = ss.get("spans").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+            let mut chunk: Vec<&serde_json::Value> = Vec::new();
+            let mut size = 0;
+            for (i, span) in spans.iter().enumerate() {
+                size += serde_json::to_vec(span).map_or(0, |v| v.len());
+                chunk.push(span);
+                if size > otlp_proto::SPLIT_BYTES || i + 1 == spans.len() {
+                    let one = serde_json::json!({"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": chunk}]}]});
+                    serde_json::to_writer(&mut *line, &one).expect("JSON");
+                    line.push(b'\n');
+                    chunk.clear();
+                    size = 0;
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -618,7 +651,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_as_otlp_says_and_counts_what_it_refuses() {
-        let (url, mut rx) = receiver(1 << 20, 4_000).await;
+        let (url, mut rx) = receiver(4 << 20, 700_000).await;
         let pb = "application/x-protobuf";
 
         // Two good spans and a broken one: a partial success naming the broken one,
@@ -653,8 +686,27 @@ mod tests {
         assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
         assert_eq!(events(&line), ["0a0b"]);
 
+        // A large JSON export is cut into lines that keep their resource.
+        let span = |i: usize| {
+            format!(
+                r#"{{"spanId":"{i:04x}","startTimeUnixNano":"1700000000000000000","attributes":[{{"key":"gen_ai.request.model","value":{{"stringValue":"m"}}}},{{"key":"gen_ai.system","value":{{"stringValue":"openai"}}}},{{"key":"pad","value":{{"stringValue":"{}"}}}}]}}"#,
+                "x".repeat(2_000)
+            )
+        };
+        let spans: Vec<String> = (0..300).map(span).collect();
+        let big = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",\n")
+        );
+        let r = post(&url, "application/json", big.into_bytes(), false).await;
+        assert_eq!(r.status(), 200);
+        let Update::Lines(lines) = rx.recv().await.unwrap().update else { panic!() };
+        let n = lines.iter().filter(|&&b| b == b'\n').count();
+        assert!((2..=4).contains(&n), "{n} lines");
+        assert_eq!(events(&lines), (0..300).map(|i| format!("{i:04x}")).collect::<Vec<_>>());
+
         // Refused, each with its status and a google.rpc.Status saying why.
-        let bomb = gzip(&vec![0u8; 10_000]);
+        let bomb = gzip(&vec![0u8; 1_000_000]);
         // Path, content type, body, gzipped, status, a part of the reason.
         type Case<'a> = (&'a str, &'a str, Vec<u8>, bool, u16, &'a str);
         let cases: [Case; 6] = [
@@ -667,8 +719,8 @@ mod tests {
                 415,
                 "send application/x-protobuf or application/json",
             ),
-            ("/v1/traces", pb, vec![0; 5_000], false, 413, "an export over 4000 bytes"),
-            ("/v1/traces", pb, bomb, true, 413, "an export over 4000 bytes"),
+            ("/v1/traces", pb, vec![0; 800_000], false, 413, "an export over 700000 bytes"),
+            ("/v1/traces", pb, bomb, true, 413, "an export over 700000 bytes"),
             ("/v1/traces", "application/json", b"{\"resourceSpans\": [".to_vec(), false, 400, "not JSON"),
             ("/v1/profiles", pb, export(1, false), false, 404, "tokentop receives traces, at /v1/traces"),
         ];
