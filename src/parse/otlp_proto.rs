@@ -80,15 +80,7 @@ impl Split {
 
 fn write_export(body: &[u8], out: &mut Vec<u8>, split: &mut Split, t: &mut Transcoded) -> Result<(), DecodeError> {
     out.extend_from_slice(b"{\"resourceSpans\":[");
-    let mut first = true;
-    let mut r = Reader::new(body, 0);
-    while let Some((field, v)) = r.next()? {
-        if field == 1 {
-            let (bytes, at) = v.message(r.pos)?;
-            comma(out, &mut first);
-            write_resource_spans(bytes, at, out, split, t)?;
-        }
-    }
+    write_each(body, 0, 1, out, |m, at, out| write_resource_spans(m, at, out, split, t))?;
     out.extend_from_slice(b"]}\n");
     Ok(())
 }
@@ -107,30 +99,14 @@ fn write_resource_spans(
         if field == 1 {
             let (bytes, at) = v.message(r.pos)?;
             out.extend_from_slice(b"\"resource\":{\"attributes\":[");
-            let mut first = true;
-            let mut rr = Reader::new(bytes, at);
-            while let Some((f, v)) = rr.next()? {
-                if f == 1 {
-                    let (kv, at) = v.message(rr.pos)?;
-                    comma(out, &mut first);
-                    write_key_value(kv, at, out, 0)?;
-                }
-            }
+            write_each(bytes, at, 1, out, |kv, at, out| write_key_value(kv, at, out, 0))?;
             out.extend_from_slice(b"]},");
         }
     }
     out.extend_from_slice(b"\"scopeSpans\":[");
     split.resource.clear();
     split.resource.extend_from_slice(&out[start..]);
-    let mut first = true;
-    let mut r = Reader::new(buf, base);
-    while let Some((field, v)) = r.next()? {
-        if field == 2 {
-            let (bytes, at) = v.message(r.pos)?;
-            comma(out, &mut first);
-            write_scope_spans(bytes, at, out, split, t)?;
-        }
-    }
+    write_each(buf, base, 2, out, |m, at, out| write_scope_spans(m, at, out, split, t))?;
     out.extend_from_slice(b"]}");
     Ok(())
 }
@@ -194,25 +170,9 @@ fn write_span(buf: &[u8], base: usize, out: &mut Vec<u8>) -> Result<(), DecodeEr
         }
     }
     out.extend_from_slice(b"\"attributes\":[");
-    let mut first = true;
-    let mut r = Reader::new(buf, base);
-    while let Some((field, v)) = r.next()? {
-        if field == 9 {
-            let (kv, at) = v.message(r.pos)?;
-            comma(out, &mut first);
-            write_key_value(kv, at, out, 0)?;
-        }
-    }
+    write_each(buf, base, 9, out, |kv, at, out| write_key_value(kv, at, out, 0))?;
     out.extend_from_slice(b"],\"events\":[");
-    let mut first = true;
-    let mut r = Reader::new(buf, base);
-    while let Some((field, v)) = r.next()? {
-        if field == 11 {
-            let (event, at) = v.message(r.pos)?;
-            comma(out, &mut first);
-            write_event(event, at, out)?;
-        }
-    }
+    write_each(buf, base, 11, out, write_event)?;
     out.extend_from_slice(b"]}");
     Ok(())
 }
@@ -248,15 +208,7 @@ fn write_event(buf: &[u8], base: usize, out: &mut Vec<u8>) -> Result<(), DecodeE
         }
     }
     out.extend_from_slice(b"\"attributes\":[");
-    let mut first = true;
-    let mut r = Reader::new(buf, base);
-    while let Some((field, v)) = r.next()? {
-        if field == 3 {
-            let (kv, at) = v.message(r.pos)?;
-            comma(out, &mut first);
-            write_key_value(kv, at, out, 0)?;
-        }
-    }
+    write_each(buf, base, 3, out, |kv, at, out| write_key_value(kv, at, out, 0))?;
     out.extend_from_slice(b"]}");
     Ok(())
 }
@@ -330,25 +282,40 @@ fn write_any_value(buf: &[u8], base: usize, out: &mut Vec<u8>, depth: usize) -> 
             } else {
                 b"{\"kvlistValue\":{\"values\":["
             });
-            let mut first = true;
-            let mut r = Reader::new(list, at);
-            while let Some((f, v)) = r.next()? {
-                if f == 1 {
-                    let (item, at) = v.message(r.pos)?;
-                    comma(out, &mut first);
-                    if field == 5 {
-                        write_any_value(item, at, out, depth + 1)?;
-                    } else {
-                        write_key_value(item, at, out, depth + 1)?;
-                    }
+            write_each(list, at, 1, out, |item, at, out| {
+                if field == 5 {
+                    write_any_value(item, at, out, depth + 1)
+                } else {
+                    write_key_value(item, at, out, depth + 1)
                 }
-            }
+            })?;
             out.extend_from_slice(b"]}}");
         }
         _ => {
             out.extend_from_slice(b"{\"bytesValue\":\"");
             base64(out, v.bytes(at)?);
             out.extend_from_slice(b"\"}");
+        }
+    }
+    Ok(())
+}
+
+/// Writes every occurrence of the repeated message `field` of a message with `write`,
+/// separated by commas.
+fn write_each(
+    buf: &[u8],
+    base: usize,
+    field: u32,
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(&[u8], usize, &mut Vec<u8>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut first = true;
+    let mut r = Reader::new(buf, base);
+    while let Some((f, v)) = r.next()? {
+        if f == field {
+            let (m, at) = v.message(r.pos)?;
+            comma(out, &mut first);
+            write(m, at, out)?;
         }
     }
     Ok(())
