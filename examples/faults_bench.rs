@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/pty.rs"]
 mod pty;
-use pty::{Pty, exe, peak_mib, read_bytes, shown_rate};
+use pty::{Pty, exe, peak_mib, read_bytes};
 
 /// Gateway-style lines made up once (`tokentop::synth::write_logged_line`), each with
 /// where its timestamp is, so that writing them at a high rate costs a copy.
@@ -111,44 +111,20 @@ fn keys(rate: f64, secs: f64, realistic: bool) {
     });
     let mut c = Pty::start(&[path.to_str().unwrap()]);
     std::thread::sleep(Duration::from_secs(3));
-    let mut lat = Vec::new();
-    let t = Instant::now();
-    // The ingest rate the status bar shows (the last second's), read between keys.
-    let mut rates = Vec::new();
-    while t.elapsed().as_secs_f64() < secs {
-        lat.push(c.answer(b"?", |s| s.contains("┌ keys")));
-        std::thread::sleep(Duration::from_millis(150));
-        lat.push(c.answer(b"\x1b", |s| !s.contains("┌ keys")));
-        std::thread::sleep(Duration::from_millis(150));
-        rates.extend(shown_rate(&c.contents()));
-    }
-    rates.sort_by(f64::total_cmp);
+    let probe = c.probe(secs);
     let status = c.contents().lines().last().unwrap_or_default().trim().to_string();
     let cpu_pid = c.child.process_id().unwrap();
     let peak = peak_mib(cpu_pid);
     stop.store(true, Ordering::Relaxed);
     let (written, took) = writer.join().unwrap();
     let _ = c.child.kill();
-    lat.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "console following a file of {} lines at {rate:.0} events/s ({:.0} written/s): {} keys answered in p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; peak RSS {peak:.0} MiB",
+        "console following a file of {} lines at {rate:.0} events/s ({:.0} written/s): {}; peak RSS {peak:.0} MiB",
         if realistic { "realistic (1.1 KB)" } else { "short (200 B)" },
         written as f64 / took,
-        lat.len(),
-        ms(lat[lat.len() / 2]),
-        ms(lat[lat.len() * 95 / 100]),
-        ms(*lat.last().unwrap())
+        probe.keys_text()
     );
-    if !rates.is_empty() {
-        println!(
-            "ingest rate shown, {} readings: median {:.0}k ev/s, lowest {:.0}k, highest {:.0}k",
-            rates.len(),
-            rates[rates.len() / 2] / 1e3,
-            rates[0] / 1e3,
-            rates[rates.len() - 1] / 1e3
-        );
-    }
+    probe.print_rates();
     println!("status bar at the end: {status}");
 }
 

@@ -19,7 +19,7 @@ use tokentop::parse::otlp_proto::encode;
 
 #[path = "common/pty.rs"]
 mod pty;
-use pty::{Pty, peak_mib, shown_rate};
+use pty::{Pty, peak_mib};
 
 /// An export made up once, with where each span's start and end times are.
 struct Export {
@@ -215,17 +215,8 @@ fn main() {
         });
     }
 
-    let mut lat = Vec::new();
-    let mut rates = Vec::new();
-    let t = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
-    while t.elapsed().as_secs_f64() < secs {
-        lat.push(c.answer(b"?", |s| s.contains("┌ keys")));
-        std::thread::sleep(Duration::from_millis(150));
-        lat.push(c.answer(b"\x1b", |s| !s.contains("┌ keys")));
-        std::thread::sleep(Duration::from_millis(150));
-        rates.extend(shown_rate(&c.contents()));
-    }
+    let probe = c.probe(secs - 2.0);
     stop.store(true, Ordering::Relaxed);
     let took = started.elapsed().as_secs_f64();
     // Exports in flight finish before the console goes.
@@ -234,9 +225,6 @@ fn main() {
     let peak = peak_mib(c.child.process_id().unwrap());
     let _ = c.child.kill();
     rt.shutdown_timeout(Duration::from_secs(1));
-    lat.sort();
-    rates.sort_by(f64::total_cmp);
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let per_s = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 / took;
     println!(
         "offered {rate:.0} GenAI spans/s for {took:.0} s: accepted {:.0}/s, refused (429) {:.0}/s, failed {:.0}/s",
@@ -244,21 +232,7 @@ fn main() {
         per_s(&refused),
         per_s(&failed)
     );
-    if !rates.is_empty() {
-        println!(
-            "ingest rate shown, {} readings: median {:.0}k ev/s, lowest {:.0}k, highest {:.0}k",
-            rates.len(),
-            rates[rates.len() / 2] / 1e3,
-            rates[0] / 1e3,
-            rates[rates.len() - 1] / 1e3
-        );
-    }
-    println!(
-        "{} keys answered in p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; console peak RSS {peak:.0} MiB",
-        lat.len(),
-        ms(lat[lat.len() / 2]),
-        ms(lat[lat.len() * 95 / 100]),
-        ms(*lat.last().unwrap())
-    );
+    probe.print_rates();
+    println!("{}; console peak RSS {peak:.0} MiB", probe.keys_text());
     println!("status bar at the end: {status}");
 }

@@ -82,6 +82,59 @@ impl Pty {
     }
 }
 
+/// What the console showed while it was probed: how long keys took to be answered and
+/// the ingest rates the status bar showed, each sorted.
+pub struct Probe {
+    pub keys: Vec<Duration>,
+    pub rates: Vec<f64>,
+}
+
+impl Pty {
+    /// For `secs`: presses `?` and Esc in turn, timing the help box's coming and going,
+    /// and reads the status bar's ingest rate (the last second's) between keys.
+    pub fn probe(&mut self, secs: f64) -> Probe {
+        let (mut keys, mut rates) = (Vec::new(), Vec::new());
+        let t = Instant::now();
+        while t.elapsed().as_secs_f64() < secs {
+            keys.push(self.answer(b"?", |s| s.contains("┌ keys")));
+            std::thread::sleep(Duration::from_millis(150));
+            keys.push(self.answer(b"\x1b", |s| !s.contains("┌ keys")));
+            std::thread::sleep(Duration::from_millis(150));
+            rates.extend(shown_rate(&self.contents()));
+        }
+        keys.sort();
+        rates.sort_by(f64::total_cmp);
+        Probe { keys, rates }
+    }
+}
+
+impl Probe {
+    pub fn keys_text(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let k = &self.keys;
+        format!(
+            "{} keys answered in p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            k.len(),
+            ms(k[k.len() / 2]),
+            ms(k[k.len() * 95 / 100]),
+            ms(*k.last().unwrap())
+        )
+    }
+
+    pub fn print_rates(&self) {
+        let r = &self.rates;
+        if !r.is_empty() {
+            println!(
+                "ingest rate shown, {} readings: median {:.0}k ev/s, lowest {:.0}k, highest {:.0}k",
+                r.len(),
+                r[r.len() / 2] / 1e3,
+                r[0] / 1e3,
+                r[r.len() - 1] / 1e3
+            );
+        }
+    }
+}
+
 /// The ingest rate on the status bar (`· 96.9k ev/s ·`), in events a second.
 pub fn shown_rate(screen: &str) -> Option<f64> {
     let status = screen.lines().last()?;
