@@ -21,6 +21,7 @@ pub mod pricing;
 pub mod proxy;
 pub mod report;
 pub mod serve;
+pub mod ship;
 pub mod source;
 pub mod stats;
 pub mod synth;

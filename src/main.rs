@@ -14,6 +14,7 @@ use cmd::export::*;
 use cmd::proxy::*;
 use cmd::report::*;
 use cmd::serve::*;
+use cmd::ship::*;
 
 /// Watch LLM API traffic live: requests, cost, latency, errors.
 ///
@@ -60,6 +61,15 @@ enum Command {
     /// properties come from `Helicone-*` or `X-Tokentop-*` headers and the body's `user`.
     /// Opens the console unless --headless; --log FILE keeps every call as JSON lines.
     Proxy(ProxyArgs),
+    /// Insert the events of sources into a ClickHouse table, for fleets and history.
+    ///
+    /// Events are normalised and priced, and inserted in batches (--batch-rows,
+    /// --batch-interval). A failed insert is retried with backoff; meanwhile batches
+    /// wait in a bounded spool on disk (kept for the next run), and a full spool drops
+    /// and counts. The table (`--print-schema`, `--create-table`) is a
+    /// ReplacingMergeTree keyed by request id, so a batch delivered twice is one row a
+    /// call. The password comes from TOKENTOP_CLICKHOUSE_PASSWORD.
+    Ship(ShipArgs),
     /// Evaluate the alert rules of a config file over inputs read to their end.
     ///
     /// Event time is the clock: every rule is evaluated at each bucket boundary across
@@ -84,6 +94,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => run_demo(args),
         Some(Command::Check(args)) => run_check(args),
         Some(Command::Proxy(args)) => run_proxy(args),
+        Some(Command::Ship(args)) => run_ship(args),
         None => run_console(cli.console),
     };
     match result {

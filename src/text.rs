@@ -45,6 +45,28 @@ pub fn redact_url(url: &str) -> String {
     format!("{base}?{}", q.join("&"))
 }
 
+/// An error's text without its URL (which could hold a key in a query): what kind of
+/// failure, then its causes.
+pub fn http_error(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "reading the response"
+    } else {
+        "sending the request"
+    }
+    .to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

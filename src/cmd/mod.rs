@@ -8,6 +8,7 @@ pub(crate) mod export;
 pub(crate) mod proxy;
 pub(crate) mod report;
 pub(crate) mod serve;
+pub(crate) mod ship;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -298,7 +298,7 @@ async fn call(req: Request<Incoming>, shared: Arc<Shared>, head: oneshot::Sender
     let mut response = match response {
         Ok(r) => r,
         Err(e) => {
-            let why = format!("upstream unreachable: {}", without_url(&e));
+            let why = format!("upstream unreachable: {}", crate::text::http_error(&e));
             record_call(&shared, &c, 502, None, CallResponse::default(), Some(&why));
             let _ = head.send(plain(StatusCode::BAD_GATEWAY, &format!("tokentop proxy: {why}")));
             return;
@@ -360,7 +360,7 @@ async fn call(req: Request<Incoming>, shared: Arc<Shared>, head: oneshot::Sender
             Err(e) => {
                 let why = format!(
                     "the upstream connection failed mid-response after {sent_bytes} bytes: {}",
-                    without_url(&e)
+                    crate::text::http_error(&e)
                 );
                 // The client sees its response cut off, not a clean end.
                 let _ = chunks.send(Err(std::io::Error::other(why.clone()))).await;
@@ -532,28 +532,6 @@ fn strip_headers(h: &mut HeaderMap) {
     for n in own {
         h.remove(n);
     }
-}
-
-/// An error's text without its URL (which could hold a key in a query): what kind of
-/// failure, then its causes.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else if e.is_body() || e.is_decode() {
-        "reading the response"
-    } else {
-        "sending the request"
-    }
-    .to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// An answer of the proxy's own, in the shape OpenAI's and Anthropic's SDKs read errors.

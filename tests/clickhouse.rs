@@ -1,0 +1,255 @@
+//! `tokentop ship` into a real ClickHouse server (Debian's `clickhouse-server`
+//! package, 18.16), started by the test on loopback from a temporary directory.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::append;
+
+/// A process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A ClickHouse server's files and port; `start` runs it (again, on the same data).
+struct ClickHouse {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl ClickHouse {
+    fn new(dir: &std::path::Path) -> ClickHouse {
+        let (port, tcp) = (free_port(), free_port());
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.xml"),
+            format!(
+                r#"<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog></logger>
+    <http_port>{port}</http_port>
+    <tcp_port>{tcp}</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/tmp/</tmp_path>
+    <user_files_path>{d}/user_files/</user_files_path>
+    <format_schema_path>{d}/format_schemas/</format_schema_path>
+    <users_config>{d}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <mark_cache_size>268435456</mark_cache_size>
+    <max_concurrent_queries>50</max_concurrent_queries>
+</yandex>
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("users.xml"),
+            r#"<?xml version="1.0"?>
+<yandex>
+    <profiles><default></default></profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas><default></default></quotas>
+</yandex>
+"#,
+        )
+        .unwrap();
+        ClickHouse { dir: dir.to_path_buf(), port }
+    }
+
+    fn start(&self) -> Child {
+        let bin = ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server", "/usr/bin/clickhouse"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or_else(|| panic!("clickhouse-server is not installed: run scripts/test-deps.sh as root (apt-get install clickhouse-server)"));
+        let mut cmd = Command::new(bin);
+        if bin.ends_with("/clickhouse") {
+            cmd.arg("server");
+        }
+        let child = cmd
+            .arg(format!("--config-file={}", self.dir.join("config.xml").display()))
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.query("SELECT 1").as_deref() != Some("1") {
+            assert!(
+                Instant::now() < deadline,
+                "ClickHouse did not start: {}",
+                std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Child(child)
+    }
+
+    /// A query's answer (TSV, trimmed), or `None` when the server does not answer.
+    fn query(&self, q: &str) -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--data-binary", q])
+            .arg(format!("http://127.0.0.1:{}/", self.port))
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn number(&self, q: &str) -> f64 {
+        let a = self.query(q).unwrap_or_else(|| panic!("{q}: no answer"));
+        a.parse().unwrap_or_else(|_| panic!("{q}: {a}"))
+    }
+
+    fn url(&self, table: &str) -> String {
+        format!("clickhouse://127.0.0.1:{}/default?table={table}", self.port)
+    }
+}
+
+fn tokentop(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokentop")).args(args).output().unwrap()
+}
+
+#[test]
+fn shipped_events_add_up_to_the_report_of_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let _server = ch.start();
+    // The demo's traffic: errors, cache hits, unpriced models, properties, feedback.
+    let file = dir.path().join("gw.jsonl");
+    let demo = tokentop(&["demo", "--count", "20000", "--fast"]);
+    std::fs::write(&file, &demo.stdout).unwrap();
+    let spool = dir.path().join("spool");
+    let out = tokentop(&[
+        "ship",
+        "--no-follow",
+        "--create-table",
+        "--batch-rows",
+        "3000",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--to",
+        &ch.url("calls"),
+        file.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("shipped 20000 events; 0 bad lines; dropped 0; spool 0.0 MB"), "{err}");
+
+    let report: Value =
+        serde_json::from_slice(&tokentop(&["report", "--window", "all", file.to_str().unwrap()]).stdout).unwrap();
+    let t = "default.calls FINAL";
+    assert_eq!(ch.number(&format!("SELECT count() FROM {t}")), 20000.0);
+    assert_eq!(ch.number("SELECT uniqExact(request_id) FROM default.calls"), 20000.0);
+    let cost = ch.number(&format!("SELECT sum(cost_usd) FROM {t}"));
+    let want = report["cost"]["total"].as_f64().unwrap();
+    assert!((cost - want).abs() < 1e-6, "{cost} vs {want}");
+    assert_eq!(
+        ch.number(&format!("SELECT countIf(cost_usd IS NULL) FROM {t}")),
+        report["cost"]["unpriced_requests"].as_f64().unwrap()
+    );
+    for kind in ["prompt_tokens", "completion_tokens", "cache_read_tokens", "reasoning_tokens"] {
+        assert_eq!(
+            ch.number(&format!("SELECT sum({kind}) FROM {t}")),
+            report["tokens"][kind].as_f64().unwrap(),
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        ch.number(&format!("SELECT countIf(status >= 400 OR status = 0) FROM {t}")),
+        report["errors"]["errors"]["total"].as_f64().unwrap()
+    );
+    assert_eq!(
+        ch.number(&format!("SELECT uniqExact(user_id) FROM {t} WHERE user_id != ''")),
+        report["summary"]["active_users"].as_f64().unwrap()
+    );
+    // Properties as two arrays: the requests of one feature.
+    let search = &report["by_property"]["Feature"]["search"];
+    assert_eq!(
+        ch.number(&format!(
+            "SELECT count() FROM {t} WHERE property_values[indexOf(property_keys, 'Feature')] = 'search'"
+        )),
+        search["requests"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn a_clickhouse_restart_during_ship_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let server = ch.start();
+    let demo = tokentop(&["demo", "--count", "6000", "--fast"]);
+    let lines: Vec<&str> = std::str::from_utf8(&demo.stdout).unwrap().lines().collect();
+    let file = dir.path().join("gw.jsonl");
+    append(&file, "");
+    let spool = dir.path().join("spool");
+    let mut ship = Child(
+        Command::new(env!("CARGO_BIN_EXE_tokentop"))
+            .args(["ship", "--create-table", "--batch-interval", "200ms", "--batch-rows", "500"])
+            .args(["--spool", spool.to_str().unwrap(), "--to", &ch.url("calls"), file.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let count = |q: &str| ch.query(q).and_then(|a| a.parse::<u64>().ok());
+    let wait_for = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count("SELECT uniqExact(request_id) FROM default.calls") != Some(n) {
+            assert!(Instant::now() < deadline, "ClickHouse never held {n} calls");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    append(&file, &(lines[..2000].join("\n") + "\n"));
+    wait_for(2000);
+
+    // ClickHouse dies (no shutdown) while events keep coming, some while an insert
+    // may be under way; they wait in the spool.
+    append(&file, &(lines[2000..3000].join("\n") + "\n"));
+    drop(server);
+    append(&file, &(lines[3000..6000].join("\n") + "\n"));
+    std::thread::sleep(Duration::from_secs(2));
+    let spooled = std::fs::read_dir(&spool).unwrap().count();
+    assert!(spooled > 0, "batches wait on disk while ClickHouse is down");
+
+    let _server = ch.start();
+    wait_for(6000);
+    assert_eq!(count("SELECT count() FROM default.calls FINAL"), Some(6000));
+    let ids: std::collections::BTreeSet<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["request_id"].as_str().unwrap().to_string())
+        .collect();
+    let stored = ch.query("SELECT DISTINCT request_id FROM default.calls ORDER BY request_id").unwrap();
+    assert_eq!(stored.lines().map(str::to_string).collect::<std::collections::BTreeSet<_>>(), ids);
+    // The spool empties once ClickHouse is back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&spool).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "the spool did not empty");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = ship.0.kill();
+    let _ = ship.0.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut ship.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("insert failed, retrying with backoff: cannot reach ClickHouse"), "{err}");
+    assert!(err.contains("ClickHouse takes inserts again"), "{err}");
+}
