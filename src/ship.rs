@@ -2,7 +2,7 @@
 //! of gateways and weeks of history live in one store every console can read.
 //!
 //! Events are normalised (any input format), priced, and inserted over ClickHouse's
-//! HTTP interface as `JSONEachRow`, in batches (by rows and by time). Delivery is at
+//! HTTP interface as `RowBinary` (cheap to write and to read), in batches (by rows and by time). Delivery is at
 //! least once without duplicates in what is read: a batch that fails is retried with
 //! backoff; while ClickHouse is down or slow, batches wait in a bounded spool on disk
 //! (kept across restarts of `ship`); when the spool is full new batches are dropped
@@ -15,7 +15,6 @@
 //! on current releases: properties are two arrays, the time is a `DateTime` plus the
 //! epoch microseconds.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -119,66 +118,77 @@ ORDER BY (created_at, request_id)",
     }
 }
 
-/// Appends one event as a `JSONEachRow` line. `source` names where it came from;
-/// `fallback_id` is used when the event has no request id.
+/// Appends one event as a row of ClickHouse's `RowBinary` format, its columns in the
+/// order of [`Target::schema`]. `source` names where it came from; `fallback_id` is
+/// used when the event has no request id.
 pub fn write_row(ev: &Event, cost: Cost, source: &str, fallback_id: &str, out: &mut Vec<u8>) {
-    fn s(v: Option<&str>) -> &str {
-        v.unwrap_or("")
-    }
-    let str_field = |out: &mut Vec<u8>, name: &str, v: &str| {
-        let _ = write!(out, "\"{name}\":");
-        let _ = serde_json::to_writer(&mut *out, v);
-        out.push(b',');
+    let text = |out: &mut Vec<u8>, v: &str| {
+        leb128(out, v.len() as u64);
+        out.extend_from_slice(v.as_bytes());
     };
-    out.push(b'{');
-    str_field(out, "request_id", ev.request_id.as_deref().filter(|r| !r.is_empty()).unwrap_or(fallback_id));
-    let secs = ev.created_at.div_euclid(1_000_000);
-    let _ = write!(out, "\"created_at\":{},\"created_at_us\":{},", secs.max(0), ev.created_at);
-    str_field(out, "provider", ev.provider());
-    str_field(out, "model", ev.model());
-    let _ = write!(out, "\"status\":{},", ev.status);
-    let opt = |out: &mut Vec<u8>, name: &str, v: Option<f64>| {
-        match v.filter(|v| v.is_finite()) {
-            Some(v) => write!(out, "\"{name}\":{v:?},"),
-            None => write!(out, "\"{name}\":null,"),
+    let nullable = |out: &mut Vec<u8>, v: Option<f64>| match v.filter(|v| v.is_finite()) {
+        Some(v) => {
+            out.push(0);
+            out.extend_from_slice(&v.to_le_bytes());
         }
-        .ok();
+        None => out.push(1),
     };
-    opt(out, "latency_ms", ev.latency_ms);
-    opt(out, "ttft_ms", ev.ttft_ms);
-    let _ = write!(
-        out,
-        "\"prompt_tokens\":{},\"completion_tokens\":{},\"cache_read_tokens\":{},\"cache_write_tokens\":{},\"reasoning_tokens\":{},",
-        ev.prompt_tokens, ev.completion_tokens, ev.cache_read_tokens, ev.cache_write_tokens, ev.reasoning_tokens
-    );
+    text(out, ev.request_id.as_deref().filter(|r| !r.is_empty()).unwrap_or(fallback_id));
+    let secs = ev.created_at.div_euclid(1_000_000).clamp(0, u32::MAX as i64) as u32;
+    out.extend_from_slice(&secs.to_le_bytes());
+    out.extend_from_slice(&ev.created_at.to_le_bytes());
+    text(out, ev.provider());
+    text(out, ev.model());
+    out.extend_from_slice(&ev.status.to_le_bytes());
+    nullable(out, ev.latency_ms);
+    nullable(out, ev.ttft_ms);
+    for n in [ev.prompt_tokens, ev.completion_tokens, ev.cache_read_tokens, ev.cache_write_tokens, ev.reasoning_tokens]
+    {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
     let (usd, billed) = match cost {
         Cost::Billed(c) => (Some(c), 1),
         Cost::Priced(c) => (Some(c), 0),
         Cost::CacheHit { .. } => (Some(0.0), 0),
         Cost::Unpriced => (None, 0),
     };
-    opt(out, "cost_usd", usd);
-    let _ = write!(out, "\"cost_billed\":{billed},\"cache_hit\":{},", u8::from(ev.cache_hit));
-    str_field(out, "user_id", s(ev.user_id.as_deref()));
-    str_field(out, "session_id", s(ev.session_id.as_deref()));
-    str_field(out, "session_name", s(ev.session_name.as_deref()));
-    str_field(out, "session_path", s(ev.session_path.as_deref()));
-    let keys: Vec<&str> = ev.properties.iter().map(|(k, _)| k.as_ref()).collect();
-    let values: Vec<&str> = ev.properties.iter().map(|(_, v)| v.as_ref()).collect();
-    out.extend_from_slice(b"\"property_keys\":");
-    let _ = serde_json::to_writer(&mut *out, &keys);
-    out.extend_from_slice(b",\"property_values\":");
-    let _ = serde_json::to_writer(&mut *out, &values);
-    let _ = write!(out, ",\"retry\":{},", ev.retry);
-    match ev.feedback {
-        Some(f) => write!(out, "\"feedback\":{},", u8::from(f)),
-        None => write!(out, "\"feedback\":null,"),
+    nullable(out, usd);
+    out.push(billed);
+    out.push(u8::from(ev.cache_hit));
+    for v in [&ev.user_id, &ev.session_id, &ev.session_name, &ev.session_path] {
+        text(out, v.as_deref().unwrap_or(""));
     }
-    .ok();
-    str_field(out, "error", s(ev.error.as_deref()));
-    out.extend_from_slice(b"\"source\":");
-    let _ = serde_json::to_writer(&mut *out, source);
-    out.extend_from_slice(b"}\n");
+    leb128(out, ev.properties.len() as u64);
+    for (k, _) in &ev.properties {
+        text(out, k);
+    }
+    leb128(out, ev.properties.len() as u64);
+    for (_, v) in &ev.properties {
+        text(out, v);
+    }
+    out.extend_from_slice(&ev.retry.to_le_bytes());
+    match ev.feedback {
+        Some(f) => out.extend_from_slice(&[0, u8::from(f)]),
+        None => out.push(1),
+    }
+    text(out, ev.error.as_deref().unwrap_or(""));
+    text(out, source);
+}
+
+/// An unsigned LEB128 number, as `RowBinary` writes lengths.
+fn leb128(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Rows ready for one insert.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    pub rows: u64,
+    pub data: Vec<u8>,
 }
 
 /// Why an insert failed.
@@ -243,15 +253,15 @@ impl Client {
         }
     }
 
-    /// Inserts `JSONEachRow` lines.
+    /// Inserts rows written by [`write_row`].
     pub async fn insert(&self, rows: bytes::Bytes) -> Result<(), InsertError> {
-        let query = format!("INSERT INTO {} FORMAT JSONEachRow", self.target.name());
+        let query = format!("INSERT INTO {} FORMAT RowBinary", self.target.name());
         self.execute(&query, rows).await.map(|_| ())
     }
 }
 
-/// Batches waiting on disk while ClickHouse cannot take them: one file a batch,
-/// shipped oldest first, at most `max` bytes in all.
+/// Batches waiting on disk while ClickHouse cannot take them: one file a batch
+/// (`NUMBER-ROWS.rowbinary`), shipped oldest first, at most `max` bytes in all.
 pub struct Spool {
     dir: PathBuf,
     max: u64,
@@ -264,27 +274,34 @@ impl Spool {
     pub fn open(dir: &Path, max: u64) -> Result<Spool, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the spool {}: {e}", dir.display()))?;
         let mut s = Spool { dir: dir.to_path_buf(), max, bytes: 0, next: 0 };
-        for (n, size) in s.files()? {
+        for (n, _, size) in s.files()? {
             s.bytes += size;
             s.next = s.next.max(n + 1);
         }
         Ok(s)
     }
 
-    fn files(&self) -> Result<Vec<(u64, u64)>, String> {
+    /// (number, rows, bytes) of every batch, oldest first.
+    fn files(&self) -> Result<Vec<(u64, u64, u64)>, String> {
         let mut out = Vec::new();
         let rd =
             std::fs::read_dir(&self.dir).map_err(|e| format!("cannot read the spool {}: {e}", self.dir.display()))?;
         for entry in rd.flatten() {
             let name = entry.file_name();
-            let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")).and_then(|n| n.parse::<u64>().ok())
+            let Some((n, rows)) =
+                name.to_str().and_then(|n| n.strip_suffix(".rowbinary")).and_then(|n| n.split_once('-'))
             else {
                 continue;
             };
-            out.push((n, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+            let (Ok(n), Ok(rows)) = (n.parse::<u64>(), rows.parse::<u64>()) else { continue };
+            out.push((n, rows, entry.metadata().map(|m| m.len()).unwrap_or(0)));
         }
         out.sort_unstable();
         Ok(out)
+    }
+
+    fn path(&self, n: u64, rows: u64) -> PathBuf {
+        self.dir.join(format!("{n:012}-{rows}.rowbinary"))
     }
 
     pub fn bytes(&self) -> u64 {
@@ -292,33 +309,33 @@ impl Spool {
     }
 
     /// Keeps a batch; `false` (nothing written) when it does not fit.
-    pub fn push(&mut self, batch: &[u8]) -> Result<bool, String> {
-        if self.bytes + batch.len() as u64 > self.max {
+    pub fn push(&mut self, batch: &Batch) -> Result<bool, String> {
+        if self.bytes + batch.data.len() as u64 > self.max {
             return Ok(false);
         }
-        let path = self.dir.join(format!("{:012}.jsonl", self.next));
-        let tmp = self.dir.join(format!("{:012}.tmp", self.next));
-        std::fs::write(&tmp, batch)
+        let path = self.path(self.next, batch.rows);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &batch.data)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| format!("cannot write the spool {}: {e}", self.dir.display()))?;
         self.next += 1;
-        self.bytes += batch.len() as u64;
+        self.bytes += batch.data.len() as u64;
         Ok(true)
     }
 
     /// The oldest batch, with its number.
-    pub fn oldest(&self) -> Result<Option<(u64, Vec<u8>)>, String> {
-        let Some(&(n, _)) = self.files()?.first() else { return Ok(None) };
-        let path = self.dir.join(format!("{n:012}.jsonl"));
+    pub fn oldest(&self) -> Result<Option<(u64, Batch)>, String> {
+        let Some(&(n, rows, _)) = self.files()?.first() else { return Ok(None) };
+        let path = self.path(n, rows);
         let data = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Ok(Some((n, data)))
+        Ok(Some((n, Batch { rows, data })))
     }
 
     /// Forgets a batch once ClickHouse has it.
-    pub fn remove(&mut self, n: u64, len: usize) -> Result<(), String> {
-        let path = self.dir.join(format!("{n:012}.jsonl"));
+    pub fn remove(&mut self, n: u64, batch: &Batch) -> Result<(), String> {
+        let path = self.path(n, batch.rows);
         std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-        self.bytes = self.bytes.saturating_sub(len as u64);
+        self.bytes = self.bytes.saturating_sub(batch.data.len() as u64);
         Ok(())
     }
 }
@@ -343,63 +360,118 @@ mod tests {
         assert!(Target::parse("http://ch/db", None, None).is_err());
     }
 
+    /// Reads one `RowBinary` row by the schema's column types, as ClickHouse would.
+    fn read_row(schema: &str, mut b: &[u8]) -> (serde_json::Map<String, serde_json::Value>, usize) {
+        use serde_json::{Value, json};
+        let start = b.len();
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> &'a [u8] {
+            let (h, t) = b.split_at(n);
+            *b = t;
+            h
+        }
+        fn len(b: &mut &[u8]) -> usize {
+            let (mut n, mut shift) = (0usize, 0);
+            loop {
+                let byte = take(b, 1)[0];
+                n |= ((byte & 0x7f) as usize) << shift;
+                if byte < 0x80 {
+                    return n;
+                }
+                shift += 7;
+            }
+        }
+        fn value(ty: &str, b: &mut &[u8]) -> Value {
+            if let Some(inner) = ty.strip_prefix("Nullable(").and_then(|t| t.strip_suffix(')')) {
+                return if take(b, 1)[0] == 1 { Value::Null } else { value(inner, b) };
+            }
+            if let Some(inner) = ty.strip_prefix("Array(").and_then(|t| t.strip_suffix(')')) {
+                let n = len(b);
+                return Value::Array((0..n).map(|_| value(inner, b)).collect());
+            }
+            match ty {
+                "String" => {
+                    let n = len(b);
+                    json!(std::str::from_utf8(take(b, n)).unwrap())
+                }
+                "DateTime" => json!(u32::from_le_bytes(take(b, 4).try_into().unwrap())),
+                "Int64" => json!(i64::from_le_bytes(take(b, 8).try_into().unwrap())),
+                "UInt64" => json!(u64::from_le_bytes(take(b, 8).try_into().unwrap())),
+                "Float64" => json!(f64::from_le_bytes(take(b, 8).try_into().unwrap())),
+                "UInt16" => json!(u16::from_le_bytes(take(b, 2).try_into().unwrap())),
+                "UInt8" => json!(take(b, 1)[0]),
+                t => panic!("a type the test does not read: {t}"),
+            }
+        }
+        let mut row = serde_json::Map::new();
+        for line in schema.lines().filter_map(|l| l.strip_prefix("    ")) {
+            let (name, ty) = line.trim_end_matches(',').split_once(' ').unwrap();
+            row.insert(name.to_string(), value(ty, &mut b));
+        }
+        (row, start - b.len())
+    }
+
     #[test]
-    fn a_row_has_every_column_of_the_schema() {
+    fn a_row_has_every_column_of_the_schema_in_order() {
         let ev = Event {
             request_id: None,
             created_at: 1_764_662_400_123_456,
             provider: Some(Cow::Borrowed("openai")),
             model: Some(Cow::Borrowed("gpt-4o")),
-            status: 200,
+            status: 429,
             latency_ms: Some(812.5),
             prompt_tokens: 10,
+            completion_tokens: 300,
             user_id: Some(Cow::Borrowed("u\"1")),
-            properties: vec![(Cow::Borrowed("feature"), Cow::Borrowed("search"))],
+            properties: vec![
+                (Cow::Borrowed("feature"), Cow::Borrowed("search")),
+                (Cow::Borrowed("tier"), Cow::Borrowed("free")),
+            ],
             feedback: Some(true),
+            retry: 2,
+            error: Some(Cow::Borrowed("rate limited")),
             ..Event::default()
         };
         let mut out = Vec::new();
         write_row(&ev, Cost::Priced(0.25), "gw.jsonl", "tt-abc", &mut out);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["request_id"], "tt-abc");
+        let second = out.len();
+        write_row(&Event { feedback: None, ..ev.clone() }, Cost::Unpriced, "s", "id2", &mut out);
+        let schema = Target::parse("clickhouse://h/db", None, None).unwrap().schema();
+        let (row, used) = read_row(&schema, &out);
+        assert_eq!(used, second, "the first row ends where the second starts");
+        let want = serde_json::json!({
+            "request_id": "tt-abc", "created_at": 1_764_662_400u32, "created_at_us": 1_764_662_400_123_456i64,
+            "provider": "openai", "model": "gpt-4o", "status": 429, "latency_ms": 812.5, "ttft_ms": null,
+            "prompt_tokens": 10, "completion_tokens": 300, "cache_read_tokens": 0, "cache_write_tokens": 0,
+            "reasoning_tokens": 0, "cost_usd": 0.25, "cost_billed": 0, "cache_hit": 0, "user_id": "u\"1",
+            "session_id": "", "session_name": "", "session_path": "", "property_keys": ["feature", "tier"],
+            "property_values": ["search", "free"], "retry": 2, "feedback": 1, "error": "rate limited", "source": "gw.jsonl"
+        });
+        assert_eq!(serde_json::Value::Object(row), want);
+        let (row, used) = read_row(&schema, &out[second..]);
+        assert_eq!(used, out.len() - second);
         assert_eq!(
-            (v["created_at"].as_i64(), v["created_at_us"].as_i64()),
-            (Some(1_764_662_400), Some(1_764_662_400_123_456))
+            (&row["cost_usd"], &row["feedback"], &row["request_id"]),
+            (&serde_json::Value::Null, &serde_json::Value::Null, &serde_json::json!("id2"))
         );
-        assert_eq!((v["cost_usd"].as_f64(), v["cost_billed"].as_u64()), (Some(0.25), Some(0)));
-        assert_eq!(v["ttft_ms"], serde_json::Value::Null);
-        assert_eq!(v["user_id"], "u\"1");
-        assert_eq!(
-            (v["property_keys"][0].as_str(), v["property_values"][0].as_str()),
-            (Some("feature"), Some("search"))
-        );
-        // Every column of the schema, and nothing else.
-        let t = Target::parse("clickhouse://h/db", None, None).unwrap();
-        let schema = t.schema();
-        let columns: Vec<&str> = schema.lines().filter_map(|l| l.strip_prefix("    ")?.split(' ').next()).collect();
-        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut cols = columns.clone();
-        keys.sort_unstable();
-        cols.sort_unstable();
-        assert_eq!(keys, cols);
     }
 
     #[test]
     fn the_spool_is_bounded_and_kept_across_runs() {
         let dir = tempfile::tempdir().unwrap();
+        let batch = |b: u8, n: usize, rows: u64| Batch { rows, data: vec![b; n] };
         let mut s = Spool::open(dir.path(), 100).unwrap();
-        assert!(s.push(&[b'a'; 60]).unwrap());
-        assert!(!s.push(&[b'b'; 60]).unwrap(), "over the bound");
-        assert!(s.push(&[b'c'; 40]).unwrap());
+        assert!(s.push(&batch(b'a', 60, 3)).unwrap());
+        assert!(!s.push(&batch(b'b', 60, 3)).unwrap(), "over the bound");
+        assert!(s.push(&batch(b'c', 40, 2)).unwrap());
         drop(s);
         let mut s = Spool::open(dir.path(), 100).unwrap();
         assert_eq!(s.bytes(), 100);
-        let (n, data) = s.oldest().unwrap().unwrap();
-        assert_eq!(data, [b'a'; 60]);
-        s.remove(n, data.len()).unwrap();
-        let (n, data) = s.oldest().unwrap().unwrap();
-        assert_eq!(data, [b'c'; 40]);
-        s.remove(n, data.len()).unwrap();
+        let (n, got) = s.oldest().unwrap().unwrap();
+        assert_eq!(got, batch(b'a', 60, 3));
+        s.remove(n, &got).unwrap();
+        let (n, got) = s.oldest().unwrap().unwrap();
+        assert_eq!(got, batch(b'c', 40, 2));
+        s.remove(n, &got).unwrap();
         assert!(s.oldest().unwrap().is_none());
         assert_eq!(s.bytes(), 0);
     }

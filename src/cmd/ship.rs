@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use tokentop::parse::LineParser;
 use tokentop::pricing::{PriceCache, cost_of};
-use tokentop::ship::{Client, PASSWORD_ENV, Spool, Target, write_row};
+use tokentop::ship::{Batch, Client, PASSWORD_ENV, Spool, Target, write_row};
 use tokentop::source::{self, SourceOptions, SourceSpec, SourceState, Update};
 use tokentop::time::parse_duration;
 
@@ -110,7 +110,7 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{}: {e} (add --create-table to create it)", target.name()))?;
         eprintln!("tokentop: shipping to {} at {} (spool {})", target.name(), target.base, spool_dir.display());
 
-        let (batches_tx, batches_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let (batches_tx, batches_rx) = tokio::sync::mpsc::channel::<Batch>(4);
         let sender = tokio::spawn(send_batches(client.clone(), batches_rx, spool.clone(), counts.clone()));
         let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
         source::start(&specs, &sopts, tx);
@@ -126,8 +126,8 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
             if *rows == 0 {
                 return;
             }
-            let full = std::mem::replace(batch, Vec::with_capacity(8 << 20));
             let n = std::mem::take(rows) as u64;
+            let full = Batch { rows: n, data: std::mem::replace(batch, Vec::with_capacity(8 << 20)) };
             if let Err(tokio::sync::mpsc::error::TrySendError::Full(full)) = batches_tx.try_send(full) {
                 // ClickHouse is slow or down: the batch waits on disk.
                 match spool.lock().expect("spool").push(&full) {
@@ -254,7 +254,7 @@ fn default_spool(target: &Target) -> PathBuf {
 /// batches come and the spool is empty.
 async fn send_batches(
     client: Client,
-    mut batches: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    mut batches: tokio::sync::mpsc::Receiver<Batch>,
     spool: Arc<Mutex<Spool>>,
     counts: Arc<Counts>,
 ) {
@@ -263,8 +263,8 @@ async fn send_batches(
     let mut last_error = String::new();
     loop {
         let spooled = spool.lock().expect("spool").oldest();
-        let (batch, from_spool) = match spooled {
-            Ok(Some((n, data))) => (data, Some(n)),
+        let (mut batch, from_spool) = match spooled {
+            Ok(Some((n, batch))) => (batch, Some(n)),
             Ok(None) if open => match tokio::time::timeout(Duration::from_millis(500), batches.recv()).await {
                 Ok(Some(b)) => (b, None),
                 Ok(None) => {
@@ -280,14 +280,14 @@ async fn send_batches(
                 continue;
             }
         };
-        let rows = batch.iter().filter(|&&b| b == b'\n').count() as u64;
-        let len = batch.len();
-        let batch = bytes::Bytes::from(batch);
-        match client.insert(batch.clone()).await {
+        let rows = batch.rows;
+        let data = bytes::Bytes::from(std::mem::take(&mut batch.data));
+        match client.insert(data.clone()).await {
             Ok(()) => {
                 counts.shipped.fetch_add(rows, Ordering::Relaxed);
+                batch.data = data.into();
                 if let Some(n) = from_spool
-                    && let Err(e) = spool.lock().expect("spool").remove(n, len)
+                    && let Err(e) = spool.lock().expect("spool").remove(n, &batch)
                 {
                     eprintln!("tokentop: {e}");
                 }
@@ -305,6 +305,7 @@ async fn send_batches(
                     last_error = text;
                 }
                 if from_spool.is_none() {
+                    batch.data = data.into();
                     match spool.lock().expect("spool").push(&batch) {
                         Ok(true) => {}
                         Ok(false) => {
