@@ -19,7 +19,10 @@
 #   scripts/bench.sh otlp      # OTLP/HTTP protobuf exports of GenAI spans into the console at
 #                              # 100k and 150k spans/s: accepted, refused (429), keys, memory
 #   scripts/bench.sh proxy     # latency tokentop proxy adds at 100 and 1,000 req/s, JSON and streams
-#   scripts/bench.sh           # all nine
+#   scripts/bench.sh ship      # ship 1,000,000 events into a local ClickHouse (Debian's
+#                              # clickhouse-server, started here from a temporary directory):
+#                              # events/s and ship's own CPU (not in "all": it needs the server)
+#   scripts/bench.sh           # all nine but duckdb and ship
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -48,6 +51,44 @@ if [[ $what == duckdb ]]; then
   "$venv/bin/python" -c "import duckdb" 2> /dev/null || "$venv/bin/pip" install --quiet duckdb
   command -v jq > /dev/null || echo "jq is not installed (apt-get install jq): its pair is left out"
   JQ=$(command -v jq > /dev/null && echo 1 || echo 0) "$venv/bin/python" scripts/vs_duckdb.py "$events" 5
+fi
+
+if [[ $what == ship ]]; then
+  ch=$(mktemp -d)
+  port=$((20000 + RANDOM % 20000))
+  cat > "$ch/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$ch/server.log</log><errorlog>$ch/error.log</errorlog></logger>
+  <http_port>$port</http_port><tcp_port>$((port + 1))</tcp_port><listen_host>127.0.0.1</listen_host>
+  <path>$ch/data/</path><tmp_path>$ch/tmp/</tmp_path><user_files_path>$ch/user_files/</user_files_path>
+  <format_schema_path>$ch/format_schemas/</format_schema_path><users_config>$ch/users.xml</users_config>
+  <default_profile>default</default_profile><default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+</yandex>
+XML
+  cat > "$ch/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex><profiles><default/></profiles><quotas><default/></quotas>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+</yandex>
+XML
+  server=$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)
+  "$server" --config-file="$ch/config.xml" > /dev/null 2>&1 &
+  chpid=$!
+  until curl -s "http://127.0.0.1:$port/ping" > /dev/null; do sleep 0.2; done
+  echo "ClickHouse $(curl -s "http://127.0.0.1:$port/" --data-binary 'SELECT version()') on port $port"
+  events=$tmp/events-1m.jsonl
+  [[ -s $events ]] || ./target/release/examples/gen_events 1000000 > "$events"
+  cat "$events" > /dev/null
+  for rows in 10000 50000; do
+    /usr/bin/time -f "ship, --batch-rows $rows: %e s wall, ship's CPU %U s user + %S s sys, peak RSS %M KiB" \
+      ./target/release/tokentop ship --no-follow --create-table --batch-rows "$rows" --spool "$ch/spool" \
+      --to "clickhouse://127.0.0.1:$port/default?table=bench$rows" "$events" 2>&1 | tail -n 2
+    echo "rows in ClickHouse: $(curl -s "http://127.0.0.1:$port/" --data-binary "SELECT count() FROM default.bench$rows")"
+  done
+  kill "$chpid"; wait "$chpid" 2> /dev/null || true
+  rm -rf "$ch"
 fi
 
 if [[ $what == formats || $what == all ]]; then
