@@ -253,3 +253,37 @@ fn a_clickhouse_restart_during_ship_loses_and_duplicates_nothing() {
     assert!(err.contains("insert failed, retrying with backoff: cannot reach ClickHouse"), "{err}");
     assert!(err.contains("ClickHouse takes inserts again"), "{err}");
 }
+
+#[test]
+fn a_full_spool_drops_and_says_how_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let server = ch.start();
+    let demo = tokentop(&["demo", "--count", "300", "--fast"]);
+    let file = dir.path().join("gw.jsonl");
+    append(&file, "");
+    let spool = dir.path().join("spool");
+    let mut ship = Child(
+        Command::new(env!("CARGO_BIN_EXE_tokentop"))
+            .args(["ship", "--create-table", "--batch-interval", "100ms", "--spool-max", "1KiB"])
+            .args(["--spool", spool.to_str().unwrap(), "--to", &ch.url("calls"), file.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    drop(server);
+    append(&file, std::str::from_utf8(&demo.stdout).unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = ship.0.kill();
+    let _ = ship.0.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut ship.0.stderr.take().unwrap(), &mut err).unwrap();
+    let dropped: u64 = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("tokentop: the spool is full: dropped ")?.strip_suffix(" events (raise --spool-max)"))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(dropped, 300, "{err}");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "nothing over the bound is written");
+}
