@@ -7,21 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::append;
-
-/// A process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{Child, append, free_port};
 
 /// A ClickHouse server's files and port; `start` runs it (again, on the same data).
 struct ClickHouse {
@@ -281,7 +267,9 @@ fn a_full_spool_drops_and_says_how_many() {
     std::io::Read::read_to_string(&mut ship.0.stderr.take().unwrap(), &mut err).unwrap();
     let dropped: u64 = err
         .lines()
-        .filter_map(|l| l.strip_prefix("tokentop: the spool is full: dropped ")?.strip_suffix(" events (raise --spool-max)"))
+        .filter_map(|l| {
+            l.strip_prefix("tokentop: the spool is full: dropped ")?.strip_suffix(" events (raise --spool-max)")
+        })
         .map(|n| n.parse::<u64>().unwrap())
         .sum();
     assert_eq!(dropped, 300, "{err}");

@@ -12,7 +12,7 @@ use tokentop::source::ws::{WsOptions, run};
 use tokentop::source::{Feed, SourceState, Update};
 
 mod common;
-use common::{Relay, append, event, ids, relay_with};
+use common::{Relay, append, event, free_port, ids, relay_with};
 
 fn events(range: std::ops::RangeInclusive<u64>) -> String {
     range.map(|i| event(i) + "\n").collect()
@@ -24,10 +24,6 @@ fn tokentop() -> Command {
 
 fn relay(listen: &str, args: &[&str]) -> Relay {
     relay_with("", listen, args, &[])
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// What a WebSocket source delivered: ids in order, and the other updates.

@@ -7,21 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{relay_with, wait_for_log};
-
-/// A process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{Child, free_port, relay_with, wait_for_log};
 
 /// Prometheus scraping `target` every second; its HTTP API's address.
 fn prometheus(dir: &std::path::Path, target: &str) -> (Child, String) {

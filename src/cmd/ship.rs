@@ -130,17 +130,7 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
             let full = Batch { rows: n, data: std::mem::replace(batch, Vec::with_capacity(8 << 20)) };
             if let Err(tokio::sync::mpsc::error::TrySendError::Full(full)) = batches_tx.try_send(full) {
                 // ClickHouse is slow or down: the batch waits on disk.
-                match spool.lock().expect("spool").push(&full) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        counts.dropped.fetch_add(n, Ordering::Relaxed);
-                        eprintln!("tokentop: the spool is full: dropped {n} events (raise --spool-max)");
-                    }
-                    Err(e) => {
-                        counts.dropped.fetch_add(n, Ordering::Relaxed);
-                        eprintln!("tokentop: {e}: dropped {n} events");
-                    }
-                }
+                spool_or_drop(&spool, &full, &counts);
             }
         };
         loop {
@@ -249,6 +239,18 @@ fn default_spool(target: &Target) -> PathBuf {
     cache.join("tokentop").join("spool").join(target.name())
 }
 
+/// Keeps a batch in the spool, or drops it and says so when the spool is full (or
+/// cannot be written).
+fn spool_or_drop(spool: &Mutex<Spool>, batch: &Batch, counts: &Counts) {
+    let why = match spool.lock().expect("spool").push(batch) {
+        Ok(true) => return,
+        Ok(false) => "the spool is full".to_string(),
+        Err(e) => e,
+    };
+    counts.dropped.fetch_add(batch.rows, Ordering::Relaxed);
+    eprintln!("tokentop: {why}: dropped {} events (raise --spool-max)", batch.rows);
+}
+
 /// Inserts batches, the spooled ones first; a failed insert is retried with backoff
 /// (250 ms doubling to 30 s) and its batch kept on disk meanwhile. Ends when no more
 /// batches come and the spool is empty.
@@ -306,17 +308,7 @@ async fn send_batches(
                 }
                 if from_spool.is_none() {
                     batch.data = data.into();
-                    match spool.lock().expect("spool").push(&batch) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            counts.dropped.fetch_add(rows, Ordering::Relaxed);
-                            eprintln!("tokentop: the spool is full: dropped {rows} events (raise --spool-max)");
-                        }
-                        Err(e) => {
-                            counts.dropped.fetch_add(rows, Ordering::Relaxed);
-                            eprintln!("tokentop: {e}: dropped {rows} events");
-                        }
-                    }
+                    spool_or_drop(&spool, &batch, &counts);
                 }
                 backoff = (backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
                 tokio::time::sleep(backoff).await;

@@ -172,3 +172,19 @@ pub fn wait_for_log(relay: &Relay, what: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A child process, killed (SIGKILL) and waited for when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free on loopback now (another process may take it before it is used; the
+/// tests that use it start their server at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
