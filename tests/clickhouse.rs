@@ -275,3 +275,44 @@ fn a_full_spool_drops_and_says_how_many() {
     assert_eq!(dropped, 300, "{err}");
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "nothing over the bound is written");
 }
+
+#[test]
+fn spans_received_over_otlp_are_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let _server = ch.start();
+    let otlp = format!("127.0.0.1:{}", free_port());
+    let spool = dir.path().join("spool");
+    let _ship = Child(
+        Command::new(env!("CARGO_BIN_EXE_tokentop"))
+            .args(["ship", "--create-table", "--batch-interval", "200ms", "--otlp", &otlp])
+            .args(["--spool", spool.to_str().unwrap(), "--to", &ch.url("spans")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // The OpenTelemetry SDK's spans (tests/otlp.rs reads the same ones through a relay):
+    // three calls; a health check and a framework's wrapper span are not calls.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otlp_send.py");
+    let out = Command::new(common::python()).arg(script).arg(format!("http://{otlp}")).arg("http").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id =
+        |kind: &str| sent["spans"].as_array().unwrap().iter().find(|s| s["kind"] == kind).unwrap()["span_id"].clone();
+    // Spans wait 6 s for the rest of their trace before they are events.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ch.query("SELECT count() FROM default.spans").as_deref() != Some("3") {
+        assert!(Instant::now() < deadline, "the three calls never arrived");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rows = ch
+        .query("SELECT request_id, model, status, prompt_tokens, latency_ms, property_values[indexOf(property_keys, 'service')] FROM default.spans ORDER BY created_at")
+        .unwrap();
+    let want = [
+        format!("{}\tgpt-4o-2024-08-06\t200\t1200\t1250\tcheckout", id("chat").as_str().unwrap()),
+        format!("{}\tclaude-sonnet-4-5\t429\t0\t80\tcheckout", id("error").as_str().unwrap()),
+        format!("{}\tgpt-4o-mini\t200\t80\t500\tcheckout", id("inner").as_str().unwrap()),
+    ];
+    assert_eq!(rows.lines().collect::<Vec<_>>(), want);
+}
