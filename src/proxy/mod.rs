@@ -291,7 +291,7 @@ async fn call(req: Request<Incoming>, shared: Arc<Shared>, head: oneshot::Sender
     let response = tokio::select! {
         r = sent => r,
         _ = head.closed() => {
-            record_call(&shared, &c, 499, None, CallResponse::default(), Some("the client disconnected before the response"));
+            record_call(&shared, &c, Ended::failed(499, "the client disconnected before the response"));
             return;
         }
     };
@@ -299,7 +299,7 @@ async fn call(req: Request<Incoming>, shared: Arc<Shared>, head: oneshot::Sender
         Ok(r) => r,
         Err(e) => {
             let why = format!("upstream unreachable: {}", crate::text::http_error(&e));
-            record_call(&shared, &c, 502, None, CallResponse::default(), Some(&why));
+            record_call(&shared, &c, Ended::failed(502, &why));
             let _ = head.send(plain(StatusCode::BAD_GATEWAY, &format!("tokentop proxy: {why}")));
             return;
         }
@@ -324,14 +324,9 @@ async fn call(req: Request<Incoming>, shared: Arc<Shared>, head: oneshot::Sender
     *answer.status_mut() = status;
     *answer.headers_mut() = out_headers;
     if head.send(answer).is_err() {
-        record_call(
-            &shared,
-            &c,
-            499,
-            upstream_id,
-            reader.finish(),
-            Some("the client disconnected before the response"),
-        );
+        let mut ended = Ended::failed(499, "the client disconnected before the response");
+        (ended.upstream_id, ended.response) = (upstream_id, reader.finish());
+        record_call(&shared, &c, ended);
         return;
     }
     let mut ttft = None;
@@ -373,13 +368,28 @@ async fn call(req: Request<Incoming>, shared: Arc<Shared>, head: oneshot::Sender
         Some((code, why)) => (code, Some(why)),
         None => (status.as_u16(), None),
     };
-    let read = reader.finish();
-    let mut c = c;
-    if !c.request.stream {
-        ttft = None;
+    let ttft = if c.request.stream { ttft } else { None };
+    let ended = Ended { status: code, upstream_id, response: reader.finish(), ttft, why: why.as_deref() };
+    record_call(&shared, &c, ended);
+}
+
+/// How a call ended.
+#[derive(Default)]
+struct Ended<'a> {
+    status: u16,
+    /// The provider's id for the call (`x-request-id`, `request-id`).
+    upstream_id: Option<String>,
+    response: CallResponse,
+    /// To the first content of a streamed answer.
+    ttft: Option<Duration>,
+    /// Why it failed on the way (the client left, the upstream dropped).
+    why: Option<&'a str>,
+}
+
+impl<'a> Ended<'a> {
+    fn failed(status: u16, why: &'a str) -> Ended<'a> {
+        Ended { status, why: Some(why), ..Ended::default() }
     }
-    c.meta.ttft = ttft;
-    record_call(&shared, &c, code, upstream_id, read, why.as_deref());
 }
 
 /// The user, session and properties a call's headers name, Helicone's way
@@ -392,7 +402,6 @@ struct Meta {
     session_name: Option<String>,
     session_path: Option<String>,
     properties: Vec<(String, String)>,
-    ttft: Option<Duration>,
 }
 
 impl Meta {
@@ -422,14 +431,8 @@ impl Meta {
 }
 
 /// Appends one event, as a tokentop JSON line, to the record queue.
-fn record_call(
-    shared: &Shared,
-    c: &Call,
-    status: u16,
-    upstream_id: Option<String>,
-    r: CallResponse,
-    why: Option<&str>,
-) {
+fn record_call(shared: &Shared, c: &Call, ended: Ended) {
+    let Ended { status, upstream_id, response: r, ttft, why } = ended;
     let mut ev = Map::new();
     let mut put = |k: &str, v: Value| {
         ev.insert(k.to_string(), v);
@@ -444,7 +447,7 @@ fn record_call(
     }
     put("status", json!(status));
     put("latency_ms", json!(c.started.elapsed().as_secs_f64() * 1e3));
-    if let Some(t) = c.meta.ttft {
+    if let Some(t) = ttft {
         put("ttft_ms", json!(t.as_secs_f64() * 1e3));
     }
     let tokens = [
