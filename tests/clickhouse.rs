@@ -115,6 +115,28 @@ fn tokentop(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tokentop")).args(args).output().unwrap()
 }
 
+/// `tokentop ship --create-table` into `table`, spooling in `spool`, with `args` (the
+/// batching and the sources); its stderr is kept for [`stop`].
+fn ship(ch: &ClickHouse, table: &str, spool: &std::path::Path, args: &[&str]) -> Child {
+    Child(
+        Command::new(env!("CARGO_BIN_EXE_tokentop"))
+            .args(["ship", "--create-table", "--spool", spool.to_str().unwrap(), "--to", &ch.url(table)])
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Stops a `ship` and gives what it said.
+fn stop(mut ship: Child) -> String {
+    let _ = ship.0.kill();
+    let _ = ship.0.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut ship.0.stderr.take().unwrap(), &mut err).unwrap();
+    err
+}
+
 #[test]
 fn shipped_events_add_up_to_the_report_of_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,14 +210,8 @@ fn a_clickhouse_restart_during_ship_loses_and_duplicates_nothing() {
     let file = dir.path().join("gw.jsonl");
     append(&file, "");
     let spool = dir.path().join("spool");
-    let mut ship = Child(
-        Command::new(env!("CARGO_BIN_EXE_tokentop"))
-            .args(["ship", "--create-table", "--batch-interval", "200ms", "--batch-rows", "500"])
-            .args(["--spool", spool.to_str().unwrap(), "--to", &ch.url("calls"), file.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let ship =
+        ship(&ch, "calls", &spool, &["--batch-interval", "200ms", "--batch-rows", "500", file.to_str().unwrap()]);
     let count = |q: &str| ch.query(q).and_then(|a| a.parse::<u64>().ok());
     let wait_for = |n: u64| {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -232,10 +248,7 @@ fn a_clickhouse_restart_during_ship_loses_and_duplicates_nothing() {
         assert!(Instant::now() < deadline, "the spool did not empty");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = ship.0.kill();
-    let _ = ship.0.wait();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut ship.0.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stop(ship);
     assert!(err.contains("insert failed, retrying with backoff: cannot reach ClickHouse"), "{err}");
     assert!(err.contains("ClickHouse takes inserts again"), "{err}");
 }
@@ -249,22 +262,13 @@ fn a_full_spool_drops_and_says_how_many() {
     let file = dir.path().join("gw.jsonl");
     append(&file, "");
     let spool = dir.path().join("spool");
-    let mut ship = Child(
-        Command::new(env!("CARGO_BIN_EXE_tokentop"))
-            .args(["ship", "--create-table", "--batch-interval", "100ms", "--spool-max", "1KiB"])
-            .args(["--spool", spool.to_str().unwrap(), "--to", &ch.url("calls"), file.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let ship =
+        ship(&ch, "calls", &spool, &["--batch-interval", "100ms", "--spool-max", "1KiB", file.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(500));
     drop(server);
     append(&file, std::str::from_utf8(&demo.stdout).unwrap());
     std::thread::sleep(Duration::from_secs(2));
-    let _ = ship.0.kill();
-    let _ = ship.0.wait();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut ship.0.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stop(ship);
     let dropped: u64 = err
         .lines()
         .filter_map(|l| {
@@ -283,14 +287,7 @@ fn spans_received_over_otlp_are_shipped() {
     let _server = ch.start();
     let otlp = format!("127.0.0.1:{}", free_port());
     let spool = dir.path().join("spool");
-    let _ship = Child(
-        Command::new(env!("CARGO_BIN_EXE_tokentop"))
-            .args(["ship", "--create-table", "--batch-interval", "200ms", "--otlp", &otlp])
-            .args(["--spool", spool.to_str().unwrap(), "--to", &ch.url("spans")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _ship = ship(&ch, "spans", &spool, &["--batch-interval", "200ms", "--otlp", &otlp]);
     std::thread::sleep(Duration::from_millis(500));
     // The OpenTelemetry SDK's spans (tests/otlp.rs reads the same ones through a relay):
     // three calls; a health check and a framework's wrapper span are not calls.
