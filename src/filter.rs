@@ -173,6 +173,126 @@ impl Filter {
     }
 }
 
+/// Where a table keeps what filter terms compare: SQL expressions over its columns
+/// (see `clickhouse::Layout`). Text columns hold `''` for "none".
+#[derive(Debug, Clone, Copy)]
+pub struct SqlFields<'a> {
+    pub model: &'a str,
+    pub provider: &'a str,
+    pub user: &'a str,
+    pub session: &'a str,
+    pub status: &'a str,
+    pub cache_hit: &'a str,
+    pub latency_ms: &'a str,
+    pub ttft_ms: &'a str,
+    /// What the request cost, as [`Filter::matches`] is given it (0 for cache hits).
+    pub cost_usd: &'a str,
+    pub tokens: &'a str,
+    pub error: &'a str,
+    pub property_keys: &'a str,
+    pub property_values: &'a str,
+}
+
+impl Filter {
+    /// The filter as a SQL condition (ClickHouse's dialect) keeping exactly the rows
+    /// [`matches`](Self::matches) keeps: drill-downs and filters of a console reading
+    /// ClickHouse cover the whole window there. `1` for the empty filter.
+    pub fn to_sql(&self, f: &SqlFields) -> String {
+        let mut parts = Vec::new();
+        let mut i = 0;
+        while i < self.terms.len() {
+            let (field, negated) = (self.terms[i].field, self.terms[i].negated);
+            let mut alternatives = Vec::new();
+            while i < self.terms.len() && self.terms[i].field == field && self.terms[i].negated == negated {
+                alternatives.push(term_sql(&self.terms[i], f));
+                i += 1;
+            }
+            let any = format!("({})", alternatives.join(" OR "));
+            parts.push(if negated { format!("NOT {any}") } else { any });
+        }
+        if parts.is_empty() { "1".to_string() } else { parts.join(" AND ") }
+    }
+}
+
+/// One term as a condition that is never NULL (so that `NOT` of it is what
+/// [`term_matches`] says for a missing value).
+fn term_sql(t: &Term, f: &SqlFields) -> String {
+    let cond = match &t.test {
+        Test::Text(pattern) => {
+            let (col, none_is_empty) = match t.field {
+                Field::Model => (f.model, false),
+                Field::Provider => (f.provider, false),
+                Field::User => (f.user, true),
+                Field::Session => (f.session, true),
+                _ => (f.error, true),
+            };
+            let like = format!("lower({col}) LIKE {}", like_pattern(pattern));
+            if none_is_empty { format!("{col} != '' AND {like}") } else { like }
+        }
+        Test::Property { key, value } => format!(
+            "arrayExists((k, v) -> k = {} AND lower(v) LIKE {}, {}, {})",
+            sql_string(key),
+            like_pattern(value),
+            f.property_keys,
+            f.property_values
+        ),
+        Test::Status(s) => format!("{} = {s}", f.status),
+        Test::StatusClass(c) => format!("{0} >= {c} AND {0} < {1}", f.status, c + 100),
+        Test::AnyError => format!("{0} >= 400 OR {0} = 0", f.status),
+        Test::Ok => format!("{0} >= 200 AND {0} < 300", f.status),
+        Test::CacheHit(hit) => format!("{} = {}", f.cache_hit, u8::from(*hit)),
+        Test::Compare { op, value } => {
+            let x = match t.field {
+                Field::Latency => f.latency_ms,
+                Field::Ttft => f.ttft_ms,
+                Field::Cost => f.cost_usd,
+                _ => f.tokens,
+            };
+            let op = match op {
+                Op::Gt => ">",
+                Op::Ge => ">=",
+                Op::Lt => "<",
+                Op::Le => "<=",
+            };
+            format!("{x} {op} {value:?}")
+        }
+    };
+    format!("ifNull({cond}, 0)")
+}
+
+/// A ClickHouse string literal.
+pub fn sql_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A glob as a `LIKE` pattern on the lowercased column: `*` is `%`; `%`, `_` and `\`
+/// are taken literally.
+fn like_pattern(glob: &str) -> String {
+    let mut p = String::with_capacity(glob.len());
+    for c in glob.chars() {
+        match c {
+            '*' => p.push('%'),
+            '%' | '_' | '\\' => {
+                p.push('\\');
+                p.push(c);
+            }
+            _ => p.push(c.to_ascii_lowercase()),
+        }
+    }
+    sql_string(&p)
+}
+
 fn bad(term: &str, why: impl Into<String>) -> FilterError {
     FilterError { term: term.to_string(), why: why.into() }
 }

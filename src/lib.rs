@@ -8,6 +8,7 @@
 //! - [`report`] turns aggregates into the numbers users read, as JSON or a table.
 
 pub mod alert;
+pub mod clickhouse;
 pub mod config;
 pub mod engine;
 pub mod event;

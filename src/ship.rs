@@ -99,6 +99,7 @@ impl Target {
     reasoning_tokens UInt64,
     cost_usd Nullable(Float64),
     cost_billed UInt8,
+    cost_saved_usd Float64,
     cache_hit UInt8,
     user_id String,
     session_id String,
@@ -146,14 +147,15 @@ pub fn write_row(ev: &Event, cost: Cost, source: &str, fallback_id: &str, out: &
     {
         out.extend_from_slice(&n.to_le_bytes());
     }
-    let (usd, billed) = match cost {
-        Cost::Billed(c) => (Some(c), 1),
-        Cost::Priced(c) => (Some(c), 0),
-        Cost::CacheHit { .. } => (Some(0.0), 0),
-        Cost::Unpriced => (None, 0),
+    let (usd, billed, saved) = match cost {
+        Cost::Billed(c) => (Some(c), 1, 0.0),
+        Cost::Priced(c) => (Some(c), 0, 0.0),
+        Cost::CacheHit { saved } => (Some(0.0), 0, saved),
+        Cost::Unpriced => (None, 0, 0.0),
     };
     nullable(out, usd);
     out.push(billed);
+    out.extend_from_slice(&saved.to_le_bytes());
     out.push(u8::from(ev.cache_hit));
     for v in [&ev.user_id, &ev.session_id, &ev.session_name, &ev.session_path] {
         text(out, v.as_deref().unwrap_or(""));
@@ -236,6 +238,11 @@ impl Client {
         if let Some(u) = &self.target.user {
             req = req.basic_auth(u, self.target.password.as_deref());
         }
+        self.answer(req).await
+    }
+
+    /// Sends a request; the answer's text, or ClickHouse's error without the password.
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<String, InsertError> {
         let r = req.send().await.map_err(|e| InsertError::Unreachable(crate::text::http_error(&e)))?;
         let status = r.status().as_u16();
         let text = r.text().await.map_err(|e| InsertError::Unreachable(crate::text::http_error(&e)))?;
@@ -251,6 +258,17 @@ impl Client {
             message.truncate(500);
             Err(InsertError::Refused { status, message })
         }
+    }
+
+    /// Runs a read-only query with `settings` (limits) in the URL; the answer's text.
+    pub async fn select(&self, query: &str, settings: &[(&str, String)]) -> Result<String, InsertError> {
+        let url = reqwest::Url::parse_with_params(&self.target.base, settings)
+            .map_err(|e| InsertError::Unreachable(e.to_string()))?;
+        let mut req = self.http.post(url).body(query.to_string());
+        if let Some(u) = &self.target.user {
+            req = req.basic_auth(u, self.target.password.as_deref());
+        }
+        self.answer(req).await
     }
 
     /// Inserts rows written by [`write_row`].
@@ -442,7 +460,7 @@ mod tests {
             "request_id": "tt-abc", "created_at": 1_764_662_400u32, "created_at_us": 1_764_662_400_123_456i64,
             "provider": "openai", "model": "gpt-4o", "status": 429, "latency_ms": 812.5, "ttft_ms": null,
             "prompt_tokens": 10, "completion_tokens": 300, "cache_read_tokens": 0, "cache_write_tokens": 0,
-            "reasoning_tokens": 0, "cost_usd": 0.25, "cost_billed": 0, "cache_hit": 0, "user_id": "u\"1",
+            "reasoning_tokens": 0, "cost_usd": 0.25, "cost_billed": 0, "cost_saved_usd": 0.0, "cache_hit": 0, "user_id": "u\"1",
             "session_id": "", "session_name": "", "session_path": "", "property_keys": ["feature", "tier"],
             "property_values": ["search", "free"], "retry": 2, "feedback": 1, "error": "rate limited", "source": "gw.jsonl"
         });

@@ -198,6 +198,138 @@ fn shipped_events_add_up_to_the_report_of_the_same_file() {
         )),
         search["requests"].as_f64().unwrap()
     );
+
+    // `report clickhouse://` computes the same report in ClickHouse: every number
+    // equal (percentiles too: the server fills the same histogram buckets), for the
+    // whole table, a window holding it all, and a window cutting it. Only the count
+    // of lines read is the file's own.
+    for window in ["all", "15m", "1m"] {
+        let path = file.to_str().unwrap();
+        let local: Value = serde_json::from_slice(&tokentop(&["report", "--window", window, path]).stdout).unwrap();
+        let out = tokentop(&["report", "--window", window, &ch.url("calls")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut stored: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(stored["ingest"]["lines"], 0);
+        stored["ingest"]["lines"] = local["ingest"]["lines"].clone();
+        assert_same(&stored, &local, &format!("--window {window}"));
+    }
+    let cut: Value = serde_json::from_slice(&tokentop(&["report", "--window", "1m", &ch.url("calls")]).stdout).unwrap();
+    assert!(cut["ingest"]["outside_window"].as_u64().unwrap() > 10_000, "the 1m window cuts: {}", cut["ingest"]);
+    let customers = cut["by_property"]["Customer"].as_object().unwrap();
+    assert!(customers.contains_key("(other)"), "top 20 customers and the rest folded");
+    assert!(customers["(other)"]["latency"]["p95"].is_f64(), "percentiles of the folded rest are known");
+}
+
+/// Two reports equal: integers exactly, fractions to 1e-9 relative (the same sums
+/// divided in another order), every key on both sides.
+fn assert_same(a: &Value, b: &Value, path: &str) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let (kx, ky): (Vec<_>, Vec<_>) = (x.keys().collect(), y.keys().collect());
+            assert_eq!(kx, ky, "{path}: keys");
+            for (k, v) in x {
+                assert_same(v, &y[k], &format!("{path}/{k}"));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{path}: length");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert_same(u, v, &format!("{path}[{i}]"));
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{path}: {x} vs {y}");
+        }
+        _ => assert_eq!(a, b, "{path}"),
+    }
+}
+
+/// Filters and drill-downs become SQL: each keeps in ClickHouse the rows `export
+/// --filter` keeps from the file.
+#[test]
+fn filters_keep_in_sql_what_they_keep_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let _server = ch.start();
+    let file = dir.path().join("gw.jsonl");
+    std::fs::write(&file, tokentop(&["demo", "--count", "5000", "--fast"]).stdout).unwrap();
+    let spool = dir.path().join("spool");
+    let out = tokentop(&[
+        "ship",
+        "--no-follow",
+        "--create-table",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--to",
+        &ch.url("calls"),
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = tokentop::clickhouse::TOKENTOP;
+    let mut nonzero = 0;
+    for f in [
+        "model:gpt-4o*",
+        "model:GPT-4O-MINI provider:openai",
+        "-model:claude* -provider:anthropic",
+        "status:429",
+        "status:5xx status:429",
+        "status:error",
+        "-status:ok",
+        "cache:hit",
+        "-cache:miss",
+        "latency>2000",
+        "latency>=1.5s ttft<300",
+        "-ttft>0",
+        "cost>0.001",
+        "tokens<=500",
+        "user:u-1*",
+        "session:*",
+        "-session:*",
+        "prop.Feature=search",
+        "prop.Feature:chat* prop.Feature=search",
+        "-prop.Environment=production",
+        "error:*",
+        "error:*rate*",
+    ] {
+        let filter: tokentop::filter::Filter = f.parse().unwrap();
+        let sql = tokentop::clickhouse::filter_sql(&store, &filter);
+        let stored = ch.number(&format!("SELECT count() FROM default.calls FINAL WHERE {sql}"));
+        let exported = tokentop(&["export", &format!("--filter={f}"), file.to_str().unwrap()]);
+        assert!(exported.status.success(), "{f}: {}", String::from_utf8_lossy(&exported.stderr));
+        let kept = exported.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+        assert_eq!(stored, kept as f64, "{f}: SQL {sql}");
+        nonzero += usize::from(kept > 0 && kept < 5000);
+    }
+    assert!(nonzero >= 15, "most filters keep some rows and drop others: {nonzero}");
+}
+
+/// ClickHouse files latencies in the histogram buckets tokentop does.
+#[test]
+fn clickhouse_computes_the_histogram_buckets_of_tokentop() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let _server = ch.start();
+    let mut values: Vec<u64> = (0..3000).collect();
+    for e in 7..41 {
+        let p = 1u64 << e;
+        values.extend([p - 1, p, p + 1, p + p / 3, p + p / 64, p + p / 64 - 1]);
+    }
+    let list: Vec<String> = values.iter().map(u64::to_string).collect();
+    let sql = format!(
+        "SELECT us, {} FROM (SELECT arrayJoin([{}]) AS us) ORDER BY us",
+        tokentop::clickhouse::bucket_sql("us"),
+        list.join(",")
+    );
+    let answer = ch.query(&sql).unwrap();
+    let mut checked = 0;
+    for line in answer.lines() {
+        let (us, idx) = line.split_once('\t').unwrap();
+        let us: u64 = us.parse().unwrap();
+        assert_eq!(idx.parse::<usize>().unwrap(), tokentop::stats::hist::bucket_index(us), "{us} µs");
+        checked += 1;
+    }
+    assert_eq!(checked, values.len());
 }
 
 #[test]
@@ -249,6 +381,10 @@ fn a_clickhouse_restart_during_ship_loses_and_duplicates_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let err = stop(ship);
+    // A report from ClickHouse counts each call once, whatever was delivered twice.
+    let report: Value =
+        serde_json::from_slice(&tokentop(&["report", "--window", "all", &ch.url("calls")]).stdout).unwrap();
+    assert_eq!(report["summary"]["total_requests"], 6000);
     assert!(err.contains("insert failed, retrying with backoff: cannot reach ClickHouse"), "{err}");
     assert!(err.contains("ClickHouse takes inserts again"), "{err}");
 }

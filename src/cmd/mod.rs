@@ -207,6 +207,18 @@ pub(crate) fn open_inputs(specs: &[String]) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
+/// Whether a source names a ClickHouse table (`clickhouse://…`, `clickhouses://…`).
+pub(crate) fn is_clickhouse(spec: &str) -> bool {
+    spec.starts_with("clickhouse://") || spec.starts_with("clickhouses://")
+}
+
+/// A ClickHouse table to read, the password from the environment.
+pub(crate) fn open_store(url: &str) -> Result<tokentop::clickhouse::Store> {
+    let password = std::env::var(tokentop::ship::PASSWORD_ENV).ok();
+    let target = tokentop::ship::Target::parse(url, None, password).map_err(anyhow::Error::msg)?;
+    tokentop::clickhouse::Store::new(target, tokentop::clickhouse::TOKENTOP).map_err(anyhow::Error::msg)
+}
+
 pub(crate) fn load_prices(path: Option<&PathBuf>) -> Result<PriceTable> {
     let mut prices = PriceTable::builtin();
     if let Some(path) = path {

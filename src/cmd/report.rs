@@ -85,6 +85,13 @@ pub(crate) fn run_report(args: ReportArgs) -> Result<ExitCode> {
         opts.prices = PriceTable::builtin();
         opts.prices.extend(extra);
     }
+    if let Some(url) = args.inputs.iter().find(|i| is_clickhouse(i)) {
+        if args.inputs.len() > 1 {
+            bail!("a report reads one ClickHouse table, or files: give {url} alone");
+        }
+        let report = report_from_clickhouse(url, &opts)?;
+        return print_report(&report, args.format);
+    }
     let specs: Vec<SourceSpec> = args.inputs.iter().map(|s| SourceSpec::parse(s)).collect();
     let inputs = if specs.iter().any(SourceSpec::is_live_only) {
         let Some(d) = &args.duration else {
@@ -100,14 +107,24 @@ pub(crate) fn run_report(args: ReportArgs) -> Result<ExitCode> {
     let outcome = report::run(&inputs, &opts)?;
 
     print_bad_lines(&outcome.counts);
+    print_report(&outcome.report, args.format)
+}
 
+fn print_report(report: &report::Report, format: ReportFormat) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match format {
         ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &outcome.report)?;
+            serde_json::to_writer_pretty(&mut out, report)?;
             writeln!(out)?;
         }
-        ReportFormat::Table => write!(out, "{}", report::table::render(&outcome.report))?,
+        ReportFormat::Table => write!(out, "{}", report::table::render(report))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The report of a ClickHouse table, computed there.
+fn report_from_clickhouse(url: &str, opts: &report::Options) -> Result<report::Report> {
+    let store = open_store(url)?;
+    let rt = runtime()?;
+    rt.block_on(store.report(opts)).with_context(|| format!("reading {}", store.target().name()))
 }

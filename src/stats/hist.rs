@@ -59,7 +59,9 @@ const SUB: u64 = 1 << SUB_BITS;
 /// Values below this are their own bucket.
 const LINEAR: u64 = 2 * SUB;
 
-fn index(us: u64) -> usize {
+/// The histogram bucket of a value in microseconds (ClickHouse computes the same
+/// with `clickhouse::BUCKET_SQL`, so stored rows merge into local histograms).
+pub fn bucket_index(us: u64) -> usize {
     if us < LINEAR {
         return us as usize;
     }
@@ -177,7 +179,13 @@ impl Dist {
     #[inline]
     pub fn record(&mut self, ns: u64) {
         self.moments.record(ns);
-        self.counts.add(index((ns + 500) / 1000), 1);
+        self.counts.add(bucket_index((ns + 500) / 1000), 1);
+    }
+
+    /// Adds `n` values to bucket `index` (see [`bucket_index`]) without touching the
+    /// moments: for histograms computed elsewhere, whose moments come separately.
+    pub fn add_bucket(&mut self, index: usize, n: u32) {
+        self.counts.add(index, n);
     }
 
     pub fn merge(&mut self, o: &Dist) {
@@ -283,11 +291,11 @@ mod tests {
     fn buckets_tile_the_number_line() {
         let mut expect_low = 0;
         // Up to 2^63 µs, the last full power of two.
-        for i in 0..index(1 << 62) + 64 {
+        for i in 0..bucket_index(1 << 62) + 64 {
             let (low, width) = bucket(i);
             assert_eq!(low, expect_low, "bucket {i}");
-            assert_eq!(index(low), i);
-            assert_eq!(index(low + width - 1), i);
+            assert_eq!(bucket_index(low), i);
+            assert_eq!(bucket_index(low + width - 1), i);
             assert!(low < LINEAR || width as f64 <= low as f64 / 64.0);
             expect_low = low + width;
         }

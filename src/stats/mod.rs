@@ -511,6 +511,12 @@ impl<V: Mergeable> Capped<V> {
         self.map.values().map(|(k, v)| (&**k, v))
     }
 
+    /// The `(other)` row, made empty if there is none: for aggregates computed
+    /// elsewhere (a ClickHouse query) that fold some keys themselves.
+    pub fn other_mut(&mut self) -> &mut V {
+        self.other.get_or_insert_with(|| self.empty.clone())
+    }
+
     /// What was folded because the cap was reached.
     pub fn other(&self) -> Option<&V> {
         self.other.as_ref()

@@ -1,0 +1,686 @@
+//! Reading tokentop's numbers out of ClickHouse: the window's [`Stats`], series,
+//! users and sessions, computed by the server as aggregates, never pulled as rows.
+//!
+//! Every histogram is computed in SQL with the buckets of [`crate::stats::hist`]
+//! (`BUCKET_SQL`), so the rows the server returns merge into the same `Stats` local
+//! events fill, and `report clickhouse://…` gives the numbers `report` gives on the
+//! file that was shipped: counts and costs exact (costs are summed as integer
+//! picodollars in two halves, so no sum overflows or rounds), percentiles equal.
+//!
+//! A [`Layout`] says where each field is in a table (SQL expressions over its
+//! columns): tokentop's own table (what `ship` writes) and Helicone's
+//! `request_response_rmt` are two layouts of the same queries. Filters and
+//! drill-downs become `WHERE` clauses ([`Filter::to_sql`]), so they cover the whole
+//! window. Queries carry a time limit and a bound on their result; a slow or failing
+//! server is an error the caller shows, never a hang.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::filter::{Filter, SqlFields, sql_string};
+use crate::report::{ActiveUsers, Sessions, Span};
+use crate::ship::{Client, InsertError, Target};
+use crate::stats::series::{Point, Series, bucket_for_span};
+use crate::stats::{Agg, Dist, Limits, Moments, OTHER, Stats, Usd, UserAgg};
+use crate::time::Micros;
+
+/// Where a table keeps each field tokentop reads, as SQL expressions.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Event time, epoch microseconds (Int64).
+    pub time_us: &'static str,
+    /// The time column of the table's sorting key (a `DateTime`), compared too so
+    /// that the server reads only the parts of the window.
+    pub time_key: &'static str,
+    pub model: &'static str,
+    pub provider: &'static str,
+    pub status: &'static str,
+    /// `''` when none.
+    pub user: &'static str,
+    pub session: &'static str,
+    /// Milliseconds, NULL when unknown.
+    pub latency_ms: &'static str,
+    pub ttft_ms: &'static str,
+    /// USD charged; NULL when unpriced; 0 for cache hits.
+    pub cost_usd: &'static str,
+    /// USD a cache hit saved (0 otherwise).
+    pub saved_usd: &'static str,
+    pub cache_hit: &'static str,
+    pub prompt_tokens: &'static str,
+    pub completion_tokens: &'static str,
+    pub cache_read_tokens: &'static str,
+    pub cache_write_tokens: &'static str,
+    pub reasoning_tokens: &'static str,
+    pub retry: &'static str,
+    /// 1 good, 0 bad, NULL none.
+    pub feedback: &'static str,
+    pub error: &'static str,
+    pub property_keys: &'static str,
+    pub property_values: &'static str,
+    /// Whether to read with `FINAL` (a `ReplacingMergeTree` whose duplicates must
+    /// fold before they are counted).
+    pub final_: bool,
+}
+
+/// A filter as a condition on `layout`'s columns.
+pub fn filter_sql(l: &Layout, filter: &Filter) -> String {
+    let tokens = format!("({} + {})", l.prompt_tokens, l.completion_tokens);
+    let cost = format!("ifNull({}, 0)", l.cost_usd);
+    filter.to_sql(&SqlFields {
+        model: l.model,
+        provider: l.provider,
+        user: l.user,
+        session: l.session,
+        status: l.status,
+        cache_hit: l.cache_hit,
+        latency_ms: l.latency_ms,
+        ttft_ms: l.ttft_ms,
+        cost_usd: &cost,
+        tokens: &tokens,
+        error: l.error,
+        property_keys: l.property_keys,
+        property_values: l.property_values,
+    })
+}
+
+/// The table `tokentop ship` writes (see [`Target::schema`]).
+pub const TOKENTOP: Layout = Layout {
+    time_us: "created_at_us",
+    time_key: "created_at",
+    model: "model",
+    provider: "provider",
+    status: "status",
+    user: "user_id",
+    session: "session_id",
+    latency_ms: "latency_ms",
+    ttft_ms: "ttft_ms",
+    cost_usd: "cost_usd",
+    saved_usd: "cost_saved_usd",
+    cache_hit: "cache_hit",
+    prompt_tokens: "prompt_tokens",
+    completion_tokens: "completion_tokens",
+    cache_read_tokens: "cache_read_tokens",
+    cache_write_tokens: "cache_write_tokens",
+    reasoning_tokens: "reasoning_tokens",
+    retry: "retry",
+    feedback: "feedback",
+    error: "error",
+    property_keys: "property_keys",
+    property_values: "property_values",
+    final_: true,
+};
+
+/// The histogram bucket of `us` (a UInt64 of microseconds), as
+/// [`crate::stats::hist::bucket_index`] computes it: exact below 128, then 64
+/// sub-buckets per power of two. `floor(log2)` is exact for values below 2^40 µs
+/// (12 days).
+pub fn bucket_sql(us: &str) -> String {
+    format!(
+        "if({us} < 128, {us}, toUInt64(floor(log2(greatest({us}, 128))) - 6) * 64 + bitShiftRight({us}, toUInt64(floor(log2(greatest({us}, 128))) - 6)))"
+    )
+}
+
+/// The counters and moments of [`Agg`], in the order [`agg_from`] reads them,
+/// over the columns [`Query::inner`] names.
+const AGG_SQL: &str = "count(), countIf(status >= 200 AND status < 300), countIf(status >= 400 OR status = 0), \
+    countIf(status >= 400 AND status < 500), countIf(status >= 500 AND status < 600), countIf(status = 429), \
+    countIf(status = 0), sum(intDiv(ifNull(cost, 0), 1000000)), sum(ifNull(cost, 0) % 1000000), \
+    sum(intDiv(saved, 1000000)), sum(saved % 1000000), countIf(isNull(cost)), \
+    sum(pt), sum(ct), sum(crt), sum(cwt), sum(rt), sum(hit), countIf(retry > 0), count(fb), countIf(ifNull(fb, 0) = 1), \
+    count(lat), ifNull(sum(intDiv(lat, 1000000000)), 0), ifNull(sum(lat % 1000000000), 0), ifNull(max(lat), 0), \
+    count(ttft), ifNull(sum(intDiv(ttft, 1000000000)), 0), ifNull(sum(ttft % 1000000000), 0), ifNull(max(ttft), 0), \
+    min(t), max(t)";
+const AGG_COLUMNS: usize = 31;
+
+/// What a window's numbers are asked for.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub span: Span,
+    /// Series bucket width.
+    pub bucket: Micros,
+    pub filter: Option<Filter>,
+    /// Property values and users listed one by one (the rest fold into `(other)`).
+    pub top: usize,
+    pub limits: Limits,
+}
+
+/// The numbers of one window, as the engine's would be.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub stats: Stats,
+    pub series: Series,
+    pub span: Span,
+    pub users: ActiveUsers,
+    pub sessions: Sessions,
+    /// Rows in the window.
+    pub rows: u64,
+    /// How long the server took, all queries together.
+    pub took: Duration,
+}
+
+/// Rows in the whole table and their time range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Extent {
+    pub rows: u64,
+    pub first: Micros,
+    pub last: Micros,
+}
+
+/// A table read through one [`Layout`].
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    layout: Layout,
+    /// Seconds a query may run.
+    pub timeout: u64,
+}
+
+impl Store {
+    pub fn new(target: Target, layout: Layout) -> Result<Store, String> {
+        Ok(Store { client: Client::new(target)?, layout, timeout: 30 })
+    }
+
+    pub fn target(&self) -> &Target {
+        self.client.target()
+    }
+
+    /// A `SELECT`'s rows (TSV, unescaped), bounded in time and size.
+    async fn rows(&self, sql: &str) -> Result<Vec<Vec<String>>, InsertError> {
+        let settings = [
+            ("max_execution_time", self.timeout.to_string()),
+            ("max_result_rows", "2000000".to_string()),
+            ("result_overflow_mode", "throw".to_string()),
+            ("max_query_size", "4194304".to_string()),
+        ];
+        let text = self.client.select(&format!("{sql} FORMAT TabSeparated"), &settings).await?;
+        Ok(text.lines().map(|l| l.split('\t').map(unescape).collect()).collect())
+    }
+
+    fn filter_sql(&self, filter: Option<&Filter>) -> String {
+        filter.map_or_else(|| "1".to_string(), |f| filter_sql(&self.layout, f))
+    }
+
+    /// The rows of `span` (all rows without one) that pass `filter`, with tokentop's
+    /// fields under short names: the subquery every aggregate reads.
+    fn inner(&self, span: Option<&Span>, filter: Option<&Filter>) -> String {
+        let l = &self.layout;
+        let range = match span {
+            Some(s) => {
+                let (lo, hi) = (s.start.div_euclid(1_000_000), s.end.div_euclid(1_000_000));
+                let gt = if s.start_inclusive { ">=" } else { ">" };
+                format!(
+                    "{tk} >= toDateTime({lo}) AND {tk} <= toDateTime({hi}) AND {t} {gt} {start} AND {t} <= {end}",
+                    tk = l.time_key,
+                    t = l.time_us,
+                    start = s.start,
+                    end = s.end
+                )
+            }
+            None => "1".to_string(),
+        };
+        let ns = |ms: &str| format!("toUInt64({ms} * 1000000 + 0.5)");
+        let pico = |usd: &str| format!("toInt64({usd} * 1000000000000 + 0.5)");
+        format!(
+            "SELECT {time} AS t, {model} AS model, {provider} AS provider, toUInt16({status}) AS status, \
+             {user} AS user, {session} AS session, {lat} AS lat, {ttft} AS ttft, {cost} AS cost, \
+             {saved} AS saved, toUInt8({hit}) AS hit, toUInt64({pt}) AS pt, toUInt64({ct}) AS ct, \
+             toUInt64({crt}) AS crt, toUInt64({cwt}) AS cwt, toUInt64({rt}) AS rt, {retry} AS retry, \
+             {fb} AS fb, {keys} AS pk, {values} AS pv \
+             FROM {table} {final_} WHERE {range} AND {filter}",
+            time = l.time_us,
+            model = l.model,
+            provider = l.provider,
+            status = l.status,
+            user = l.user,
+            session = l.session,
+            lat = ns(l.latency_ms),
+            ttft = ns(l.ttft_ms),
+            cost = pico(l.cost_usd),
+            saved = pico(l.saved_usd),
+            hit = l.cache_hit,
+            pt = l.prompt_tokens,
+            ct = l.completion_tokens,
+            crt = l.cache_read_tokens,
+            cwt = l.cache_write_tokens,
+            rt = l.reasoning_tokens,
+            retry = l.retry,
+            fb = l.feedback,
+            keys = l.property_keys,
+            values = l.property_values,
+            table = self.target().name(),
+            final_ = if l.final_ { "FINAL" } else { "" },
+            filter = self.filter_sql(filter),
+        )
+    }
+
+    /// How many rows the table holds and their time range (`first`/`last` are
+    /// MAX/MIN when it is empty).
+    pub async fn extent(&self) -> Result<Extent, InsertError> {
+        let rows = self.rows(&format!("SELECT count(), min(t), max(t) FROM ({})", self.inner(None, None))).await?;
+        let r = rows.first().ok_or_else(|| bad_answer("no row"))?;
+        let n = num(r, 0)?;
+        Ok(if n == 0 {
+            Extent { rows: 0, first: Micros::MAX, last: Micros::MIN }
+        } else {
+            Extent { rows: n, first: int(r, 1)?, last: int(r, 2)? }
+        })
+    }
+
+    /// The numbers of a window.
+    pub async fn window(&self, ask: &Ask) -> Result<Window, InsertError> {
+        let started = std::time::Instant::now();
+        let inner = self.inner(Some(&ask.span), ask.filter.as_ref());
+        let width = ask.bucket;
+        // (kind, a, b) per row: t the total, s a status, m a model, p a provider, k a
+        // property key (its rows, for what folds into `(other)`), v a property value
+        // (a = key), b a series bucket.
+        let dims = format!(
+            "arrayConcat([('t', '', ''), ('s', '', toString(status)), ('m', '', model), ('p', '', provider), \
+             ('b', '', toString(intDiv(t, {width})))], arrayMap((k, v) -> ('k', '', k), pk, pv), \
+             arrayMap((k, v) -> ('v', k, v), pk, pv))"
+        );
+        let groups = ask.limits.groups.max(1);
+        let agg_sql = format!(
+            "SELECT d.1 AS kind, d.2 AS a, d.3 AS b, {AGG_SQL}, uniqExactIf(user, kind = 't' AND user != '') \
+             FROM ({inner}) ARRAY JOIN {dims} AS d GROUP BY kind, a, b \
+             ORDER BY kind, a, count() DESC, b LIMIT {groups} BY kind, a"
+        );
+        let rows = self.rows(&agg_sql).await?;
+
+        let mut stats = Stats::new(ask.limits);
+        let mut series = Series::new(width);
+        let mut users = ActiveUsers { count: 0, exact: true };
+        let mut key_totals: HashMap<String, Agg> = HashMap::new();
+        let mut values: HashMap<String, Vec<(String, Agg)>> = HashMap::new();
+        for r in &rows {
+            let agg = agg_from(&r[3..])?;
+            let (kind, a, b) = (r[0].as_str(), r[1].as_str(), r[2].as_str());
+            match kind {
+                "t" => {
+                    users.count = num(r, 3 + AGG_COLUMNS)?;
+                    stats.first = int(r, 3 + AGG_COLUMNS - 2)?;
+                    stats.last = int(r, 3 + AGG_COLUMNS - 1)?;
+                    stats.total = agg;
+                }
+                "s" => {
+                    let s = b.parse().map_err(|_| bad_answer(b))?;
+                    stats.by_status.insert(s, agg.requests);
+                }
+                "m" => *stats.by_model.entry(&clean(b)) = agg,
+                "p" => *stats.by_provider.entry(&clean(b)) = agg,
+                "k" => {
+                    key_totals.insert(clean(b), agg);
+                }
+                "v" => values.entry(clean(a)).or_default().push((clean(b), agg)),
+                "b" => {
+                    let idx: i64 = b.parse().map_err(|_| bad_answer(b))?;
+                    series.merge_point_at(idx * width, &point_of(&agg));
+                }
+                _ => return Err(bad_answer(kind)),
+            }
+        }
+        // Values past `top` fold into `(other)`, and so do those past the groups
+        // bound the server left out: their counters are the key's total less the
+        // values listed; the histogram query files all of them under `(other)`.
+        let mut shown: Vec<(String, String)> = Vec::new();
+        for (key, mut vals) in values {
+            vals.sort_by(|x, y| y.1.requests.cmp(&x.1.requests).then_with(|| x.0.cmp(&y.0)));
+            let map = stats.by_property.entry(&key);
+            let mut folded: Option<Agg> = None;
+            let mut listed = Agg::default();
+            for (i, (v, agg)) in vals.into_iter().enumerate() {
+                listed.merge(&agg);
+                if i < ask.top {
+                    shown.push((key.clone(), v.clone()));
+                    *map.entry(&v) = agg;
+                } else {
+                    folded.get_or_insert_with(Agg::default).merge(&agg);
+                }
+            }
+            if let Some(total) = key_totals.get(&key)
+                && total.requests > listed.requests
+            {
+                let rest = folded.get_or_insert_with(Agg::default);
+                rest.merge(&subtract(total, &listed));
+            }
+            if let Some(mut rest) = folded {
+                rest.latency = Dist::from_moments(rest.latency.moments);
+                *map.other_mut() = rest;
+            }
+        }
+
+        self.histograms(ask, &inner, &shown, &mut stats, &mut series).await?;
+        let top_users = self.users(&inner, ask.top).await?;
+        for (id, u) in top_users {
+            *stats.users.entry(&id) = u;
+        }
+        let sessions = self.sessions(&inner).await?;
+        Ok(Window {
+            rows: stats.total.requests,
+            stats,
+            series,
+            span: ask.span,
+            users,
+            sessions,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Latency histograms of every group listed, TTFT of the total and the series.
+    async fn histograms(
+        &self,
+        ask: &Ask,
+        inner: &str,
+        shown: &[(String, String)],
+        stats: &mut Stats,
+        series: &mut Series,
+    ) -> Result<(), InsertError> {
+        let width = ask.bucket;
+        let listed = if shown.is_empty() {
+            "0".to_string()
+        } else {
+            let tuples: Vec<String> =
+                shown.iter().map(|(k, v)| format!("({}, {})", sql_string(k), sql_string(v))).collect();
+            format!("(k, v) IN ({})", tuples.join(", "))
+        };
+        let dims = format!(
+            "arrayConcat([('t', '', ''), ('m', '', model), ('p', '', provider), \
+             ('b', '', toString(intDiv(t, {width})))], \
+             arrayMap((k, v) -> ('v', k, if({listed}, v, '{OTHER}')), pk, pv))"
+        );
+        let lat = "intDiv(assumeNotNull(lat) + 500, 1000)";
+        let ttft = "intDiv(assumeNotNull(ttft) + 500, 1000)";
+        let sql = format!(
+            "SELECT d.1 AS kind, d.2 AS a, d.3 AS b, {idx} AS i, count() FROM ({inner}) ARRAY JOIN {dims} AS d \
+             WHERE isNotNull(lat) GROUP BY kind, a, b, i",
+            idx = bucket_sql(lat)
+        );
+        let mut series_lat: HashMap<i64, Dist> = HashMap::new();
+        for r in self.rows(&sql).await? {
+            let (i, n) = (num(&r, 3)? as usize, num(&r, 4)? as u32);
+            let dist = match r[0].as_str() {
+                "t" => &mut stats.total.latency,
+                "m" => &mut stats.by_model.entry(&clean(&r[2])).latency,
+                "p" => &mut stats.by_provider.entry(&clean(&r[2])).latency,
+                "v" => {
+                    let values = stats.by_property.entry(&clean(&r[1]));
+                    match r[2].as_str() {
+                        OTHER => &mut values.other_mut().latency,
+                        v => &mut values.entry(&clean(v)).latency,
+                    }
+                }
+                "b" => series_lat.entry(r[2].parse().map_err(|_| bad_answer(&r[2]))?).or_default(),
+                k => return Err(bad_answer(k)),
+            };
+            dist.add_bucket(i, n);
+        }
+        let sql = format!(
+            "SELECT if(d = -1, 't', 'b') AS kind, d, {idx} AS i, count() FROM ({inner}) \
+             ARRAY JOIN [-1, intDiv(t, {width})] AS d WHERE isNotNull(ttft) GROUP BY kind, d, i",
+            idx = bucket_sql(ttft)
+        );
+        let mut series_ttft: HashMap<i64, Dist> = HashMap::new();
+        stats.ttft = Dist::from_moments(stats.total.ttft);
+        for r in self.rows(&sql).await? {
+            let (i, n) = (num(&r, 2)? as usize, num(&r, 3)? as u32);
+            match r[0].as_str() {
+                "t" => stats.ttft.add_bucket(i, n),
+                _ => series_ttft.entry(int(&r, 1)?).or_default().add_bucket(i, n),
+            }
+        }
+        // Series points got their moments with the counters; add the histograms.
+        let keys: Vec<i64> = series_lat.keys().chain(series_ttft.keys()).copied().collect();
+        for idx in keys {
+            let mut p = Point::default();
+            if let Some(d) = series_lat.remove(&idx) {
+                p.latency = d;
+            }
+            if let Some(d) = series_ttft.remove(&idx) {
+                p.ttft = d;
+            }
+            series.merge_point_at(idx * width, &p);
+        }
+        Ok(())
+    }
+
+    /// The `top` users by requests (ties by id).
+    async fn users(&self, inner: &str, top: usize) -> Result<Vec<(String, UserAgg)>, InsertError> {
+        let sql = format!(
+            "SELECT user, {AGG_SQL} FROM ({inner}) WHERE user != '' GROUP BY user ORDER BY count() DESC, user LIMIT {top}"
+        );
+        self.rows(&sql)
+            .await?
+            .iter()
+            .map(|r| {
+                let a = agg_from(&r[1..])?;
+                let u = UserAgg {
+                    requests: a.requests,
+                    errors: a.errors,
+                    e4xx: a.e4xx,
+                    e5xx: a.e5xx,
+                    e429: a.e429,
+                    cache_hits: a.cache_hits,
+                    prompt_tokens: a.prompt_tokens,
+                    completion_tokens: a.completion_tokens,
+                    cost: a.cost,
+                    latency: a.latency.moments,
+                    ttft: a.ttft,
+                    last_active: int(r, AGG_COLUMNS)?,
+                };
+                Ok((clean(&r[0]), u))
+            })
+            .collect()
+    }
+
+    /// The sessions summary, over every session of the window.
+    async fn sessions(&self, inner: &str) -> Result<Sessions, InsertError> {
+        let sql = format!(
+            "SELECT count(), sum(n), sum(chi), sum(clo), sum(dur), countIf(errs = 0) FROM (\
+             SELECT session, count() AS n, countIf(status >= 400 OR status = 0) AS errs, \
+             sum(intDiv(ifNull(cost, 0), 1000000)) AS chi, sum(ifNull(cost, 0) % 1000000) AS clo, \
+             greatest(max(t + toInt64(intDiv(ifNull(lat, 0) + 500, 1000))) - min(t), 0) AS dur \
+             FROM ({inner}) WHERE session != '' GROUP BY session)"
+        );
+        let rows = self.rows(&sql).await?;
+        let r = rows.first().ok_or_else(|| bad_answer("no row"))?;
+        let k = num(r, 0)?;
+        let cost = pico(int(r, 2)?, int(r, 3)?);
+        let kf = k as f64;
+        let div = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
+        Ok(Sessions {
+            total_sessions: k,
+            estimated: false,
+            avg_duration: div(int(r, 4)? as f64 / 1e6, kf),
+            avg_cost: div(cost.to_f64(), kf),
+            avg_request_count: div(num(r, 1)? as f64, kf),
+            success_rate: if k == 0 { 0.0 } else { num(r, 5)? as f64 * 100.0 / kf },
+        })
+    }
+}
+
+/// The span a report covers: `window` back from the table's latest row, or all of
+/// it; `None` when the table is empty.
+pub fn report_span(extent: &Extent, window: Option<Micros>) -> Option<Span> {
+    (extent.rows > 0).then(|| match window {
+        Some(d) => Span { start: extent.last - d, end: extent.last, start_inclusive: false },
+        None => Span { start: extent.first, end: extent.last, start_inclusive: true },
+    })
+}
+
+/// The series bucket of a report over `span` (`report`'s rule).
+pub fn report_bucket(span: &Span, window: Option<Micros>) -> Micros {
+    match window {
+        Some(w) => bucket_for_span(w),
+        None => bucket_for_span(span.end - span.start),
+    }
+}
+
+fn point_of(a: &Agg) -> Point {
+    Point {
+        requests: a.requests,
+        errors: a.errors,
+        e4xx: a.e4xx,
+        e5xx: a.e5xx,
+        e429: a.e429,
+        cache_hits: a.cache_hits,
+        cost: a.cost,
+        tokens: a.tokens(),
+        latency: Dist::from_moments(a.latency.moments),
+        ttft: Dist::from_moments(a.ttft),
+    }
+}
+
+/// `total` less `part` (part of it): counters and sums; the max stays the total's.
+fn subtract(total: &Agg, part: &Agg) -> Agg {
+    let m = |t: &Moments, p: &Moments| Moments {
+        count: t.count - p.count.min(t.count),
+        sum_ns: t.sum_ns - p.sum_ns.min(t.sum_ns),
+        max_ns: t.max_ns,
+    };
+    let d = |t: u64, p: u64| t.saturating_sub(p);
+    Agg {
+        requests: d(total.requests, part.requests),
+        ok: d(total.ok, part.ok),
+        errors: d(total.errors, part.errors),
+        e4xx: d(total.e4xx, part.e4xx),
+        e5xx: d(total.e5xx, part.e5xx),
+        e429: d(total.e429, part.e429),
+        status0: d(total.status0, part.status0),
+        cost: Usd(total.cost.0 - part.cost.0),
+        cost_saved: Usd(total.cost_saved.0 - part.cost_saved.0),
+        unpriced: d(total.unpriced, part.unpriced),
+        prompt_tokens: d(total.prompt_tokens, part.prompt_tokens),
+        completion_tokens: d(total.completion_tokens, part.completion_tokens),
+        cache_read_tokens: d(total.cache_read_tokens, part.cache_read_tokens),
+        cache_write_tokens: d(total.cache_write_tokens, part.cache_write_tokens),
+        reasoning_tokens: d(total.reasoning_tokens, part.reasoning_tokens),
+        cache_hits: d(total.cache_hits, part.cache_hits),
+        retries: d(total.retries, part.retries),
+        feedback_rated: d(total.feedback_rated, part.feedback_rated),
+        feedback_positive: d(total.feedback_positive, part.feedback_positive),
+        latency: Dist::from_moments(m(&total.latency.moments, &part.latency.moments)),
+        ttft: m(&total.ttft, &part.ttft),
+    }
+}
+
+/// An [`Agg`] from the columns of [`AGG_SQL`].
+fn agg_from(r: &[String]) -> Result<Agg, InsertError> {
+    if r.len() < AGG_COLUMNS {
+        return Err(bad_answer(&format!("{} columns", r.len())));
+    }
+    let n = |i: usize| num(r, i);
+    let moments = |i: usize| -> Result<Moments, InsertError> {
+        Ok(Moments {
+            count: n(i)?,
+            sum_ns: u128::from(n(i + 1)?) * 1_000_000_000 + u128::from(n(i + 2)?),
+            max_ns: n(i + 3)?,
+        })
+    };
+    Ok(Agg {
+        requests: n(0)?,
+        ok: n(1)?,
+        errors: n(2)?,
+        e4xx: n(3)?,
+        e5xx: n(4)?,
+        e429: n(5)?,
+        status0: n(6)?,
+        cost: pico(int(r, 7)?, int(r, 8)?),
+        cost_saved: pico(int(r, 9)?, int(r, 10)?),
+        unpriced: n(11)?,
+        prompt_tokens: n(12)?,
+        completion_tokens: n(13)?,
+        cache_read_tokens: n(14)?,
+        cache_write_tokens: n(15)?,
+        reasoning_tokens: n(16)?,
+        cache_hits: n(17)?,
+        retries: n(18)?,
+        feedback_rated: n(19)?,
+        feedback_positive: n(20)?,
+        latency: Dist::from_moments(moments(21)?),
+        ttft: moments(25)?,
+    })
+}
+
+/// Picodollars from the sums of their millions and of their remainders.
+fn pico(millions: i64, rest: i64) -> Usd {
+    Usd(i128::from(millions) * 1_000_000 + i128::from(rest))
+}
+
+fn num(r: &[String], i: usize) -> Result<u64, InsertError> {
+    let s = r.get(i).ok_or_else(|| bad_answer("a short row"))?;
+    s.parse().map_err(|_| bad_answer(s))
+}
+
+fn int(r: &[String], i: usize) -> Result<i64, InsertError> {
+    let s = r.get(i).ok_or_else(|| bad_answer("a short row"))?;
+    s.parse().map_err(|_| bad_answer(s))
+}
+
+fn bad_answer(what: &str) -> InsertError {
+    InsertError::Refused {
+        status: 200,
+        message: format!("an answer tokentop cannot read ({})", crate::text::truncate(what, 80)),
+    }
+}
+
+/// Text from the table is untrusted: no control characters or escapes reach the screen.
+fn clean(s: &str) -> String {
+    crate::text::sanitize(s).into_owned()
+}
+
+/// A `TabSeparated` field's text.
+fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(o) => out.push(o),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+impl Store {
+    /// `report`'s numbers from the table: the window ends at its latest row, as a
+    /// report on the shipped files ends at their latest event.
+    pub async fn report(&self, opts: &crate::report::Options) -> Result<crate::report::Report, InsertError> {
+        use crate::report::{IngestReport, Report};
+        let extent = self.extent().await?;
+        let Some(span) = report_span(&extent, opts.window) else {
+            let empty = Stats::new(opts.limits);
+            let series = Series::new(bucket_for_span(opts.window.unwrap_or(0)));
+            return Ok(Report::build(
+                &empty,
+                &series,
+                None,
+                ActiveUsers { count: 0, exact: true },
+                IngestReport::default(),
+                opts,
+            ));
+        };
+        let ask =
+            Ask { span, bucket: report_bucket(&span, opts.window), filter: None, top: opts.top, limits: opts.limits };
+        let w = self.window(&ask).await?;
+        let ingest =
+            IngestReport { events: extent.rows, outside_window: extent.rows - w.rows, ..IngestReport::default() };
+        let mut report = Report::build(&w.stats, &w.series, Some(span), w.users, ingest, opts);
+        if report.sessions.is_some() {
+            report.sessions = Some(w.sessions);
+        }
+        Ok(report)
+    }
+}
