@@ -32,6 +32,10 @@ pub struct Target {
     pub user: Option<String>,
     /// From `TOKENTOP_CLICKHOUSE_PASSWORD`; never shown.
     pub password: Option<String>,
+    /// For reading: `?schema=` (the table's layout: `tokentop` or `helicone`).
+    pub schema: Option<String>,
+    /// For reading: `?final=1` folds duplicate rows with `FINAL` (`0`: never).
+    pub final_: Option<bool>,
 }
 
 /// The environment variable that holds the ClickHouse password.
@@ -60,10 +64,18 @@ impl Target {
         }
         let host = if host.contains(':') { host.to_string() } else { format!("{host}:8123") };
         let mut table = "events".to_string();
+        let (mut schema, mut final_) = (None, None);
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             match kv.split_once('=') {
                 Some(("table", t)) => table = t.to_string(),
-                _ => return Err(format!("`{url}`: unknown parameter `{kv}` (only table=NAME)")),
+                Some(("schema", s)) => schema = Some(s.to_string()),
+                Some(("final", "1" | "true")) => final_ = Some(true),
+                Some(("final", "0" | "false")) => final_ = Some(false),
+                _ => {
+                    return Err(format!(
+                        "`{url}`: unknown parameter `{kv}` (table=NAME, and for reading schema=tokentop|helicone, final=0|1)"
+                    ));
+                }
             }
         }
         let database = if database.is_empty() { "default".to_string() } else { database.to_string() };
@@ -72,7 +84,15 @@ impl Target {
                 return Err(format!("`{name}`: database and table names are letters, digits and _"));
             }
         }
-        Ok(Target { base: format!("{scheme}://{host}/"), database, table, user: user.or(url_user), password })
+        Ok(Target {
+            base: format!("{scheme}://{host}/"),
+            database,
+            table,
+            user: user.or(url_user),
+            password,
+            schema,
+            final_,
+        })
     }
 
     /// `database.table`.

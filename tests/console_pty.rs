@@ -364,3 +364,61 @@ fn a_window_given_at_start_is_kept_as_given_and_a_missing_config_is_said_once() 
     let out = String::from_utf8_lossy(&c.raw.lock().unwrap()).to_string();
     assert_eq!(out.matches("No such file").count(), 1, "{out}");
 }
+
+/// The console on a ClickHouse table holding a day of calls: the numbers come from
+/// the server (the whole day, not a replay), a drill-down into a model is a query
+/// over the whole day, the request list holds stored requests, and a server that
+/// goes away shows in the status bar while the keys keep working.
+#[test]
+fn the_console_reads_a_day_of_calls_from_clickhouse_and_drills_into_a_model() {
+    use common::clickhouse::ClickHouse;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let server = ch.start();
+    // 12,000 calls spread over the last 22 hours (0.15 a second, ending now).
+    let file = dir.path().join("day.jsonl");
+    let tokentop =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_tokentop")).args(args).output().unwrap();
+    std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
+    let spool = dir.path().join("spool");
+    let url = ch.url("calls");
+    let out = tokentop(&[
+        "ship",
+        "--no-follow",
+        "--create-table",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--to",
+        &url,
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let top: String =
+        ch.query("SELECT model FROM default.calls GROUP BY model ORDER BY count() DESC, model LIMIT 1").unwrap();
+    let top_count = ch.number(&format!("SELECT count() FROM default.calls WHERE model = '{top}'")) as u64;
+
+    let mut c = Console::start(&["--window", "24h", "--utc", &url]);
+    c.wait_for("clickhouse default.calls");
+    c.wait_for("answered in");
+    c.wait_for(&tokentop::ui::format::count(12_000));
+    // Models by requests: the top one first; Enter drills into it.
+    c.press("2");
+    c.wait_for(&top);
+    c.press("\r");
+    c.wait_for(&format!("All › model:{top}"));
+    c.wait_for("whole 1d");
+    c.press("1");
+    c.wait_until("the model's requests over the whole day", || {
+        c.contents().contains(&tokentop::ui::format::count(top_count))
+    });
+    // The request list: stored requests of that model, newest first.
+    c.press("7");
+    c.wait_for(&format!("newest 2,000 of {} in 1d", tokentop::ui::format::count(top_count)));
+    c.wait_until("rows of the model listed", || c.contents().matches(top.as_str()).count() >= 10);
+    // ClickHouse goes away: the status bar says so, keys still answer.
+    drop(server);
+    c.wait_for("cannot read (retrying)");
+    c.press("1");
+    c.wait_for("Requests");
+    c.quit();
+}

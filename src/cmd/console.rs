@@ -108,8 +108,20 @@ pub(crate) fn run_console_with(args: ConsoleArgs, extra: Vec<SourceSpec>) -> Res
     } else {
         file.sources.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| vec!["demo".to_string()])
     };
-    let specs: Vec<SourceSpec> =
-        sources.iter().map(|s| SourceSpec::parse(s)).chain(args.otlp.specs()).chain(extra).collect();
+    // A ClickHouse table is read alone: its numbers are the whole screen.
+    let store = match sources.iter().find(|s| is_clickhouse(s)) {
+        Some(url) if sources.len() > 1 || !args.otlp.addrs.is_empty() || !extra.is_empty() => {
+            bail!(
+                "{url}: a console reads one ClickHouse table alone (ship the other sources into it with `tokentop ship`)"
+            )
+        }
+        Some(url) => Some(open_store(url)?),
+        None => None,
+    };
+    let specs: Vec<SourceSpec> = match store {
+        Some(_) => Vec::new(),
+        None => sources.iter().map(|s| SourceSpec::parse(s)).chain(args.otlp.specs()).chain(extra).collect(),
+    };
     let window =
         parse_duration(&pick(args.window, &file.window, "1h")).map_err(anyhow::Error::msg).context("window")?;
     if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) {
@@ -181,6 +193,7 @@ pub(crate) fn run_console_with(args: ConsoleArgs, extra: Vec<SourceSpec>) -> Res
         mouse: args.mouse || file.mouse.unwrap_or(false),
         keymap,
         metrics: None,
+        store,
     };
     // Alert rules: an invalid one is shown in the Alerts view and skipped; a webhook
     // that cannot be set up stops here, before the screen is taken.
@@ -192,6 +205,10 @@ pub(crate) fn run_console_with(args: ConsoleArgs, extra: Vec<SourceSpec>) -> Res
     let result = rt.block_on(async {
         // Before the screen is taken, so that an address in use is told plainly.
         opts.metrics = args.metrics.start(false).await?;
+        // And a table that cannot be read.
+        if let Some(store) = &opts.store {
+            store.extent().await.with_context(|| format!("reading {}", store.target().name()))?;
+        }
         let notifier = if webhooks.is_empty() && hooks.is_empty() {
             None
         } else {

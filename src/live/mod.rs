@@ -59,6 +59,9 @@ pub struct Live {
     pub sources_ended: bool,
     /// Bytes read by sources and not yet ingested.
     pub backlog_bytes: u64,
+    /// Reading a ClickHouse table: its latest answer, which the screen shows
+    /// instead of the engine's numbers.
+    pub store: Option<std::sync::Arc<crate::clickhouse::View>>,
 }
 
 /// Records an event (priced and its keys hashed by the parse stage) everywhere it
@@ -123,6 +126,7 @@ impl Live {
             alerts: None,
             sources_ended: false,
             backlog_bytes: 0,
+            store: None,
         }
     }
 
@@ -235,6 +239,28 @@ impl Live {
     pub fn end_sources(&mut self) {
         self.sources_ended = true;
         self.release_held(true);
+    }
+
+    /// Takes a ClickHouse answer: its view for the screen, its timing or error for
+    /// the status bar (the table is source 0).
+    pub fn store_answer(&mut self, answer: crate::clickhouse::Answer) {
+        let Some(src) = self.sources.first_mut() else { return };
+        let state = match answer {
+            crate::clickhouse::Answer::View(v) => {
+                src.events = v.window.rows;
+                let state = SourceState::Answered { ms: v.window.took.as_millis() as u64 };
+                self.store = Some(v);
+                state
+            }
+            crate::clickhouse::Answer::Failed { error, .. } => {
+                src.last_error = Some(error.clone());
+                SourceState::Retrying(error)
+            }
+        };
+        if std::mem::discriminant(&src.state) != std::mem::discriminant(&state) {
+            src.state_since = std::time::Instant::now();
+        }
+        src.state = state;
     }
 
     /// Narrows the view to `filter` (or back to everything with `None`). The filtered

@@ -93,6 +93,10 @@ pub enum SourceState {
     },
     /// Cannot be read now (a directory, no permission): tried again every poll.
     Retrying(String),
+    /// A store (ClickHouse) that answered the last refresh, in this many ms.
+    Answered {
+        ms: u64,
+    },
     /// Given up: the message says what is wrong and what to do.
     Failed(String),
 }
@@ -112,6 +116,7 @@ impl std::fmt::Display for SourceState {
                 write!(f, "reconnecting in {:.1}s (attempt {attempt}): {error}", *in_ms as f64 / 1000.0)
             }
             SourceState::Retrying(e) => write!(f, "{e} (retrying)"),
+            SourceState::Answered { ms } => write!(f, "answered in {ms} ms"),
             SourceState::Failed(e) => write!(f, "error: {e}"),
         }
     }

@@ -65,6 +65,8 @@ pub struct ConsoleOptions {
     pub keymap: Vec<(crossterm::event::KeyCode, crossterm::event::KeyModifiers, app::Action)>,
     /// Every event is also counted here, for Prometheus (`--metrics`).
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// A ClickHouse table whose numbers the screen shows (instead of `sources`).
+    pub store: Option<crate::clickhouse::Store>,
 }
 
 /// The alert rules the console evaluates, and where their notifications go.
@@ -131,7 +133,10 @@ impl Drop for TerminalGuard {
 
 /// Runs the console until the user quits.
 pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
-    let names: Vec<String> = opts.sources.iter().map(SourceSpec::display).collect();
+    let mut names: Vec<String> = opts.sources.iter().map(SourceSpec::display).collect();
+    if let Some(store) = &opts.store {
+        names.insert(0, format!("clickhouse {}", store.target().name()));
+    }
     // Every default window, and the one asked for (any length is kept as given).
     let mut windows = crate::engine::DEFAULT_WINDOWS.to_vec();
     if !windows.contains(&opts.window) {
@@ -152,6 +157,8 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
     let (tx, lines) = source::channel(1024, source::QUEUE_BYTES);
     let unparsed = lines.gauge();
     let (parsed_tx, mut rx) = source::channel(1024, PARSED_BYTES);
+    // A table is read by queries, not as a source of lines: the feed stays open.
+    let _open = opts.store.as_ref().map(|_| tx.clone());
     source::start(&opts.sources, &opts.source_options, tx);
     crate::live::parsing::spawn(
         lines,
@@ -186,6 +193,22 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
         let msg = format!("{n} invalid alert rule{} skipped: see the Alerts view (8)", if n == 1 { "" } else { "s" });
         app.message = Some((msg, Instant::now()));
     }
+    // Reading ClickHouse: a task answers what the screen asks (window, filter), at
+    // most once a second unless the ask changes; the keys never wait for it.
+    let ask = |app: &App| crate::clickhouse::ViewAsk {
+        window: app.window(),
+        filter: app.filter(),
+        list: app.view == view::View::Requests,
+    };
+    let (asks, mut answers) = match &opts.store {
+        Some(store) => {
+            let (ask_tx, ask_rx) = tokio::sync::watch::channel(ask(&app));
+            let (answer_tx, answer_rx) = tokio::sync::watch::channel(None);
+            tokio::spawn(crate::clickhouse::follow(store.clone(), ask_rx, answer_tx, TICK));
+            (Some(ask_tx), Some(answer_rx))
+        }
+        None => (None, None),
+    };
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     let data_every = opts.refresh.max(DATA_EVERY);
@@ -255,8 +278,28 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
                     data = true;
                 }
             },
+            changed = async { answers.as_mut().expect("guarded").changed().await }, if answers.is_some() => {
+                match changed {
+                    Ok(()) => {
+                        let answer = answers.as_mut().expect("guarded").borrow_and_update().clone();
+                        if let Some(a) = answer {
+                            live.store_answer(a);
+                            data = true;
+                        }
+                    }
+                    Err(_) => answers = None,
+                }
+            },
             _ = tick.tick() => {},
             _ = tokio::time::sleep(wait), if dirty || data => {}
+        }
+        if let Some(tx) = &asks {
+            let now = ask(&app);
+            tx.send_if_modified(|a| {
+                let changed = *a != now;
+                *a = now;
+                changed
+            });
         }
         if app.quit {
             break;

@@ -93,6 +93,9 @@ pub struct Want {
 
 impl Snapshot {
     pub fn take(live: &Live, want: Want) -> Snapshot {
+        if let Some(view) = &live.store {
+            return Snapshot::of_store(view, want);
+        }
         let window = want.window;
         let opts = report::Options { top: 500, ..report::Options::default() };
         let group = live.filtered.as_ref().and_then(|(f, ..)| f.group());
@@ -154,6 +157,48 @@ impl Snapshot {
             requests,
             list: want.list.unwrap_or(ListMode::Newest),
             new_users,
+        }
+    }
+}
+
+impl Snapshot {
+    /// The snapshot of a ClickHouse answer: every number over the whole window
+    /// (filters and drill-downs were `WHERE` clauses).
+    fn of_store(view: &crate::clickhouse::View, want: Want) -> Snapshot {
+        let w = &view.window;
+        let opts = report::Options { top: 500, ..report::Options::default() };
+        let ingest = report::IngestReport { events: w.rows, ..Default::default() };
+        let mut report = Report::build(&w.stats, &w.series, Some(w.span), w.users, ingest, &opts);
+        if report.sessions.is_some() {
+            report.sessions = Some(w.sessions.clone());
+        }
+        let scope = match &view.ask.filter {
+            None => Scope::All,
+            Some(_) => Scope::Since { from: w.span.start, replayed: 0, whole: true },
+        };
+        let mut sessions: Vec<(&str, &crate::stats::SessionAgg)> = w.stats.sessions.iter().collect();
+        sessions.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(b.0)));
+        let requests = match want.list {
+            None => Vec::new(),
+            Some(ListMode::Newest) => view.newest.clone(),
+            Some(ListMode::Timeline) => view.newest.iter().rev().cloned().collect(),
+            Some(ListMode::Slowest) => view.slowest.clone(),
+        };
+        Snapshot {
+            previous_users: None,
+            previous: Point::default(),
+            latency_bins: w.stats.total.latency.bins(&LATENCY_EDGES),
+            trends: HashMap::new(),
+            sessions: session_rows(sessions.into_iter()),
+            chart: chart(&w.series, w.span, w.span.start, view.ask.window),
+            bucket: w.series.width(),
+            report,
+            scope,
+            window: view.ask.window,
+            now: view.now,
+            requests,
+            list: want.list.unwrap_or(ListMode::Newest),
+            new_users: HashSet::new(),
         }
     }
 }

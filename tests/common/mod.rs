@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod clickhouse;
+
 /// Requests received: (head, body).
 pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 

@@ -33,6 +33,8 @@ pub(super) fn state_style(state: &SourceState, theme: &Theme) -> Style {
     match state {
         SourceState::Failed(_) | SourceState::Retrying(_) | SourceState::Reconnecting { .. } => theme.bad(),
         SourceState::Waiting | SourceState::Connecting => theme.warn(),
+        // A refresh is asked for every second: slower than that, the numbers lag.
+        SourceState::Answered { ms } if *ms >= 1_000 => theme.warn(),
         _ => theme.good(),
     }
 }
