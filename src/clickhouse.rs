@@ -116,6 +116,100 @@ pub const TOKENTOP: Layout = Layout {
     final_: true,
 };
 
+/// A `Helicone-Session-*` property of Helicone's `properties` map ('' when none),
+/// its key matched without regard to case as Helicone's export reader does.
+macro_rules! helicone_session {
+    ($name:literal) => {
+        concat!(
+            "arrayElement(mapValues(properties), indexOf(arrayMap(k -> lower(k), mapKeys(properties)), 'helicone-session-",
+            $name,
+            "'))"
+        )
+    };
+}
+
+/// The properties of a Helicone row: its `properties` map without the session keys,
+/// and `country_code` (as the export reader counts them).
+macro_rules! helicone_properties {
+    ($part:literal, $country:literal) => {
+        concat!(
+            "arrayConcat(arrayFilter((x, k) -> NOT (lower(k) IN ('helicone-session-id', 'helicone-session-name', \
+             'helicone-session-path')), ",
+            $part,
+            "(properties), mapKeys(properties)), if(ifNull(country_code, '') = '', [], [",
+            $country,
+            "]))"
+        )
+    };
+}
+
+/// Helicone's own table, `request_response_rmt` (`?schema=helicone`): a self-hosted
+/// Helicone's requests, read as its export is (see [`crate::parse::helicone`]).
+/// `cost` is USD × 10^9 (Helicone's `COST_PRECISION_MULTIPLIER`), NULL when it has
+/// no price; a non-zero `cache_reference_id` is a cache hit, whose `cost` is what it
+/// saved; prompt tokens include the cache's, which Helicone counts apart. Current
+/// ClickHouse only (`Map`, `DateTime64`).
+pub fn helicone() -> Layout {
+    Layout { provider: helicone_provider(), ..HELICONE }
+}
+
+/// Helicone's provider names (`OPENAI`, `GOOGLE`) as tokentop's ids: lower-case,
+/// through the aliases of [`crate::parse::normalize`].
+fn helicone_provider() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let aliases = crate::parse::PROVIDER_ALIASES;
+        let from: Vec<String> = aliases.iter().map(|(alias, _)| sql_string(alias)).collect();
+        let to: Vec<String> = aliases.iter().map(|(_, id)| sql_string(id)).collect();
+        format!(
+            "if(provider = '', 'unknown', transform(lower(toString(provider)), [{}], [{}], lower(toString(provider))))",
+            from.join(", "),
+            to.join(", ")
+        )
+    })
+}
+
+const HELICONE: Layout = Layout {
+    request_id: "toString(request_id)",
+    time_us: "toUnixTimestamp64Micro(request_created_at)",
+    time_key: "request_created_at",
+    model: "if(model = '', 'unknown', toString(model))",
+    provider: "if(provider = '', 'unknown', toString(provider))",
+    status: "if(status < 0, 0, status)",
+    user: "toString(user_id)",
+    session: helicone_session!("id"),
+    session_name: helicone_session!("name"),
+    session_path: helicone_session!("path"),
+    latency_ms: "toFloat64(latency)",
+    // A first token at 0 or at the end of the call was not measured (as the export
+    // reader has it).
+    ttft_ms: "if(time_to_first_token <= 0 OR (latency > 0 AND time_to_first_token >= latency), NULL, \
+              toFloat64(time_to_first_token))",
+    cost_usd: "if(cache_reference_id != toUUID('00000000-0000-0000-0000-000000000000'), 0, cost / 1000000000)",
+    saved_usd: "if(cache_reference_id != toUUID('00000000-0000-0000-0000-000000000000'), ifNull(cost, 0) / 1000000000, 0)",
+    cache_hit: "cache_reference_id != toUUID('00000000-0000-0000-0000-000000000000')",
+    prompt_tokens: "ifNull(prompt_tokens, 0) + prompt_cache_read_tokens + prompt_cache_write_tokens",
+    completion_tokens: "ifNull(completion_tokens, 0)",
+    cache_read_tokens: "prompt_cache_read_tokens",
+    cache_write_tokens: "prompt_cache_write_tokens",
+    reasoning_tokens: "0",
+    retry: "toUInt64(0)",
+    feedback: "CAST(NULL, 'Nullable(UInt8)')",
+    error: "''",
+    property_keys: helicone_properties!("mapKeys", "'country_code'"),
+    property_values: helicone_properties!("mapValues", "assumeNotNull(country_code)"),
+    final_: true,
+};
+
+/// The layout `?schema=` names (tokentop's by default).
+pub fn layout_named(name: Option<&str>) -> Result<Layout, String> {
+    match name {
+        None | Some("tokentop") => Ok(TOKENTOP),
+        Some("helicone") => Ok(helicone()),
+        Some(other) => Err(format!("schema `{other}`: use tokentop (what `tokentop ship` writes) or helicone")),
+    }
+}
+
 /// The histogram bucket of `us` (a UInt64 of microseconds), as
 /// [`crate::stats::hist::bucket_index`] computes it: exact below 128, then 64
 /// sub-buckets per power of two. `floor(log2)` is exact for values below 2^40 µs
@@ -244,44 +338,49 @@ impl Store {
         // aggregates over plain columns run about a third faster on ClickHouse 18.
         let ns = |ms: &str| format!("ifNull(toUInt64({ms} * 1000000 + 0.5), 0)");
         let pico = |usd: &str| format!("ifNull(toInt64({usd} * 1000000000000 + 0.5), 0)");
+        let columns: [(&str, String); 29] = [
+            ("t", time),
+            ("model", l.model.to_string()),
+            ("provider", l.provider.to_string()),
+            ("status", format!("toUInt16({})", l.status)),
+            ("user", l.user.to_string()),
+            ("session", l.session.to_string()),
+            ("lat", ns(l.latency_ms)),
+            ("has_lat", format!("isNotNull({})", l.latency_ms)),
+            ("ttft", ns(l.ttft_ms)),
+            ("has_ttft", format!("isNotNull({})", l.ttft_ms)),
+            ("cost", pico(l.cost_usd)),
+            ("unpriced", format!("isNull({})", l.cost_usd)),
+            ("saved", pico(l.saved_usd)),
+            ("hit", format!("toUInt8({})", l.cache_hit)),
+            ("pt", format!("toUInt64({})", l.prompt_tokens)),
+            ("ct", format!("toUInt64({})", l.completion_tokens)),
+            ("crt", format!("toUInt64({})", l.cache_read_tokens)),
+            ("cwt", format!("toUInt64({})", l.cache_write_tokens)),
+            ("rt", format!("toUInt64({})", l.reasoning_tokens)),
+            ("retry", format!("toUInt64({})", l.retry)),
+            ("fb", format!("ifNull({}, 2)", l.feedback)),
+            ("pk", l.property_keys.to_string()),
+            ("pv", l.property_values.to_string()),
+            ("rid", l.request_id.to_string()),
+            ("lat_ms", l.latency_ms.to_string()),
+            ("ttft_ms", l.ttft_ms.to_string()),
+            ("err", l.error.to_string()),
+            ("sname", l.session_name.to_string()),
+            ("spath", l.session_path.to_string()),
+        ];
+        // Computed under names no table has (`tt_…`), then renamed one level up: a
+        // short name such as `cost` must not stand for a table's column of that name
+        // inside the expressions (ClickHouse resolves aliases before columns).
+        let computed: Vec<String> = columns.iter().map(|(name, expr)| format!("{expr} AS tt_{name}")).collect();
+        let renamed: Vec<String> = columns.iter().map(|(name, _)| format!("tt_{name} AS {name}")).collect();
         format!(
-            "SELECT {time} AS t, {model} AS model, {provider} AS provider, toUInt16({status}) AS status, \
-             {user} AS user, {session} AS session, {lat} AS lat, isNotNull({lat_ms}) AS has_lat, \
-             {ttft} AS ttft, isNotNull({ttft_ms}) AS has_ttft, {cost} AS cost, isNull({cost_usd}) AS unpriced, \
-             {saved} AS saved, toUInt8({hit}) AS hit, toUInt64({pt}) AS pt, toUInt64({ct}) AS ct, \
-             toUInt64({crt}) AS crt, toUInt64({cwt}) AS cwt, toUInt64({rt}) AS rt, {retry} AS retry, \
-             ifNull({fb}, 2) AS fb, {keys} AS pk, {values} AS pv, {rid} AS rid, {lat_ms} AS lat_ms, \
-             {ttft_ms} AS ttft_ms, {err} AS err, {sname} AS sname, {spath} AS spath \
-             FROM {table} {final_} WHERE {range} AND {filter}",
-            model = l.model,
-            provider = l.provider,
-            status = l.status,
-            user = l.user,
-            session = l.session,
-            lat = ns(l.latency_ms),
-            ttft = ns(l.ttft_ms),
-            cost = pico(l.cost_usd),
-            cost_usd = l.cost_usd,
-            saved = pico(l.saved_usd),
-            hit = l.cache_hit,
-            pt = l.prompt_tokens,
-            ct = l.completion_tokens,
-            crt = l.cache_read_tokens,
-            cwt = l.cache_write_tokens,
-            rt = l.reasoning_tokens,
-            retry = l.retry,
-            fb = l.feedback,
-            keys = l.property_keys,
-            values = l.property_values,
-            rid = l.request_id,
-            lat_ms = l.latency_ms,
-            ttft_ms = l.ttft_ms,
-            err = l.error,
-            sname = l.session_name,
-            spath = l.session_path,
-            table = self.target().name(),
-            final_ = if l.final_ { "FINAL" } else { "" },
-            filter = self.filter_sql(filter),
+            "SELECT {} FROM (SELECT {} FROM {} {} WHERE {range} AND {})",
+            renamed.join(", "),
+            computed.join(", "),
+            self.target().name(),
+            if l.final_ { "FINAL" } else { "" },
+            self.filter_sql(filter),
         )
     }
 

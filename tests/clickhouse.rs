@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::clickhouse::ClickHouse;
+use common::clickhouse::{ChDb, ClickHouse};
 use common::{Child, append, free_port};
 
 fn tokentop(args: &[&str]) -> std::process::Output {
@@ -103,20 +103,27 @@ fn shipped_events_add_up_to_the_report_of_the_same_file() {
     // whole table, a window holding it all, and a window cutting it. Only the count
     // of lines read is the file's own.
     for window in ["all", "15m", "1m"] {
-        let path = file.to_str().unwrap();
-        let local: Value = serde_json::from_slice(&tokentop(&["report", "--window", window, path]).stdout).unwrap();
-        let out = tokentop(&["report", "--window", window, &ch.url("calls")]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let mut stored: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(stored["ingest"]["lines"], 0);
-        stored["ingest"]["lines"] = local["ingest"]["lines"].clone();
-        assert_same(&stored, &local, &format!("--window {window}"));
+        reports_alike(window, &ch.url("calls"), &file);
     }
     let cut: Value = serde_json::from_slice(&tokentop(&["report", "--window", "1m", &ch.url("calls")]).stdout).unwrap();
     assert!(cut["ingest"]["outside_window"].as_u64().unwrap() > 10_000, "the 1m window cuts: {}", cut["ingest"]);
     let customers = cut["by_property"]["Customer"].as_object().unwrap();
     assert!(customers.contains_key("(other)"), "top 20 customers and the rest folded");
     assert!(customers["(other)"]["latency"]["p95"].is_f64(), "percentiles of the folded rest are known");
+}
+
+/// `report --window WINDOW` of a table equals that of a file: every number, but the
+/// count of lines read (the file's own). Returns the table's report.
+fn reports_alike(window: &str, url: &str, file: &std::path::Path) -> Value {
+    let local: Value =
+        serde_json::from_slice(&tokentop(&["report", "--window", window, file.to_str().unwrap()]).stdout).unwrap();
+    let out = tokentop(&["report", "--window", window, url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut stored: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stored["ingest"]["lines"], 0);
+    stored["ingest"]["lines"] = local["ingest"]["lines"].clone();
+    assert_same(&stored, &local, &format!("--window {window}"));
+    stored
 }
 
 /// Two reports equal: integers exactly, fractions to 1e-9 relative (the same sums
@@ -347,4 +354,83 @@ fn spans_received_over_otlp_are_shipped() {
         format!("{}\tgpt-4o-mini\t200\t80\t500\tcheckout", id("inner").as_str().unwrap()),
     ];
     assert_eq!(rows.lines().collect::<Vec<_>>(), want);
+}
+
+/// Current ClickHouse (26.x, chDB): `ship` creates and fills tokentop's table there
+/// too, and the report read back is the file's.
+#[test]
+fn shipped_events_report_alike_on_current_clickhouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let chdb = ChDb::start(&dir.path().join("chdb"));
+    let file = dir.path().join("gw.jsonl");
+    std::fs::write(&file, tokentop(&["demo", "--count", "5000", "--fast"]).stdout).unwrap();
+    let spool = dir.path().join("spool");
+    let url = chdb.url("calls");
+    let out = tokentop(&[
+        "ship",
+        "--no-follow",
+        "--create-table",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--to",
+        &url,
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(chdb.run("SELECT version()").starts_with("26."), "chDB is current ClickHouse");
+    assert_eq!(chdb.run("SELECT count() FROM default.calls FINAL"), "5000");
+    for window in ["all", "1m"] {
+        reports_alike(window, &url, &file);
+    }
+}
+
+/// A self-hosted Helicone's own table (`request_response_rmt`, its columns and types:
+/// `Map` properties, `DateTime64`, cost in USD x 10^9, `cache_reference_id`), read
+/// with `?schema=helicone`, reports what Helicone's export of the same requests does.
+#[test]
+fn helicones_table_reports_what_its_export_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let chdb = ChDb::start(&dir.path().join("chdb"));
+    chdb.run(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/helicone_rmt.sql")).unwrap());
+    let (rows, export) = (dir.path().join("rows.jsonl"), dir.path().join("export.jsonl"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let made = Command::new(common::python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/helicone_rows.py"))
+        .args(["3000", &now.to_string(), rows.to_str().unwrap(), export.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // Calls without a cost stay NULL (not the column's default 0): unpriced.
+    chdb.run("SET input_format_null_as_default = 0");
+    chdb.insert("INSERT INTO default.request_response_rmt FORMAT JSONEachRow", &std::fs::read(&rows).unwrap());
+    assert_eq!(chdb.run("SELECT count() FROM default.request_response_rmt"), "3000");
+
+    let url = format!("clickhouse://127.0.0.1:{}/default?table=request_response_rmt&schema=helicone", chdb.port);
+    for window in ["all", "1h"] {
+        reports_alike(window, &url, &export);
+    }
+    let r = reports_alike("all", &url, &export);
+    // What a person reading the rows would count, so the comparison is not vacuous.
+    let n = |q: &str| chdb.run(q).parse::<f64>().unwrap();
+    let zero = "toUUID('00000000-0000-0000-0000-000000000000')";
+    assert_eq!(
+        r["cache"]["cache_hits"].as_f64().unwrap(),
+        n(&format!("SELECT countIf(cache_reference_id != {zero}) FROM default.request_response_rmt"))
+    );
+    assert!(r["cache"]["cache_hits"].as_u64().unwrap() > 100);
+    assert_eq!(
+        r["cost"]["unpriced_requests"].as_f64().unwrap(),
+        n("SELECT countIf(cost IS NULL) FROM default.request_response_rmt")
+    );
+    let billed =
+        n(&format!("SELECT sum(cost) / 1e9 FROM default.request_response_rmt WHERE cache_reference_id = {zero}"));
+    assert!((r["cost"]["total"].as_f64().unwrap() - billed).abs() < 1e-6, "{} vs {billed}", r["cost"]["total"]);
+    assert_eq!(
+        r["errors"]["errors"]["status_0"].as_f64().unwrap(),
+        n("SELECT countIf(status = -1) FROM default.request_response_rmt")
+    );
+    assert!(r["by_provider"]["openai"]["requests"].as_u64().unwrap() > 0, "providers as tokentop names them");
+    assert!(r["by_property"]["country_code"]["DE"]["requests"].as_u64().unwrap() > 0);
+    assert!(r["by_property"].get("Helicone-Session-Id").is_none(), "the session keys are the session");
+    assert!(r["sessions"]["total_sessions"].as_u64().unwrap() > 30);
 }

@@ -216,7 +216,8 @@ pub(crate) fn is_clickhouse(spec: &str) -> bool {
 pub(crate) fn open_store(url: &str) -> Result<tokentop::clickhouse::Store> {
     let password = std::env::var(tokentop::ship::PASSWORD_ENV).ok();
     let target = tokentop::ship::Target::parse(url, None, password).map_err(anyhow::Error::msg)?;
-    tokentop::clickhouse::Store::new(target, tokentop::clickhouse::TOKENTOP).map_err(anyhow::Error::msg)
+    let layout = tokentop::clickhouse::layout_named(target.schema.as_deref()).map_err(anyhow::Error::msg)?;
+    tokentop::clickhouse::Store::new(target, layout).map_err(anyhow::Error::msg)
 }
 
 pub(crate) fn load_prices(path: Option<&PathBuf>) -> Result<PriceTable> {

@@ -73,6 +73,9 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
     let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
     let url = args.to.clone().unwrap_or_else(|| "clickhouse://localhost:8123/default".into());
     let target = Target::parse(&url, args.user.clone(), password).map_err(anyhow::Error::msg).context("--to")?;
+    if target.schema.as_deref().is_some_and(|s| s != "tokentop") {
+        bail!("--to: ship writes tokentop's own table; schema= is for reading (report, the console)");
+    }
     if args.print_schema {
         println!("{};", target.schema());
         return Ok(ExitCode::SUCCESS);

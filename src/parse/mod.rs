@@ -384,7 +384,7 @@ fn identify(text: &str) -> Option<Format> {
 }
 
 /// Other tools' provider names and the LiteLLM id each stands for.
-const PROVIDER_ALIASES: [(&str, &str); 13] = [
+pub(crate) const PROVIDER_ALIASES: [(&str, &str); 13] = [
     ("azure.ai.openai", "azure"),
     ("az.ai.openai", "azure"),
     ("azure.ai.inference", "azure_ai"),

@@ -107,3 +107,65 @@ impl ClickHouse {
         format!("clickhouse://127.0.0.1:{}/default?table={table}", self.port)
     }
 }
+
+/// Current ClickHouse (chDB 26.x, from PyPI) behind `tests/python/chdb_http.py`,
+/// the part of ClickHouse's HTTP interface tokentop uses, on a loopback port.
+pub struct ChDb {
+    pub port: u16,
+    _process: Child,
+}
+
+impl ChDb {
+    pub fn start(dir: &std::path::Path) -> ChDb {
+        let port = free_port();
+        let mut child = Command::new(super::python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/chdb_http.py"))
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+        assert_eq!(
+            first.trim(),
+            "listening",
+            "chdb_http.py did not start (is chdb-core in .venv-test? run scripts/test-deps.sh)"
+        );
+        ChDb { port, _process: Child(child) }
+    }
+
+    /// Runs a statement; its answer (trimmed). Panics with ClickHouse's message on an error.
+    pub fn run(&self, sql: &str) -> String {
+        self.post("", sql.as_bytes())
+    }
+
+    /// Sends rows for `INSERT ... FORMAT F` (in the URL) in the body.
+    pub fn insert(&self, statement: &str, rows: &[u8]) -> String {
+        let q: String = statement
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        self.post(&format!("?query={q}"), rows)
+    }
+
+    fn post(&self, query: &str, body: &[u8]) -> String {
+        let path = std::env::temp_dir().join(format!("chdb-body-{}-{}", std::process::id(), self.port));
+        std::fs::write(&path, body).unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--data-binary"])
+            .arg(format!("@{}", path.display()))
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{}/{query}", self.port))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (answer, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        assert_eq!(code, "200", "{answer}");
+        answer.trim().to_string()
+    }
+
+    pub fn url(&self, table: &str) -> String {
+        format!("clickhouse://127.0.0.1:{}/default?table={table}", self.port)
+    }
+}
