@@ -22,7 +22,10 @@
 #   scripts/bench.sh ship      # ship 1,000,000 events into a local ClickHouse (Debian's
 #                              # clickhouse-server, started here from a temporary directory):
 #                              # events/s and ship's own CPU (not in "all": it needs the server)
-#   scripts/bench.sh           # all nine but duckdb and ship
+#   scripts/bench.sh clickhouse # the console reading ClickHouse: 10,000,000 events over 24 h
+#                              # shipped into a local server, then a refresh of the 24 h and 1 h
+#                              # windows and a drill-down into a model, timed (not in "all")
+#   scripts/bench.sh           # all nine but duckdb, ship and clickhouse
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -53,7 +56,7 @@ if [[ $what == duckdb ]]; then
   JQ=$(command -v jq > /dev/null && echo 1 || echo 0) "$venv/bin/python" scripts/vs_duckdb.py "$events" 5
 fi
 
-if [[ $what == ship ]]; then
+if [[ $what == ship || $what == clickhouse ]]; then
   ch=$(mktemp -d)
   port=$((20000 + RANDOM % 20000))
   cat > "$ch/config.xml" <<XML
@@ -79,14 +82,22 @@ XML
   until curl -s "http://127.0.0.1:$port/ping" > /dev/null; do sleep 0.2; done
   echo "ClickHouse $(curl -s "http://127.0.0.1:$port/" --data-binary 'SELECT version()') on port $port"
   events=$tmp/events-1m.jsonl
-  [[ -s $events ]] || ./target/release/examples/gen_events 1000000 > "$events"
-  cat "$events" > /dev/null
-  for rows in 10000 50000; do
+  [[ $what == ship && ! -s $events ]] && ./target/release/examples/gen_events 1000000 > "$events"
+  [[ $what == ship ]] && cat "$events" > /dev/null
+  [[ $what == ship ]] && for rows in 10000 50000; do
     /usr/bin/time -f "ship, --batch-rows $rows: %e s wall, ship's CPU %U s user + %S s sys, peak RSS %M KiB" \
       ./target/release/tokentop ship --no-follow --create-table --batch-rows "$rows" --spool "$ch/spool" \
       --to "clickhouse://127.0.0.1:$port/default?table=bench$rows" "$events" 2>&1 | tail -n 2
     echo "rows in ClickHouse: $(curl -s "http://127.0.0.1:$port/" --data-binary "SELECT count() FROM default.bench$rows")"
   done
+  if [[ $what == clickhouse ]]; then
+    # A day at ~115 requests/s, ending now.
+    ./target/release/tokentop demo --count 10000000 --fast --rate 115 |
+      ./target/release/tokentop ship --no-follow --create-table --batch-rows 50000 --spool "$ch/spool" \
+        --to "clickhouse://127.0.0.1:$port/default?table=day" - 2>&1 | tail -n 1
+    ./target/release/examples/clickhouse_bench "clickhouse://127.0.0.1:$port/default?table=day"
+    ./target/release/examples/clickhouse_bench "clickhouse://127.0.0.1:$port/default?table=day&final=0"
+  fi
   kill "$chpid"; wait "$chpid" 2> /dev/null || true
   rm -rf "$ch"
 fi
