@@ -456,7 +456,10 @@ impl Store {
                 "v" => values.entry(clean(a)).or_default().push((clean(b), agg)),
                 "b" => {
                     let idx: i64 = b.parse().map_err(|_| bad_answer(b))?;
-                    series.merge_point_at(idx * width, &point_of(&agg));
+                    series.merge_point_at(
+                        idx * width,
+                        &Point::of(&agg, Dist::from_moments(agg.latency.moments), Dist::from_moments(agg.ttft)),
+                    );
                 }
                 _ => return Err(bad_answer(kind)),
             }
@@ -698,21 +701,6 @@ pub fn report_bucket(span: &Span, window: Option<Micros>) -> Micros {
     match window {
         Some(w) => bucket_for_span(w),
         None => bucket_for_span(span.end - span.start),
-    }
-}
-
-fn point_of(a: &Agg) -> Point {
-    Point {
-        requests: a.requests,
-        errors: a.errors,
-        e4xx: a.e4xx,
-        e5xx: a.e5xx,
-        e429: a.e429,
-        cache_hits: a.cache_hits,
-        cost: a.cost,
-        tokens: a.tokens(),
-        latency: Dist::from_moments(a.latency.moments),
-        ttft: Dist::from_moments(a.ttft),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::clickhouse::{ChDb, ClickHouse};
+use common::clickhouse::{ChDb, ClickHouse, ship_file};
 use common::{Child, append, free_port};
 
 fn tokentop(args: &[&str]) -> std::process::Output {
@@ -161,17 +161,7 @@ fn filters_keep_in_sql_what_they_keep_in_files() {
     let file = dir.path().join("gw.jsonl");
     std::fs::write(&file, tokentop(&["demo", "--count", "5000", "--fast"]).stdout).unwrap();
     let spool = dir.path().join("spool");
-    let out = tokentop(&[
-        "ship",
-        "--no-follow",
-        "--create-table",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--to",
-        &ch.url("calls"),
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ship_file(&ch.url("calls"), &file, &spool);
     let store = tokentop::clickhouse::TOKENTOP;
     let mut nonzero = 0;
     for f in [
@@ -366,17 +356,7 @@ fn shipped_events_report_alike_on_current_clickhouse() {
     std::fs::write(&file, tokentop(&["demo", "--count", "5000", "--fast"]).stdout).unwrap();
     let spool = dir.path().join("spool");
     let url = chdb.url("calls");
-    let out = tokentop(&[
-        "ship",
-        "--no-follow",
-        "--create-table",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--to",
-        &url,
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ship_file(&url, &file, &spool);
     assert!(chdb.run("SELECT version()").starts_with("26."), "chDB is current ClickHouse");
     assert_eq!(chdb.run("SELECT count() FROM default.calls FINAL"), "5000");
     for window in ["all", "1m"] {

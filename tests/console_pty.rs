@@ -371,7 +371,7 @@ fn a_window_given_at_start_is_kept_as_given_and_a_missing_config_is_said_once() 
 /// goes away shows in the status bar while the keys keep working.
 #[test]
 fn the_console_reads_a_day_of_calls_from_clickhouse_and_drills_into_a_model() {
-    use common::clickhouse::ClickHouse;
+    use common::clickhouse::{ClickHouse, ship_file};
     let dir = tempfile::tempdir().unwrap();
     let ch = ClickHouse::new(dir.path());
     let server = ch.start();
@@ -382,17 +382,7 @@ fn the_console_reads_a_day_of_calls_from_clickhouse_and_drills_into_a_model() {
     std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
     let spool = dir.path().join("spool");
     let url = ch.url("calls");
-    let out = tokentop(&[
-        "ship",
-        "--no-follow",
-        "--create-table",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--to",
-        &url,
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ship_file(&url, &file, &spool);
     let top: String =
         ch.query("SELECT model FROM default.calls GROUP BY model ORDER BY count() DESC, model LIMIT 1").unwrap();
     let top_count = ch.number(&format!("SELECT count() FROM default.calls WHERE model = '{top}'")) as u64;

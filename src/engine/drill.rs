@@ -63,21 +63,6 @@ fn from_session(s: &SessionAgg) -> Agg {
     Agg { requests: s.requests, ok: s.requests - s.errors, errors: s.errors, cost: s.cost, ..Agg::default() }
 }
 
-fn as_point(a: &Agg) -> Point {
-    Point {
-        requests: a.requests,
-        errors: a.errors,
-        e4xx: a.e4xx,
-        e5xx: a.e5xx,
-        e429: a.e429,
-        cache_hits: a.cache_hits,
-        cost: a.cost,
-        tokens: a.tokens(),
-        latency: a.latency.clone(),
-        ttft: Dist::default(),
-    }
-}
-
 impl Engine {
     /// The groups `filter` selects, over the window of length `window` ending now.
     pub fn drill<'a>(&'a self, window: Micros, filter: &GroupFilter) -> Drill {
@@ -105,7 +90,7 @@ impl Engine {
                 GroupDim::User => s.users.iter().for_each(|(n, u)| add(n, from_user(u))),
                 GroupDim::Session => s.sessions.iter().for_each(|(n, x)| add(n, from_session(x))),
             }
-            series.merge_point_at(start, &as_point(&part));
+            series.merge_point_at(start, &Point::of(&part, part.latency.clone(), Dist::default()));
             total.merge(&part);
         }
         let mut stats = Stats::new(Limits::REPORT);

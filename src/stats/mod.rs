@@ -715,19 +715,7 @@ impl Stats {
 
     /// These stats as one time-series point.
     pub fn as_point(&self) -> series::Point {
-        let t = &self.total;
-        series::Point {
-            requests: t.requests,
-            errors: t.errors,
-            e4xx: t.e4xx,
-            e5xx: t.e5xx,
-            e429: t.e429,
-            cache_hits: t.cache_hits,
-            cost: t.cost,
-            tokens: t.tokens(),
-            latency: t.latency.clone(),
-            ttft: self.ttft.clone(),
-        }
+        series::Point::of(&self.total, self.total.latency.clone(), self.ttft.clone())
     }
 }
 

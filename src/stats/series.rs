@@ -45,6 +45,22 @@ pub struct Point {
 }
 
 impl Point {
+    /// The counters of `a` as one point, with its latency and TTFT distributions.
+    pub fn of(a: &super::Agg, latency: Dist, ttft: Dist) -> Point {
+        Point {
+            requests: a.requests,
+            errors: a.errors,
+            e4xx: a.e4xx,
+            e5xx: a.e5xx,
+            e429: a.e429,
+            cache_hits: a.cache_hits,
+            cost: a.cost,
+            tokens: a.tokens(),
+            latency,
+            ttft,
+        }
+    }
+
     fn record(&mut self, ev: &Event, x: &Sample) {
         self.requests += 1;
         self.errors += u64::from(ev.is_error());

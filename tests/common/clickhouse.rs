@@ -108,6 +108,17 @@ impl ClickHouse {
     }
 }
 
+/// `tokentop ship --no-follow --create-table` of `file` into the table at `url`,
+/// spooling in `spool`; what ship said if it failed.
+pub fn ship_file(url: &str, file: &std::path::Path, spool: &std::path::Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokentop"))
+        .args(["ship", "--no-follow", "--create-table", "--spool"])
+        .args([spool, std::path::Path::new("--to"), std::path::Path::new(url), file])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ship: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Current ClickHouse (chDB 26.x, from PyPI) behind `tests/python/chdb_http.py`,
 /// the part of ClickHouse's HTTP interface tokentop uses, on a loopback port.
 pub struct ChDb {
