@@ -990,3 +990,104 @@ pub async fn follow(
         }
     }
 }
+
+impl Store {
+    /// The stats of each `step` of `span` for `check` (keyed by the step's end in
+    /// seconds: step k holds the times in ((k-1)·step, k·step]): totals, statuses,
+    /// models, providers, property values and users, with latency histograms, as
+    /// `check` keeps them from events.
+    pub async fn step_stats(
+        &self,
+        span: &Span,
+        step: Micros,
+        filter: Option<&Filter>,
+        limits: Limits,
+    ) -> Result<std::collections::BTreeMap<i64, Stats>, InsertError> {
+        let inner = self.inner(Some(span), filter);
+        let key = format!("intDiv(t + {step} - 1, {step})");
+        let branch = |kind: &str, a: &str, b: &str, from: &str, by: &str| {
+            format!(
+                "SELECT * FROM (SELECT {key} AS k, '{kind}' AS kind, {a} AS a, {b} AS b, {AGG_SQL} \
+                 FROM ({inner}) {from} {where_} GROUP BY k{by})",
+                where_ = if kind == "u" { "WHERE user != ''" } else { "" }
+            )
+        };
+        let sql = [
+            branch("t", "''", "''", "", ""),
+            branch("s", "''", "toString(status)", "", ", b"),
+            branch("m", "''", "model", "", ", b"),
+            branch("p", "''", "provider", "", ", b"),
+            branch("v", "k2", "v2", "ARRAY JOIN pk AS k2, pv AS v2", ", a, b"),
+            branch("u", "''", "user", "", ", b"),
+        ]
+        .join(" UNION ALL ");
+        let mut out: std::collections::BTreeMap<i64, Stats> = std::collections::BTreeMap::new();
+        let secs = |k: i64| k * step / crate::time::MICROS_PER_SEC;
+        for r in self.rows(&sql).await? {
+            let stats = out.entry(secs(int(&r, 0)?)).or_insert_with(|| Stats::new(limits));
+            let agg = agg_from(&r[4..])?;
+            let (a, b) = (clean(&r[2]), clean(&r[3]));
+            match r[1].as_str() {
+                "t" => {
+                    stats.first = int(&r, 4 + AGG_COLUMNS - 2)?;
+                    stats.last = int(&r, 4 + AGG_COLUMNS - 1)?;
+                    stats.ttft = Dist::from_moments(agg.ttft);
+                    stats.total = agg;
+                }
+                "s" => {
+                    stats.by_status.insert(b.parse().map_err(|_| bad_answer(&b))?, agg.requests);
+                }
+                "m" => *stats.by_model.entry(&b) = agg,
+                "p" => *stats.by_provider.entry(&b) = agg,
+                "v" => *stats.by_property.entry(&a).entry(&b) = agg,
+                "u" => {
+                    stats.distinct_users.insert(&b);
+                    *stats.users.entry(&b) = UserAgg {
+                        requests: agg.requests,
+                        errors: agg.errors,
+                        e4xx: agg.e4xx,
+                        e5xx: agg.e5xx,
+                        e429: agg.e429,
+                        cache_hits: agg.cache_hits,
+                        prompt_tokens: agg.prompt_tokens,
+                        completion_tokens: agg.completion_tokens,
+                        cost: agg.cost,
+                        latency: agg.latency.moments,
+                        ttft: agg.ttft,
+                        last_active: int(&r, 4 + AGG_COLUMNS - 1)?,
+                    };
+                }
+                k => return Err(bad_answer(k)),
+            }
+        }
+        let lat = "intDiv(lat + 500, 1000)";
+        let hist = |kind: &str, a: &str, b: &str, from: &str, by: &str, has: &str, us: &str| {
+            format!(
+                "SELECT {key} AS k, '{kind}' AS kind, {a} AS a, {b} AS b, {idx} AS i, count() FROM ({inner}) {from} \
+                 WHERE {has} GROUP BY k{by}, i",
+                idx = bucket_sql(us)
+            )
+        };
+        let sql = [
+            hist("t", "''", "''", "", "", "has_lat", lat),
+            hist("m", "''", "model", "", ", b", "has_lat", lat),
+            hist("p", "''", "provider", "", ", b", "has_lat", lat),
+            hist("v", "k2", "v2", "ARRAY JOIN pk AS k2, pv AS v2", ", a, b", "has_lat", lat),
+            hist("f", "''", "''", "", "", "has_ttft", "intDiv(ttft + 500, 1000)"),
+        ]
+        .join(" UNION ALL ");
+        for r in self.rows(&sql).await? {
+            let Some(stats) = out.get_mut(&secs(int(&r, 0)?)) else { continue };
+            let (i, n) = (num(&r, 4)? as usize, num(&r, 5)? as u32);
+            let dist = match r[1].as_str() {
+                "t" => &mut stats.total.latency,
+                "m" => &mut stats.by_model.entry(&clean(&r[3])).latency,
+                "p" => &mut stats.by_provider.entry(&clean(&r[3])).latency,
+                "v" => &mut stats.by_property.entry(&clean(&r[2])).entry(&clean(&r[3])).latency,
+                _ => &mut stats.ttft,
+            };
+            dist.add_bucket(i, n);
+        }
+        Ok(out)
+    }
+}

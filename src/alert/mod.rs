@@ -385,7 +385,6 @@ pub fn check(
     let mut last = Micros::MIN;
     // The step depends on the span, known only at the end: collect at 1 s, then coarsen.
     let base = crate::time::MICROS_PER_SEC;
-    let limits = Limits { users: 100_000, sessions: 10_000, ..Limits::REPORT };
     let mut keys = Keys::default();
     visit_all(&mut |ev, x| {
         first = first.min(ev.created_at);
@@ -394,15 +393,32 @@ pub fn check(
         keys.hash(ev);
         for (i, rule) in rules.iter().enumerate() {
             if rule.filter.as_ref().is_none_or(|f| f.matches(ev, x.cost.to_f64())) {
-                per_rule[i].entry(k).or_insert_with(|| Stats::new(limits)).record_keyed(ev, &x, &keys);
+                per_rule[i].entry(k).or_insert_with(|| Stats::new(CHECK_LIMITS)).record_keyed(ev, &x, &keys);
             }
         }
     });
+    check_buckets(rules, &per_rule, first, last)
+}
+
+/// The caps of the stats `check` keeps per second and rule.
+pub const CHECK_LIMITS: Limits = Limits { users: 100_000, sessions: 10_000, ..Limits::REPORT };
+
+/// The step at which `check` evaluates rules over events from `first` to `last`.
+pub fn check_step(first: Micros, last: Micros) -> Micros {
+    bucket_for_span(last - first).max(crate::time::MICROS_PER_SEC)
+}
+
+/// Evaluates the rules at every step from `first` to `last` over stats kept per rule
+/// and time bucket: the key of a bucket is its end in seconds (it holds the times
+/// just before), its length at most the step; ClickHouse gives whole steps.
+pub fn check_buckets(rules: &[Rule], per_rule: &[BTreeMap<i64, Stats>], first: Micros, last: Micros) -> CheckResult {
+    let base = crate::time::MICROS_PER_SEC;
+    let limits = CHECK_LIMITS;
     let mut ev = Evaluator::default();
     if first > last {
         return CheckResult { firing: Vec::new(), history: Vec::new() };
     }
-    let step = bucket_for_span(last - first).max(base);
+    let step = check_step(first, last);
     let (k0, k1) = ((first + step - 1).div_euclid(step), (last + step - 1).div_euclid(step));
     for k in k0..=k1 {
         let at = k * step;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use tokentop::ingest::{self};
 use tokentop::parse::Format;
@@ -34,6 +34,29 @@ pub(crate) struct CheckArgs {
     pub(crate) inputs: Vec<String>,
 }
 
+/// The rules evaluated on a ClickHouse table, step by step over all its rows, from
+/// aggregates the server computes per step (as `check` keeps them from events).
+fn check_clickhouse(url: &str, rules: &[tokentop::alert::Rule]) -> Result<tokentop::alert::CheckResult> {
+    let store = open_store(url)?;
+    let rt = runtime()?;
+    let name = store.target().name();
+    rt.block_on(async {
+        let extent = store.extent().await?;
+        if extent.rows == 0 {
+            return Ok(tokentop::alert::check_buckets(rules, &[], extent.first, extent.last));
+        }
+        let step = tokentop::alert::check_step(extent.first, extent.last);
+        let span = tokentop::report::Span { start: extent.first, end: extent.last, start_inclusive: true };
+        let mut per_rule = Vec::new();
+        for rule in rules {
+            per_rule.push(store.step_stats(&span, step, rule.filter.as_ref(), tokentop::alert::CHECK_LIMITS).await?);
+        }
+        Ok(tokentop::alert::check_buckets(rules, &per_rule, extent.first, extent.last))
+    })
+    .map_err(|e: tokentop::ship::InsertError| anyhow::anyhow!(e))
+    .with_context(|| format!("reading {name}"))
+}
+
 pub(crate) fn run_check(args: CheckArgs) -> Result<ExitCode> {
     let config_error = |e: &dyn std::fmt::Display| {
         eprintln!("tokentop: {e}");
@@ -50,20 +73,27 @@ pub(crate) fn run_check(args: CheckArgs) -> Result<ExitCode> {
     if rules.is_empty() {
         return config_error(&format!("{}: no valid alert rule ([[alerts]] tables)", args.config.display()));
     }
-    let prices = load_prices(args.prices.as_ref())?;
-    let inputs = open_inputs(&args.inputs)?;
-    let mut counts = None;
-    let read = ingest::ReadOptions { threads: 1, format: args.input_format, progress: None, zone: args.tz };
-    let result = tokentop::alert::check(&rules, |visit| {
-        let mut cache = tokentop::pricing::PriceCache::default();
-        counts = Some(ingest::read_each(&inputs, read, |ev| {
-            let price = cache.get(&prices, ev.provider(), ev.model());
-            visit(ev, tokentop::stats::Sample::new(ev, tokentop::pricing::cost_of(ev, price.as_ref())));
-        }));
-    });
-    if let Some(c) = counts {
-        print_bad_lines(&c?);
-    }
+    let result = match args.inputs.iter().find(|i| is_clickhouse(i)) {
+        Some(url) if args.inputs.len() > 1 => bail!("check reads one ClickHouse table, or files: give {url} alone"),
+        Some(url) => check_clickhouse(url, &rules)?,
+        None => {
+            let prices = load_prices(args.prices.as_ref())?;
+            let inputs = open_inputs(&args.inputs)?;
+            let mut counts = None;
+            let read = ingest::ReadOptions { threads: 1, format: args.input_format, progress: None, zone: args.tz };
+            let result = tokentop::alert::check(&rules, |visit| {
+                let mut cache = tokentop::pricing::PriceCache::default();
+                counts = Some(ingest::read_each(&inputs, read, |ev| {
+                    let price = cache.get(&prices, ev.provider(), ev.model());
+                    visit(ev, tokentop::stats::Sample::new(ev, tokentop::pricing::cost_of(ev, price.as_ref())));
+                }));
+            });
+            if let Some(c) = counts {
+                print_bad_lines(&c?);
+            }
+            result
+        }
+    };
     if args.notify && !result.firing.is_empty() {
         let webhooks = file.webhooks.clone().unwrap_or_default();
         let hooks = file.hooks.clone().unwrap_or_default();
