@@ -616,21 +616,7 @@ impl Store {
             .await?
             .iter()
             .map(|r| {
-                let a = agg_from(&r[1..])?;
-                let u = UserAgg {
-                    requests: a.requests,
-                    errors: a.errors,
-                    e4xx: a.e4xx,
-                    e5xx: a.e5xx,
-                    e429: a.e429,
-                    cache_hits: a.cache_hits,
-                    prompt_tokens: a.prompt_tokens,
-                    completion_tokens: a.completion_tokens,
-                    cost: a.cost,
-                    latency: a.latency.moments,
-                    ttft: a.ttft,
-                    last_active: int(r, AGG_COLUMNS)?,
-                };
+                let u = user_of(&agg_from(&r[1..])?, int(r, AGG_COLUMNS)?);
                 Ok((clean(&r[0]), u))
             })
             .collect()
@@ -701,6 +687,24 @@ pub fn report_bucket(span: &Span, window: Option<Micros>) -> Micros {
     match window {
         Some(w) => bucket_for_span(w),
         None => bucket_for_span(span.end - span.start),
+    }
+}
+
+/// A user's row from the aggregate of their requests, last seen at `last_active`.
+fn user_of(a: &Agg, last_active: Micros) -> UserAgg {
+    UserAgg {
+        requests: a.requests,
+        errors: a.errors,
+        e4xx: a.e4xx,
+        e5xx: a.e5xx,
+        e429: a.e429,
+        cache_hits: a.cache_hits,
+        prompt_tokens: a.prompt_tokens,
+        completion_tokens: a.completion_tokens,
+        cost: a.cost,
+        latency: a.latency.moments,
+        ttft: a.ttft,
+        last_active,
     }
 }
 
@@ -1042,20 +1046,7 @@ impl Store {
                 "v" => *stats.by_property.entry(&a).entry(&b) = agg,
                 "u" => {
                     stats.distinct_users.insert(&b);
-                    *stats.users.entry(&b) = UserAgg {
-                        requests: agg.requests,
-                        errors: agg.errors,
-                        e4xx: agg.e4xx,
-                        e5xx: agg.e5xx,
-                        e429: agg.e429,
-                        cache_hits: agg.cache_hits,
-                        prompt_tokens: agg.prompt_tokens,
-                        completion_tokens: agg.completion_tokens,
-                        cost: agg.cost,
-                        latency: agg.latency.moments,
-                        ttft: agg.ttft,
-                        last_active: int(&r, 4 + AGG_COLUMNS - 1)?,
-                    };
+                    *stats.users.entry(&b) = user_of(&agg, int(&r, 4 + AGG_COLUMNS - 1)?);
                 }
                 k => return Err(bad_answer(k)),
             }
