@@ -443,8 +443,11 @@ impl Store {
             match kind {
                 "t" => {
                     users.count = num(r, 3 + AGG_COLUMNS)?;
-                    stats.first = int(r, 3 + AGG_COLUMNS - 2)?;
-                    stats.last = int(r, 3 + AGG_COLUMNS - 1)?;
+                    // An empty window answers min/max 0: keep "no time seen".
+                    if agg.requests > 0 {
+                        stats.first = int(r, 3 + AGG_COLUMNS - 2)?;
+                        stats.last = int(r, 3 + AGG_COLUMNS - 1)?;
+                    }
                     stats.total = agg;
                 }
                 "s" => {
@@ -675,7 +678,7 @@ impl Store {
 
 /// The span a report covers: `window` back from the table's latest row, or all of
 /// it; `None` when the table is empty.
-pub fn report_span(extent: &Extent, window: Option<Micros>) -> Option<Span> {
+fn report_span(extent: &Extent, window: Option<Micros>) -> Option<Span> {
     (extent.rows > 0).then(|| match window {
         Some(d) => Span { start: extent.last - d, end: extent.last, start_inclusive: false },
         None => Span { start: extent.first, end: extent.last, start_inclusive: true },
@@ -683,7 +686,7 @@ pub fn report_span(extent: &Extent, window: Option<Micros>) -> Option<Span> {
 }
 
 /// The series bucket of a report over `span` (`report`'s rule).
-pub fn report_bucket(span: &Span, window: Option<Micros>) -> Micros {
+fn report_bucket(span: &Span, window: Option<Micros>) -> Micros {
     match window {
         Some(w) => bucket_for_span(w),
         None => bucket_for_span(span.end - span.start),
@@ -960,12 +963,11 @@ impl Store {
     }
 }
 
-/// What the console is told after each query: the view, or what went wrong (and
-/// how long the query took).
+/// What the console is told after each query: the view, or what went wrong.
 #[derive(Debug, Clone)]
 pub enum Answer {
     View(std::sync::Arc<View>),
-    Failed { error: String, after: Duration },
+    Failed { error: String },
 }
 
 /// Answers the console's asks, one query at a time: at once when the ask changes (a
@@ -983,7 +985,7 @@ pub async fn follow(
         let started = std::time::Instant::now();
         let answer = match store.view(&ask, crate::time::now()).await {
             Ok(v) => Answer::View(std::sync::Arc::new(v)),
-            Err(e) => Answer::Failed { error: e.to_string(), after: started.elapsed() },
+            Err(e) => Answer::Failed { error: e.to_string() },
         };
         if answers.send(Some(answer)).is_err() {
             return;

@@ -252,7 +252,7 @@ impl Live {
                 self.store = Some(v);
                 state
             }
-            crate::clickhouse::Answer::Failed { error, .. } => {
+            crate::clickhouse::Answer::Failed { error } => {
                 src.last_error = Some(error.clone());
                 SourceState::Retrying(error)
             }
