@@ -152,6 +152,21 @@ impl Filter {
         Some(GroupFilter { dim, patterns })
     }
 
+    /// Which of model/provider and status the filter reads, when it reads nothing
+    /// else (`None` otherwise): such a filter keeps whole (model, provider, status)
+    /// groups, so a table's minute rollup answers it.
+    pub fn on_groups(&self) -> Option<(bool, bool)> {
+        let mut uses = (false, false);
+        for t in &self.terms {
+            match t.field {
+                Field::Model | Field::Provider => uses.0 = true,
+                Field::Status => uses.1 = true,
+                _ => return None,
+            }
+        }
+        Some(uses)
+    }
+
     /// Whether `ev`, costing `cost_usd`, passes.
     pub fn matches(&self, ev: &Event, cost_usd: f64) -> bool {
         let mut i = 0;

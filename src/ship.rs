@@ -36,6 +36,9 @@ pub struct Target {
     pub schema: Option<String>,
     /// For reading: `?final=1` folds duplicate rows with `FINAL` (`0`: never).
     pub final_: Option<bool>,
+    /// For reading: `?rollup=0` reads every number from the rows, not from the
+    /// rollup `ship` keeps.
+    pub rollup: Option<bool>,
 }
 
 /// The environment variable that holds the ClickHouse password.
@@ -64,16 +67,18 @@ impl Target {
         }
         let host = if host.contains(':') { host.to_string() } else { format!("{host}:8123") };
         let mut table = "events".to_string();
-        let (mut schema, mut final_) = (None, None);
+        let (mut schema, mut final_, mut rollup) = (None, None, None);
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             match kv.split_once('=') {
                 Some(("table", t)) => table = t.to_string(),
                 Some(("schema", s)) => schema = Some(s.to_string()),
                 Some(("final", "1" | "true")) => final_ = Some(true),
                 Some(("final", "0" | "false")) => final_ = Some(false),
+                Some(("rollup", "1" | "true")) => rollup = Some(true),
+                Some(("rollup", "0" | "false")) => rollup = Some(false),
                 _ => {
                     return Err(format!(
-                        "`{url}`: unknown parameter `{kv}` (table=NAME, and for reading schema=tokentop|helicone, final=0|1)"
+                        "`{url}`: unknown parameter `{kv}` (table=NAME, and for reading schema=tokentop|helicone, final=0|1, rollup=0|1)"
                     ));
                 }
             }
@@ -92,6 +97,7 @@ impl Target {
             password,
             schema,
             final_,
+            rollup,
         })
     }
 

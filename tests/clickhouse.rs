@@ -276,6 +276,16 @@ fn a_clickhouse_restart_during_ship_loses_and_duplicates_nothing() {
         assert!(Instant::now() < deadline, "the spool did not empty");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // While it runs, ship fills the rollup of what it shipped once all is in: every
+    // minute as the table holds it, each call once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = "SELECT sum(r) FROM (SELECT argMax(rows, version) AS r FROM default.calls_rollup_seen \
+                WHERE width = 60 GROUP BY minute)";
+    while count(seen) != count("SELECT count() FROM default.calls") {
+        assert!(Instant::now() < deadline, "the rollup was not filled");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(count("SELECT sum(requests) FROM default.calls_minutes FINAL"), Some(6000));
     let err = stop(ship);
     // A report from ClickHouse counts each call once, whatever was delivered twice.
     let report: Value =
@@ -353,13 +363,16 @@ fn shipped_events_report_alike_on_current_clickhouse() {
     let dir = tempfile::tempdir().unwrap();
     let chdb = ChDb::start(&dir.path().join("chdb"));
     let file = dir.path().join("gw.jsonl");
-    std::fs::write(&file, tokentop(&["demo", "--count", "5000", "--fast"]).stdout).unwrap();
+    // Nine hours of calls: the rollup's minutes and slots are read too.
+    std::fs::write(&file, tokentop(&["demo", "--count", "5000", "--fast", "--rate", "0.15"]).stdout).unwrap();
     let spool = dir.path().join("spool");
     let url = chdb.url("calls");
     ship_file(&url, &file, &spool);
     assert!(chdb.run("SELECT version()").starts_with("26."), "chDB is current ClickHouse");
     assert_eq!(chdb.run("SELECT count() FROM default.calls FINAL"), "5000");
-    for window in ["all", "1m"] {
+    assert_eq!(chdb.run("SELECT sum(rows) FROM default.calls_rollup_seen WHERE width = 60"), "5000");
+    assert_eq!(chdb.run("SELECT sum(requests) FROM default.calls_slots FINAL"), "5000");
+    for window in ["all", "1m", "3h", "24h"] {
         reports_alike(window, &url, &file);
     }
 }
@@ -493,4 +506,111 @@ group_by = "provider"
     let history = local["history"].as_array().unwrap();
     let fired: std::collections::BTreeSet<&str> = history.iter().filter_map(|h| h["rule"].as_str()).collect();
     assert!(fired.len() >= 4, "several kinds of rule fire over the day: {fired:?}");
+}
+
+/// `ship` keeps a rollup of the table (per minute and per 15 minutes, model,
+/// provider and status), and readers take from it the minutes whose rows are as it
+/// saw them, from the rows the rest: a day's report from the rollup is the file's
+/// report; a minute whose rows changed since is read from the rows until
+/// `ship --fill-rollup` (or the next ship touching it) fills it again.
+#[test]
+fn a_days_rollup_reports_what_its_rows_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let _server = ch.start();
+    let file = dir.path().join("day.jsonl");
+    // 12,000 calls over 22 hours: about nine a minute.
+    std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
+    let url = ch.url("calls");
+    ship_file(&url, &file, &dir.path().join("spool"));
+    let rows_only = format!("{url}&rollup=0");
+
+    // Every minute shipped is in the rollup, seen with the rows it has.
+    let minutes = ch.number("SELECT uniqExact(intDiv(toUInt32(created_at), 60)) FROM default.calls");
+    assert!(minutes > 1000.0, "{minutes} minutes");
+    assert_eq!(ch.number("SELECT count() FROM default.calls_rollup_seen WHERE width = 60"), minutes);
+    assert_eq!(ch.number("SELECT sum(rows) FROM default.calls_rollup_seen WHERE width = 60"), 12000.0);
+    assert_eq!(ch.number("SELECT sum(requests) FROM default.calls_minutes FINAL"), 12000.0);
+    assert_eq!(ch.number("SELECT sum(requests) FROM default.calls_slots FINAL"), 12000.0);
+
+    // A day (15-minute buckets: slots, and minutes at its edges), 3 hours
+    // (5-minute buckets: minutes) and the whole table report what the file does.
+    let day = reports_alike("24h", &url, &file);
+    let hours = reports_alike("3h", &url, &file);
+    reports_alike("all", &url, &file);
+    assert_same(&stored_report("24h", &url), &stored_report("24h", &rows_only), "24h from the rows only");
+
+    // What is read is the rollup: a row repeated in one minute and one slot (at the
+    // version their counts were checked against) shows in the reports.
+    let (m, version) = {
+        let a = ch
+            .query(
+                "SELECT toUInt32(minute), version FROM default.calls_minutes ORDER BY minute DESC LIMIT 1 OFFSET 600",
+            )
+            .unwrap();
+        let (m, v) = a.split_once('\t').unwrap();
+        (m.parse::<u64>().unwrap(), v.to_string())
+    };
+    let slot = m - m % 900;
+    let repeat = |table: &str, at: u64| {
+        let n = ch.number(&format!(
+            "SELECT requests FROM default.{table} WHERE minute = toDateTime({at}) AND version = (SELECT max(version) FROM default.{table} WHERE minute = toDateTime({at})) ORDER BY requests DESC LIMIT 1"
+        ));
+        ch.query(&format!(
+            "INSERT INTO default.{table} SELECT * FROM default.{table} WHERE minute = toDateTime({at}) AND version = (SELECT max(version) FROM default.{table} WHERE minute = toDateTime({at})) ORDER BY requests DESC LIMIT 1"
+        ))
+        .unwrap();
+        n
+    };
+    assert!(!version.is_empty());
+    let in_minute = repeat("calls_minutes", m);
+    let in_slot = repeat("calls_slots", slot);
+    let requests = |r: &Value| r["summary"]["total_requests"].as_f64().unwrap();
+    assert_eq!(requests(&stored_report("3h", &url)), requests(&hours) + in_minute, "the minute's rollup is read");
+    assert_eq!(requests(&stored_report("24h", &url)), requests(&day) + in_slot, "the slot's rollup is read");
+
+    // A call that comes late into that minute: the minute (and its slot) are read
+    // from the rows, so the reports count it, and are those of the rows.
+    let columns: Vec<String> = ch
+        .query("SELECT name FROM system.columns WHERE database = 'default' AND table = 'calls'")
+        .unwrap()
+        .lines()
+        .map(|c| if c == "request_id" { "concat(request_id, '-late')".to_string() } else { c.to_string() })
+        .collect();
+    ch.query(&format!(
+        "INSERT INTO default.calls SELECT {} FROM default.calls WHERE intDiv(toUInt32(created_at), 60) = {} LIMIT 1",
+        columns.join(", "),
+        m / 60
+    ))
+    .unwrap();
+    for window in ["3h", "24h"] {
+        let read = stored_report(window, &url);
+        assert_same(&read, &stored_report(window, &rows_only), &format!("{window} with a late call"));
+        let before = if window == "3h" { &hours } else { &day };
+        assert_eq!(requests(&read), requests(before) + 1.0, "{window}: the late call counts");
+    }
+    // Filled again, the minute and its slot are read from the rollup again, and
+    // the repeated rows (of an older version) are not.
+    let out = tokentop(&["ship", "--fill-rollup", "--to", &url]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("filled the rollup of 1 minutes"), "{out:?}");
+    assert_eq!(
+        ch.number(&format!(
+            "SELECT argMax(rows, version) FROM default.calls_rollup_seen WHERE width = 60 AND minute = toDateTime({m})"
+        )),
+        ch.number(&format!("SELECT count() FROM default.calls WHERE intDiv(toUInt32(created_at), 60) = {}", m / 60))
+    );
+    for window in ["3h", "24h"] {
+        assert_same(
+            &stored_report(window, &url),
+            &stored_report(window, &rows_only),
+            &format!("{window} filled again"),
+        );
+    }
+}
+
+/// `report --window WINDOW` of a table.
+fn stored_report(window: &str, url: &str) -> Value {
+    let out = tokentop(&["report", "--window", window, url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

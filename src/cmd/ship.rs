@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use tokentop::clickhouse::{Store, TOKENTOP, rollup};
 use tokentop::parse::LineParser;
 use tokentop::pricing::{PriceCache, cost_of};
-use tokentop::ship::{Batch, Client, PASSWORD_ENV, Spool, Target, write_row};
+use tokentop::ship::{Batch, Client, InsertError, PASSWORD_ENV, Spool, Target, write_row};
 use tokentop::source::{self, SourceOptions, SourceSpec, SourceState, Update};
 use tokentop::time::parse_duration;
 
@@ -27,10 +28,14 @@ pub(crate) struct ShipArgs {
     /// ClickHouse user (instead of USER@ in the URL).
     #[arg(long)]
     pub(crate) user: Option<String>,
-    /// Create the table if it does not exist.
+    /// Create the table and its rollup tables if they do not exist.
     #[arg(long)]
     pub(crate) create_table: bool,
-    /// Print the table's DDL and exit.
+    /// Fill the rollup of every minute of the table that needs it, and exit (for a
+    /// table shipped before its rollup tables existed).
+    #[arg(long)]
+    pub(crate) fill_rollup: bool,
+    /// Print the DDL of the table and its rollup tables, and exit.
     #[arg(long)]
     pub(crate) print_schema: bool,
     /// Insert when this many events wait.
@@ -67,7 +72,20 @@ struct Counts {
     shipped: AtomicU64,
     dropped: AtomicU64,
     failures: AtomicU64,
+    /// Batches handed to the sender and not yet inserted or spooled.
+    in_flight: AtomicU64,
 }
+
+/// Minutes whose rows ship has handed over and whose rollup is not filled yet, each
+/// with the number of the last batch that touched it.
+#[derive(Default)]
+struct Touched {
+    minutes: std::collections::BTreeMap<i64, u64>,
+    batch: u64,
+}
+
+/// How often the rollup of the minutes shipped is filled.
+const FILL_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
     let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
@@ -78,6 +96,26 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
     }
     if args.print_schema {
         println!("{};", target.schema());
+        for ddl in rollup::schemas(&target) {
+            println!("\n{ddl};");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::new(target.clone(), TOKENTOP).map_err(anyhow::Error::msg)?;
+    if args.fill_rollup {
+        let rt = runtime()?;
+        let n = rt
+            .block_on(async {
+                if args.create_table {
+                    let client = Client::new(target.clone()).map_err(InsertError::Unreachable)?;
+                    for ddl in rollup::schemas(&target) {
+                        client.execute(&ddl, Vec::new()).await?;
+                    }
+                }
+                store.fill_rollup(None).await
+            })
+            .map_err(|e| anyhow::anyhow!("filling the rollup of {}: {e}", target.name()))?;
+        eprintln!("tokentop: filled the rollup of {n} minutes of {}", target.name());
         return Ok(ExitCode::SUCCESS);
     }
     let specs: Vec<SourceSpec> = args.sources.iter().map(|s| SourceSpec::parse(s)).chain(args.otlp.specs()).collect();
@@ -102,10 +140,12 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
     rt.block_on(async {
         // The table first: a wrong address or password is told now, not in the spool.
         if args.create_table {
-            client
-                .execute(&target.schema(), Vec::new())
-                .await
-                .map_err(|e| anyhow::anyhow!("creating {}: {e}", target.name()))?;
+            for ddl in std::iter::once(target.schema()).chain(rollup::schemas(&target)) {
+                client
+                    .execute(&ddl, Vec::new())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("creating {}: {e}", target.name()))?;
+            }
         }
         client
             .execute(&format!("SELECT 1 FROM {} LIMIT 0", target.name()), Vec::new())
@@ -115,25 +155,47 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
 
         let (batches_tx, batches_rx) = tokio::sync::mpsc::channel::<Batch>(4);
         let sender = tokio::spawn(send_batches(client.clone(), batches_rx, spool.clone(), counts.clone()));
+        let touched = Arc::new(Mutex::new(Touched::default()));
+        let filler = tokio::spawn(fill_rollup(store.clone(), touched.clone(), spool.clone(), counts.clone()));
         let (tx, mut rx) = source::channel(1024, source::QUEUE_BYTES);
         source::start(&specs, &sopts, tx);
 
         let mut parsers: Vec<LineParser> = specs.iter().map(|_| LineParser::new(None)).collect();
         let mut cache = PriceCache::default();
         let (mut batch, mut rows) = (Vec::with_capacity(8 << 20), 0usize);
+        // The minutes of the batch being made (the last one, and all).
+        let mut minutes: (i64, Vec<i64>) = (i64::MIN, Vec::new());
+        let touch = |minutes: &mut (i64, Vec<i64>), t: i64| {
+            let m = t.div_euclid(60_000_000);
+            if m != minutes.0 {
+                minutes.0 = m;
+                minutes.1.push(m);
+            }
+        };
         let mut tick = tokio::time::interval(interval);
         let mut status = tokio::time::interval(Duration::from_secs(10));
         let started = Instant::now();
         let mut bad = 0u64;
-        let flush = |batch: &mut Vec<u8>, rows: &mut usize| {
+        let flush = |batch: &mut Vec<u8>, rows: &mut usize, minutes: &mut (i64, Vec<i64>)| {
             if *rows == 0 {
                 return;
             }
             let n = std::mem::take(rows) as u64;
             let full = Batch { rows: n, data: std::mem::replace(batch, Vec::with_capacity(8 << 20)) };
+            {
+                let mut t = touched.lock().expect("touched");
+                t.batch += 1;
+                let b = t.batch;
+                for m in minutes.1.drain(..) {
+                    t.minutes.insert(m, b);
+                }
+                minutes.0 = i64::MIN;
+            }
+            counts.in_flight.fetch_add(1, Ordering::SeqCst);
             if let Err(tokio::sync::mpsc::error::TrySendError::Full(full)) = batches_tx.try_send(full) {
                 // ClickHouse is slow or down: the batch waits on disk.
                 spool_or_drop(&spool, &full, &counts);
+                counts.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
         };
         loop {
@@ -144,10 +206,11 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
                         p.release_quiet(&mut |ev| {
                             let cost = cost_of(ev, cache.get(&prices, ev.provider(), ev.model()).as_ref());
                             write_row(ev, cost, &names[i], "", &mut batch);
+                            touch(&mut minutes, ev.created_at);
                             rows += 1;
                         });
                     }
-                    flush(&mut batch, &mut rows);
+                    flush(&mut batch, &mut rows, &mut minutes);
                     continue;
                 }
                 _ = status.tick() => {
@@ -181,6 +244,7 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
                             k += 1;
                             let cost = cost_of(ev, cache.get(&prices, ev.provider(), ev.model()).as_ref());
                             write_row(ev, cost, name, &id, &mut batch);
+                            touch(&mut minutes, ev.created_at);
                             rows += 1;
                         });
                         if let Err(e) = r {
@@ -190,7 +254,7 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
                             }
                         }
                         if rows >= args.batch_rows {
-                            flush(&mut batch, &mut rows);
+                            flush(&mut batch, &mut rows, &mut minutes);
                         }
                     }
                 }
@@ -209,16 +273,25 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
             p.finish(&mut |ev| {
                 let cost = cost_of(ev, cache.get(&prices, ev.provider(), ev.model()).as_ref());
                 write_row(ev, cost, &names[i], "", &mut batch);
+                touch(&mut minutes, ev.created_at);
                 rows += 1;
             });
         }
-        flush(&mut batch, &mut rows);
+        flush(&mut batch, &mut rows, &mut minutes);
         drop(batches_tx);
         // Everything read goes in before ship exits (or waits in the spool for next time).
         let drained = tokio::select! {
             r = sender => r.is_ok(),
             _ = tokio::signal::ctrl_c() => false,
         };
+        filler.abort();
+        if drained {
+            // Everything shipped is in: the rollup of its minutes, before ship exits.
+            let minutes: Vec<i64> = touched.lock().expect("touched").minutes.keys().copied().collect();
+            if let Err(e) = store.fill_rollup(Some(&minutes)).await {
+                eprintln!("tokentop: cannot fill the rollup: {e}");
+            }
+        }
         eprintln!(
             "tokentop: shipped {} events; {} bad lines; dropped {}; spool {:.1} MB{}",
             counts.shipped.load(Ordering::Relaxed),
@@ -290,6 +363,9 @@ async fn send_batches(
         match client.insert(data.clone()).await {
             Ok(()) => {
                 counts.shipped.fetch_add(rows, Ordering::Relaxed);
+                if from_spool.is_none() {
+                    counts.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
                 batch.data = data.into();
                 if let Some(n) = from_spool
                     && let Err(e) = spool.lock().expect("spool").remove(n, &batch)
@@ -312,10 +388,41 @@ async fn send_batches(
                 if from_spool.is_none() {
                     batch.data = data.into();
                     spool_or_drop(&spool, &batch, &counts);
+                    counts.in_flight.fetch_sub(1, Ordering::SeqCst);
                 }
                 backoff = (backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
                 tokio::time::sleep(backoff).await;
             }
+        }
+    }
+}
+
+/// Fills the rollup of the minutes shipped, every [`FILL_EVERY`], once all that was
+/// handed over is in (nothing in flight or spooled: a minute filled before its last
+/// rows are in would be read from the rows until it is touched again).
+async fn fill_rollup(store: Store, touched: Arc<Mutex<Touched>>, spool: Arc<Mutex<Spool>>, counts: Arc<Counts>) {
+    let mut told = false;
+    loop {
+        tokio::time::sleep(FILL_EVERY).await;
+        let (batch, minutes) = {
+            let t = touched.lock().expect("touched");
+            (t.batch, t.minutes.keys().copied().collect::<Vec<i64>>())
+        };
+        let caught_up = counts.in_flight.load(Ordering::SeqCst) == 0 && spool.lock().expect("spool").bytes() == 0;
+        if minutes.is_empty() || !caught_up {
+            continue;
+        }
+        match store.fill_rollup(Some(&minutes)).await {
+            Ok(_) => {
+                // Minutes touched again since are filled next time.
+                touched.lock().expect("touched").minutes.retain(|_, b| *b > batch);
+                told = false;
+            }
+            Err(e) if !told => {
+                eprintln!("tokentop: cannot fill the rollup (retrying): {e}");
+                told = true;
+            }
+            Err(_) => {}
         }
     }
 }

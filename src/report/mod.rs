@@ -288,7 +288,7 @@ pub struct UserRow {
     pub last_active: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Sessions {
     /// Distinct sessions, also past the million kept one by one (then an estimate).
     pub total_sessions: u64,

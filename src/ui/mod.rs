@@ -199,6 +199,10 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
         window: app.window(),
         filter: app.filter(),
         list: app.view == view::View::Requests,
+        parts: crate::clickhouse::Parts {
+            properties: app.view == view::View::Properties,
+            people: matches!(app.view, view::View::Users | view::View::Sessions),
+        },
     };
     let (asks, mut answers) = match &opts.store {
         Some(store) => {

@@ -24,6 +24,8 @@ use crate::stats::series::{Point, Series, bucket_for_span};
 use crate::stats::{Agg, Dist, Limits, Moments, OTHER, SessionAgg, Stats, Usd, UserAgg};
 use crate::time::Micros;
 
+pub mod rollup;
+
 /// Where a table keeps each field tokentop reads, as SQL expressions.
 #[derive(Debug, Clone, Copy)]
 pub struct Layout {
@@ -63,6 +65,8 @@ pub struct Layout {
     /// Whether to read with `FINAL` (a `ReplacingMergeTree` whose duplicates must
     /// fold before they are counted).
     pub final_: bool,
+    /// Whether `tokentop ship` keeps a rollup of the table (see [`rollup`]).
+    pub rollup: bool,
 }
 
 /// A filter as a condition on `layout`'s columns.
@@ -114,6 +118,7 @@ pub const TOKENTOP: Layout = Layout {
     property_keys: "property_keys",
     property_values: "property_values",
     final_: true,
+    rollup: true,
 };
 
 /// A `Helicone-Session-*` property of Helicone's `properties` map ('' when none),
@@ -199,6 +204,7 @@ const HELICONE: Layout = Layout {
     property_keys: helicone_properties!("mapKeys", "'country_code'"),
     property_values: helicone_properties!("mapValues", "assumeNotNull(country_code)"),
     final_: true,
+    rollup: false,
 };
 
 /// The layout `?schema=` names (tokentop's by default).
@@ -242,7 +248,27 @@ pub struct Ask {
     /// Property values and users listed one by one (the rest fold into `(other)`).
     pub top: usize,
     pub limits: Limits,
+    pub parts: Parts,
 }
+
+/// What a window is asked for besides its totals, statuses, models, providers,
+/// series and active users (which it always gets): the rest costs a pass over the
+/// window's rows each, which a screen that does not show them should not pay for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// Property values.
+    pub properties: bool,
+    /// The top users and sessions, and the sessions summary.
+    pub people: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts { properties: true, people: true };
+}
+
+/// A row's latency and TTFT in whole microseconds (as the histograms file them).
+const LAT_US: &str = "intDiv(lat + 500, 1000)";
+const TTFT_US: &str = "intDiv(ttft + 500, 1000)";
 
 /// The numbers of one window, as the engine's would be.
 #[derive(Debug, Clone)]
@@ -254,6 +280,8 @@ pub struct Window {
     pub sessions: Sessions,
     /// Rows in the window.
     pub rows: u64,
+    /// Minutes of the window read from the rollup.
+    pub rolled: u64,
     /// How long the server took, all queries together.
     pub took: Duration,
 }
@@ -287,6 +315,9 @@ impl Store {
         if let Some(f) = target.final_ {
             layout.final_ = f;
         }
+        if target.rollup == Some(false) {
+            layout.rollup = false;
+        }
         Ok(Store { client: Client::new(target)?, layout, timeout: 30 })
     }
 
@@ -305,7 +336,10 @@ impl Store {
         let t0 = std::time::Instant::now();
         let text = self.client.select(&format!("{sql} FORMAT TabSeparated"), &settings).await?;
         if std::env::var_os("TT_SQL_DEBUG").is_some() {
-            eprintln!("{:?} {}", t0.elapsed(), &sql[..sql.len().min(150)]);
+            eprintln!("{:?} {} bytes {}", t0.elapsed(), text.len(), &sql[..sql.len().min(100)]);
+            if std::env::var_os("TT_SQL_FULL").is_some() {
+                eprintln!("{sql}");
+            }
         }
         Ok(text.lines().map(|l| l.split('\t').map(unescape).collect()).collect())
     }
@@ -317,10 +351,17 @@ impl Store {
     /// The rows of `span` (all rows without one) that pass `filter`, with tokentop's
     /// fields under short names: the subquery every aggregate reads.
     fn inner(&self, span: Option<&Span>, filter: Option<&Filter>) -> String {
+        let (range, time) = self.span_sql(span);
+        self.inner_where(&range, &time, filter)
+    }
+
+    /// The condition keeping the rows of `span` (all without one), and the time
+    /// each row counts at.
+    fn span_sql(&self, span: Option<&Span>) -> (String, String) {
         let l = &self.layout;
         // Rows stamped after the span's end (a gateway's clock ahead) count as
         // happening at its end, as the live engine files them under "now".
-        let (range, time) = match span {
+        match span {
             Some(s) => {
                 let lo = s.start.div_euclid(1_000_000);
                 let gt = if s.start_inclusive { ">=" } else { ">" };
@@ -333,7 +374,14 @@ impl Store {
                 (range, format!("least({}, toInt64({}))", l.time_us, s.end))
             }
             None => ("1".to_string(), l.time_us.to_string()),
-        };
+        }
+    }
+
+    /// Like [`inner`](Self::inner), for the rows `range` (a condition on the
+    /// table's columns) keeps, each counted at `time`.
+    fn inner_where(&self, range: &str, time: &str, filter: Option<&Filter>) -> String {
+        let l = &self.layout;
+        let time = time.to_string();
         // Nullable columns are read once into a value (0 when NULL) and a flag:
         // aggregates over plain columns run about a third faster on ClickHouse 18.
         let ns = |ms: &str| format!("ifNull(toUInt64({ms} * 1000000 + 0.5), 0)");
@@ -397,56 +445,89 @@ impl Store {
         })
     }
 
-    /// The numbers of a window.
+    /// The numbers of a window. Whole minutes the table's rollup holds (see
+    /// [`rollup`]) are read from it; the rest from the rows.
     pub async fn window(&self, ask: &Ask) -> Result<Window, InsertError> {
         let started = std::time::Instant::now();
-        let inner = self.inner(Some(&ask.span), ask.filter.as_ref());
+        let whole = self.inner(Some(&ask.span), ask.filter.as_ref());
+        let mut stats = Stats::new(ask.limits);
+        let mut series = Series::new(ask.bucket);
+        let plan = self.rollup_plan(ask).await?;
+        let users = match &plan {
+            Some(plan) => {
+                // Both are small next to what they replace: asked together.
+                let (groups, users) =
+                    tokio::join!(self.rolled_groups(ask, plan, &mut stats, &mut series), self.rolled_users(ask, plan));
+                groups?;
+                users?
+            }
+            None => {
+                self.groups(ask, &whole, &mut stats, &mut series).await?;
+                self.distinct_users(&whole).await?
+            }
+        };
+        if ask.parts.properties {
+            self.properties(ask, &whole, &mut stats).await?;
+        }
+        let mut sessions = Sessions::default();
+        if ask.parts.people {
+            for (id, u) in self.users(&whole, ask.top).await? {
+                *stats.users.entry(&id) = u;
+            }
+            sessions = self.sessions(&whole).await?;
+            for (id, s) in self.top_sessions(&whole, ask.top).await? {
+                *stats.sessions.entry(&id) = s;
+            }
+        }
+        Ok(Window {
+            rows: stats.total.requests,
+            stats,
+            series,
+            span: ask.span,
+            users,
+            sessions,
+            rolled: plan.map_or(0, |p| p.minutes_rolled),
+            took: started.elapsed(),
+        })
+    }
+
+    /// Distinct users of the rows of `inner`.
+    async fn distinct_users(&self, inner: &str) -> Result<ActiveUsers, InsertError> {
+        let rows = self.rows(&format!("SELECT uniqExact(user) FROM ({inner}) WHERE user != ''")).await?;
+        let r = rows.first().ok_or_else(|| bad_answer("no row"))?;
+        Ok(ActiveUsers { count: num(r, 0)?, exact: true })
+    }
+
+    /// Totals, statuses, models, providers and the series of the rows of `inner`,
+    /// with their latency histograms and the TTFT histograms of the total and series.
+    async fn groups(&self, ask: &Ask, inner: &str, stats: &mut Stats, series: &mut Series) -> Result<(), InsertError> {
         let width = ask.bucket;
         // One branch per dimension, each a plain GROUP BY (one ARRAY JOIN of every
-        // dimension made ClickHouse aggregate each row seven times over, 4x slower):
-        // (kind, a, b) is t the total, s a status, m a model, p a provider, v a
-        // property value (a = its key), b a series bucket.
+        // dimension made ClickHouse aggregate each row several times over, 4x
+        // slower): (kind, b) is t the total, s a status, m a model, p a provider,
+        // b a series bucket.
         let groups = ask.limits.groups.max(1);
-        let branch = |kind: &str, a: &str, b: &str, from: &str, tail: &str| {
-            format!(
-                "SELECT * FROM (SELECT '{kind}' AS kind, {a} AS a, {b} AS b, {AGG_SQL}, {users} \
-                 FROM ({inner}) {from} {tail})",
-                users = if kind == "t" { "uniqExactIf(user, user != '')" } else { "toUInt64(0)" }
-            )
+        let branch = |kind: &str, b: &str, tail: &str| {
+            format!("SELECT * FROM (SELECT '{kind}' AS kind, {b} AS b, {AGG_SQL} FROM ({inner}) {tail})")
         };
         let top = |by: &str| format!("GROUP BY {by} ORDER BY count() DESC, {by} LIMIT {groups}");
-        let agg_sql = [
-            branch("t", "''", "''", "", ""),
-            branch("s", "''", "toString(status)", "", "GROUP BY b"),
-            branch("m", "''", "model", "", &top("model")),
-            branch("p", "''", "provider", "", &top("provider")),
-            branch("b", "''", &format!("toString(intDiv(t, {width}))"), "", "GROUP BY b"),
-            branch(
-                "v",
-                "k",
-                "v",
-                "ARRAY JOIN pk AS k, pv AS v",
-                &format!("GROUP BY k, v ORDER BY k, count() DESC, v LIMIT {groups} BY k"),
-            ),
+        let sql = [
+            branch("t", "''", ""),
+            branch("s", "toString(status)", "GROUP BY b"),
+            branch("m", "model", &top("model")),
+            branch("p", "provider", &top("provider")),
+            branch("b", &format!("toString(intDiv(t, {width}))"), "GROUP BY b"),
         ]
         .join(" UNION ALL ");
-        let rows = self.rows(&agg_sql).await?;
-
-        let mut stats = Stats::new(ask.limits);
-        let mut series = Series::new(width);
-        let mut users = ActiveUsers { count: 0, exact: true };
-        let mut key_totals: HashMap<String, Agg> = HashMap::new();
-        let mut values: HashMap<String, Vec<(String, Agg)>> = HashMap::new();
-        for r in &rows {
-            let agg = agg_from(&r[3..])?;
-            let (kind, a, b) = (r[0].as_str(), r[1].as_str(), r[2].as_str());
+        for r in &self.rows(&sql).await? {
+            let agg = agg_from(&r[2..])?;
+            let (kind, b) = (r[0].as_str(), r[1].as_str());
             match kind {
                 "t" => {
-                    users.count = num(r, 3 + AGG_COLUMNS)?;
                     // An empty window answers min/max 0: keep "no time seen".
                     if agg.requests > 0 {
-                        stats.first = int(r, 3 + AGG_COLUMNS - 2)?;
-                        stats.last = int(r, 3 + AGG_COLUMNS - 1)?;
+                        stats.first = stats.first.min(int(r, 2 + AGG_COLUMNS - 2)?);
+                        stats.last = stats.last.max(int(r, 2 + AGG_COLUMNS - 1)?);
                     }
                     stats.total = agg;
                 }
@@ -456,7 +537,6 @@ impl Store {
                 }
                 "m" => *stats.by_model.entry(&clean(b)) = agg,
                 "p" => *stats.by_provider.entry(&clean(b)) = agg,
-                "v" => values.entry(clean(a)).or_default().push((clean(b), agg)),
                 "b" => {
                     let idx: i64 = b.parse().map_err(|_| bad_answer(b))?;
                     series.merge_point_at(
@@ -467,7 +547,23 @@ impl Store {
                 _ => return Err(bad_answer(kind)),
             }
         }
+        self.histograms(ask, inner, stats, series).await
+    }
+
+    /// Property values: the top of each key one by one, the rest folded into
+    /// `(other)`, each with its latency histogram.
+    async fn properties(&self, ask: &Ask, inner: &str, stats: &mut Stats) -> Result<(), InsertError> {
+        let groups = ask.limits.groups.max(1);
+        let sql = format!(
+            "SELECT k, v, {AGG_SQL} FROM ({inner}) ARRAY JOIN pk AS k, pv AS v \
+             GROUP BY k, v ORDER BY k, count() DESC, v LIMIT {groups} BY k"
+        );
+        let mut values: HashMap<String, Vec<(String, Agg)>> = HashMap::new();
+        for r in &self.rows(&sql).await? {
+            values.entry(clean(&r[0])).or_default().push((clean(&r[1]), agg_from(&r[2..])?));
+        }
         // Keys with more values than the server listed: their totals, for the rest.
+        let mut key_totals: HashMap<String, Agg> = HashMap::new();
         let cut: Vec<String> = values.iter().filter(|(_, v)| v.len() >= groups).map(|(k, _)| sql_string(k)).collect();
         if !cut.is_empty() {
             let sql = format!(
@@ -507,37 +603,6 @@ impl Store {
                 *map.other_mut() = rest;
             }
         }
-
-        self.histograms(ask, &inner, &shown, &mut stats, &mut series).await?;
-        let top_users = self.users(&inner, ask.top).await?;
-        for (id, u) in top_users {
-            *stats.users.entry(&id) = u;
-        }
-        let sessions = self.sessions(&inner).await?;
-        for (id, s) in self.top_sessions(&inner, ask.top).await? {
-            *stats.sessions.entry(&id) = s;
-        }
-        Ok(Window {
-            rows: stats.total.requests,
-            stats,
-            series,
-            span: ask.span,
-            users,
-            sessions,
-            took: started.elapsed(),
-        })
-    }
-
-    /// Latency histograms of every group listed, TTFT of the total and the series.
-    async fn histograms(
-        &self,
-        ask: &Ask,
-        inner: &str,
-        shown: &[(String, String)],
-        stats: &mut Stats,
-        series: &mut Series,
-    ) -> Result<(), InsertError> {
-        let width = ask.bucket;
         let listed = if shown.is_empty() {
             "0".to_string()
         } else {
@@ -545,38 +610,54 @@ impl Store {
                 shown.iter().map(|(k, v)| format!("({}, {})", sql_string(k), sql_string(v))).collect();
             format!("(k, v) IN ({})", tuples.join(", "))
         };
-        let lat = "intDiv(lat + 500, 1000)";
-        let ttft = "intDiv(ttft + 500, 1000)";
-        let branch = |kind: &str, a: &str, b: &str, from: &str, by: &str| {
+        let sql = format!(
+            "SELECT k, if({listed}, v, '{OTHER}') AS b, {idx} AS i, count() FROM ({inner}) \
+             ARRAY JOIN pk AS k, pv AS v WHERE has_lat GROUP BY k, b, i",
+            idx = bucket_sql(LAT_US)
+        );
+        for r in self.rows(&sql).await? {
+            let (i, n) = (num(&r, 2)? as usize, num(&r, 3)? as u32);
+            let values = stats.by_property.entry(&clean(&r[0]));
+            let dist = match r[1].as_str() {
+                OTHER => &mut values.other_mut().latency,
+                v => &mut values.entry(&clean(v)).latency,
+            };
+            dist.add_bucket(i, n);
+        }
+        Ok(())
+    }
+
+    /// Latency histograms of the total, models, providers and series; TTFT of the
+    /// total and the series.
+    async fn histograms(
+        &self,
+        ask: &Ask,
+        inner: &str,
+        stats: &mut Stats,
+        series: &mut Series,
+    ) -> Result<(), InsertError> {
+        let width = ask.bucket;
+        let branch = |kind: &str, b: &str, by: &str| {
             format!(
-                "SELECT '{kind}' AS kind, {a} AS a, {b} AS b, {idx} AS i, count() FROM ({inner}) {from} \
-                 WHERE has_lat GROUP BY {by}i",
-                idx = bucket_sql(lat)
+                "SELECT '{kind}' AS kind, {b} AS b, {idx} AS i, count() FROM ({inner}) WHERE has_lat GROUP BY {by}i",
+                idx = bucket_sql(LAT_US)
             )
         };
         let sql = [
-            branch("t", "''", "''", "", ""),
-            branch("m", "''", "model", "", "model, "),
-            branch("p", "''", "provider", "", "provider, "),
-            branch("b", "''", &format!("toString(intDiv(t, {width}))"), "", "b, "),
-            branch("v", "k", &format!("if({listed}, v, '{OTHER}')"), "ARRAY JOIN pk AS k, pv AS v", "a, b, "),
+            branch("t", "''", ""),
+            branch("m", "model", "model, "),
+            branch("p", "provider", "provider, "),
+            branch("b", &format!("toString(intDiv(t, {width}))"), "b, "),
         ]
         .join(" UNION ALL ");
         let mut series_lat: HashMap<i64, Dist> = HashMap::new();
         for r in self.rows(&sql).await? {
-            let (i, n) = (num(&r, 3)? as usize, num(&r, 4)? as u32);
+            let (i, n) = (num(&r, 2)? as usize, num(&r, 3)? as u32);
             let dist = match r[0].as_str() {
                 "t" => &mut stats.total.latency,
-                "m" => &mut stats.by_model.entry(&clean(&r[2])).latency,
-                "p" => &mut stats.by_provider.entry(&clean(&r[2])).latency,
-                "v" => {
-                    let values = stats.by_property.entry(&clean(&r[1]));
-                    match r[2].as_str() {
-                        OTHER => &mut values.other_mut().latency,
-                        v => &mut values.entry(&clean(v)).latency,
-                    }
-                }
-                "b" => series_lat.entry(r[2].parse().map_err(|_| bad_answer(&r[2]))?).or_default(),
+                "m" => &mut stats.by_model.entry(&clean(&r[1])).latency,
+                "p" => &mut stats.by_provider.entry(&clean(&r[1])).latency,
+                "b" => series_lat.entry(r[1].parse().map_err(|_| bad_answer(&r[1]))?).or_default(),
                 k => return Err(bad_answer(k)),
             };
             dist.add_bucket(i, n);
@@ -584,7 +665,7 @@ impl Store {
         let sql = format!(
             "SELECT if(d = -1, 't', 'b') AS kind, d, {idx} AS i, count() FROM ({inner}) \
              ARRAY JOIN [-1, intDiv(t, {width})] AS d WHERE has_ttft GROUP BY kind, d, i",
-            idx = bucket_sql(ttft)
+            idx = bucket_sql(TTFT_US)
         );
         let mut series_ttft: HashMap<i64, Dist> = HashMap::new();
         stats.ttft = Dist::from_moments(stats.total.ttft);
@@ -853,11 +934,20 @@ impl Store {
                 opts,
             ));
         };
-        let ask =
-            Ask { span, bucket: report_bucket(&span, opts.window), filter: None, top: opts.top, limits: opts.limits };
+        let ask = Ask {
+            span,
+            bucket: report_bucket(&span, opts.window),
+            filter: None,
+            top: opts.top,
+            limits: opts.limits,
+            parts: Parts::ALL,
+        };
         let w = self.window(&ask).await?;
-        let ingest =
-            IngestReport { events: extent.rows, outside_window: extent.rows - w.rows, ..IngestReport::default() };
+        let ingest = IngestReport {
+            events: extent.rows,
+            outside_window: extent.rows.saturating_sub(w.rows),
+            ..IngestReport::default()
+        };
         let mut report = Report::build(&w.stats, &w.series, Some(span), w.users, ingest, opts);
         if report.sessions.is_some() {
             report.sessions = Some(w.sessions);
@@ -873,6 +963,8 @@ pub struct ViewAsk {
     pub filter: Option<Filter>,
     /// The request list is shown (newest and slowest requests are asked for too).
     pub list: bool,
+    /// Parts of the window the screen shows.
+    pub parts: Parts,
 }
 
 /// One answer to the console: the numbers of a window as its snapshot needs them.
@@ -903,6 +995,7 @@ impl Store {
             filter: ask.filter.clone(),
             top: VIEW_TOP,
             limits: Limits::REPORT,
+            parts: ask.parts,
         };
         let mut window = self.window(&a).await?;
         let (mut newest, mut slowest) = (Vec::new(), Vec::new());
