@@ -33,7 +33,7 @@ fn main() {
             window: hours * 3_600 * MICROS_PER_SEC,
             filter,
             list: false,
-            parts: Parts { properties: false, people: false },
+            parts: Parts { properties: false, people: false, group_latency: false },
         };
         let mut took: Vec<Duration> = Vec::new();
         let (mut rows, mut rolled) = (0, 0);

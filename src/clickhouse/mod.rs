@@ -260,10 +260,13 @@ pub struct Parts {
     pub properties: bool,
     /// The top users and sessions, and the sessions summary.
     pub people: bool,
+    /// Latency percentiles of each model and provider (the window's own and its
+    /// series' always come).
+    pub group_latency: bool,
 }
 
 impl Parts {
-    pub const ALL: Parts = Parts { properties: true, people: true };
+    pub const ALL: Parts = Parts { properties: true, people: true, group_latency: true };
 }
 
 /// A row's latency and TTFT in whole microseconds (as the histograms file them).

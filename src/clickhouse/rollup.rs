@@ -46,6 +46,9 @@ struct Names {
     users: String,
     /// Users per hour, model and provider.
     model_users: String,
+    /// Per slot, the latency and TTFT histograms of all its calls (what a window's
+    /// chart and totals need, a fraction of the slots' per-group histograms).
+    slot_latency: String,
 }
 
 impl Names {
@@ -57,6 +60,7 @@ impl Names {
             seen: n("rollup_seen"),
             users: n("users"),
             model_users: n("model_users"),
+            slot_latency: n("slot_latency"),
         }
     }
 }
@@ -93,7 +97,7 @@ const COUNTER_COLUMNS: &str = "requests UInt64,
     last_us Int64";
 
 /// The DDL of the rollup tables of `t`'s table.
-pub fn schemas(t: &Target) -> [String; 5] {
+pub fn schemas(t: &Target) -> [String; 6] {
     let n = Names::of(t);
     let grouped = |name: &str| {
         format!(
@@ -142,6 +146,19 @@ PARTITION BY toYYYYMM(hour)
 ORDER BY (hour, model, provider, user_id)",
             n.model_users
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+    minute DateTime,
+    latency_buckets Array(UInt16),
+    latency_counts Array(UInt64),
+    ttft_buckets Array(UInt16),
+    ttft_counts Array(UInt64),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(minute)
+ORDER BY minute",
+            n.slot_latency
+        ),
     ]
 }
 
@@ -183,6 +200,19 @@ const COLUMNS_SQL: &str = "requests, cost_millions, cost_rest, saved_millions, s
     feedback_rated, feedback_positive, latency_count, latency_sum_s, latency_sum_rest, latency_max_ns, \
     ttft_count, ttft_sum_s, ttft_sum_rest, ttft_max_ns, latency_buckets, latency_counts, ttft_buckets, ttft_counts, \
     first_us, last_us";
+
+/// [`COLUMNS_SQL`] with empty histograms.
+const COLUMNS_NO_HISTOGRAMS_SQL: &str = "requests, cost_millions, cost_rest, saved_millions, saved_rest, unpriced, \
+    prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cache_hits, retries, \
+    feedback_rated, feedback_positive, latency_count, latency_sum_s, latency_sum_rest, latency_max_ns, \
+    ttft_count, ttft_sum_s, ttft_sum_rest, ttft_max_ns, emptyArrayUInt16(), emptyArrayUInt64(), emptyArrayUInt16(), \
+    emptyArrayUInt64(), first_us, last_us";
+
+/// The columns of [`COLUMNS_SQL`] from a slot's own histograms (no calls counted).
+const HISTOGRAMS_ONLY_SQL: &str = "toUInt64(0), toInt64(0), toInt64(0), toInt64(0), toInt64(0), toUInt64(0), \
+    toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), \
+    toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), \
+    toUInt64(0), latency_buckets, latency_counts, ttft_buckets, ttft_counts, toInt64(0), toInt64(0)";
 
 /// Half-open ranges of numbers (epoch minutes) from sorted numbers.
 fn ranges_of(minutes: impl IntoIterator<Item = i64>) -> Vec<(i64, i64)> {
@@ -288,7 +318,7 @@ impl Store {
     /// Whether the rollup tables are there.
     async fn has_rollup(&self) -> Result<bool, InsertError> {
         let t = self.target();
-        let names: Vec<String> = ["minutes", "slots", "rollup_seen", "users", "model_users"]
+        let names: Vec<String> = ["minutes", "slots", "rollup_seen", "users", "model_users", "slot_latency"]
             .iter()
             .map(|s| format!("'{}_{s}'", t.table))
             .collect();
@@ -298,7 +328,7 @@ impl Store {
             names.join(", ")
         );
         let rows = self.rows(&sql).await?;
-        Ok(rows.first().map(|r| num(r, 0)).transpose()?.unwrap_or(0) == 5)
+        Ok(rows.first().map(|r| num(r, 0)).transpose()?.unwrap_or(0) == 6)
     }
 
     /// The rows of the minutes `ranges` covers, and what their rollup saw.
@@ -417,6 +447,17 @@ impl Store {
             secs = SLOT * 60,
         );
         self.client.execute(&sql, Vec::new()).await?;
+        // The slots' own histograms, from the rows just written.
+        let sql = format!(
+            "INSERT INTO {} SELECT minute, tupleElement(sumMap(latency_buckets, latency_counts), 1), \
+             tupleElement(sumMap(latency_buckets, latency_counts), 2), tupleElement(sumMap(ttft_buckets, ttft_counts), 1), \
+             tupleElement(sumMap(ttft_buckets, ttft_counts), 2), toUInt64({version}) FROM {} \
+             WHERE {} AND version = {version} GROUP BY minute",
+            n.slot_latency,
+            n.slots,
+            ranges_sql("minute", &minutes),
+        );
+        self.client.execute(&sql, Vec::new()).await?;
         let values: Vec<String> = seen
             .iter()
             .map(|r| Ok(format!("({}, toDateTime({}), {}, {version})", SLOT * 60, int(r, 0)? * 60, num(r, 1)?)))
@@ -530,15 +571,26 @@ impl Store {
         )];
         // Each minute and slot at the version its counts were checked against (no
         // FINAL needed: one version's rows are one fill's).
+        // Without a filter and without the groups' percentiles, slots are read
+        // without their histograms, and their own histograms beside.
+        let light = ask.filter.is_none() && !ask.parts.group_latency;
         for (table, rolled, len) in [(&n.slots, &plan.slots, SLOT), (&n.minutes, &plan.minutes, 1)] {
-            if !rolled.is_empty() {
-                let ranges = ranges_of(rolled.iter().flat_map(|&(m, _)| m..m + len));
-                let which: Vec<String> = rolled.iter().map(|(m, v)| format!("({}, {v})", m * 60)).collect();
+            if rolled.is_empty() {
+                continue;
+            }
+            let ranges = ranges_sql("minute", &ranges_of(rolled.iter().flat_map(|&(m, _)| m..m + len)));
+            let which: Vec<String> = rolled.iter().map(|(m, v)| format!("({}, {v})", m * 60)).collect();
+            let which = format!("(toUInt32(minute), version) IN ({})", which.join(", "));
+            let columns = if light && len == SLOT { COLUMNS_NO_HISTOGRAMS_SQL } else { COLUMNS_SQL };
+            parts.push(format!(
+                "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, model, provider, status, {columns} \
+                 FROM {table} WHERE {ranges} AND {which} AND {filter}"
+            ));
+            if light && len == SLOT {
                 parts.push(format!(
-                    "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, model, provider, status, {COLUMNS_SQL} \
-                     FROM {table} WHERE {} AND (toUInt32(minute), version) IN ({}) AND {filter}",
-                    ranges_sql("minute", &ranges),
-                    which.join(", ")
+                    "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, '' AS model, '' AS provider, toUInt16(0) AS status, \
+                     {HISTOGRAMS_ONLY_SQL} FROM {} WHERE {ranges} AND {which}",
+                    n.slot_latency
                 ));
             }
         }
@@ -547,10 +599,27 @@ impl Store {
         // buckets).
         let mut lat_series: HashMap<i64, Dist> = HashMap::new();
         let mut ttft_series: HashMap<i64, Dist> = HashMap::new();
+        // Values of rows read without histograms, and values in the slots' own
+        // histograms: the same, or the rollup is not whole.
+        let (mut without, mut beside) = (0u64, 0u64);
         for r in self.rows(&parts.join(" UNION ALL ")).await? {
             let status: u16 = r[3].parse().map_err(|_| bad_answer(&r[3]))?;
             let n = num(&r, 4)?;
+            let b = int(&r, 0)?.div_euclid(width) * width;
             if n == 0 {
+                // A slot's own histograms: its calls are counted in its groups' rows.
+                let lat_b = lat_series.entry(b).or_default();
+                for (i, c) in pairs(&r[27], &r[28])? {
+                    stats.total.latency.add_bucket(i, c);
+                    lat_b.add_bucket(i, c);
+                    beside += u64::from(c);
+                }
+                let ttft_b = ttft_series.entry(b).or_default();
+                for (i, c) in pairs(&r[29], &r[30])? {
+                    stats.ttft.add_bucket(i, c);
+                    ttft_b.add_bucket(i, c);
+                    beside += u64::from(c);
+                }
                 continue;
             }
             let when = |yes: bool| if yes { n } else { 0 };
@@ -584,9 +653,14 @@ impl Store {
                 latency: Dist::from_moments(moments(19)?),
                 ttft: moments(23)?,
             };
-            let b = int(&r, 0)?.div_euclid(width) * width;
             let latency = pairs(&r[27], &r[28])?;
             let ttft = pairs(&r[29], &r[30])?;
+            if latency.is_empty() && agg.latency.moments.count > 0 {
+                without += agg.latency.moments.count;
+            }
+            if ttft.is_empty() && agg.ttft.count > 0 {
+                without += agg.ttft.count;
+            }
             stats.first = stats.first.min(int(&r, 31)?);
             stats.last = stats.last.max(int(&r, 32)?);
             *stats.by_status.entry(status).or_insert(0) += n;
@@ -604,6 +678,11 @@ impl Store {
                 stats.ttft.add_bucket(i, c);
                 ttft_b.add_bucket(i, c);
             }
+        }
+        if without != beside {
+            return Err(bad_answer(&format!(
+                "the rollup's slot histograms hold {beside} values for {without}: run tokentop ship --fill-rollup"
+            )));
         }
         for (b, latency) in lat_series {
             let ttft = ttft_series.remove(&b).unwrap_or_default();

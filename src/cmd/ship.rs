@@ -288,8 +288,13 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
         if drained {
             // Everything shipped is in: the rollup of its minutes, before ship exits.
             let minutes: Vec<i64> = touched.lock().expect("touched").minutes.keys().copied().collect();
-            if let Err(e) = store.fill_rollup(Some(&minutes)).await {
-                eprintln!("tokentop: cannot fill the rollup: {e}");
+            let started = Instant::now();
+            match store.fill_rollup(Some(&minutes)).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    eprintln!("tokentop: filled the rollup of {n} minutes in {:.1} s", started.elapsed().as_secs_f64())
+                }
+                Err(e) => eprintln!("tokentop: cannot fill the rollup: {e}"),
             }
         }
         eprintln!(

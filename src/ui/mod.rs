@@ -202,6 +202,7 @@ pub async fn run(opts: ConsoleOptions, alerting: Alerting) -> io::Result<()> {
         parts: crate::clickhouse::Parts {
             properties: app.view == view::View::Properties,
             people: matches!(app.view, view::View::Users | view::View::Sessions),
+            group_latency: matches!(app.view, view::View::Models | view::View::Providers),
         },
     };
     let (asks, mut answers) = match &opts.store {
