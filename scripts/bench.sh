@@ -95,7 +95,7 @@ XML
     # A day at ~115 requests/s, ending now.
     ./target/release/tokentop demo --count 10000000 --fast --rate 115 |
       ./target/release/tokentop ship --no-follow --create-table --batch-rows 50000 --spool "$ch/spool" \
-        --to "clickhouse://127.0.0.1:$port/default?table=day" - 2>&1 | tail -n 1
+        --to "clickhouse://127.0.0.1:$port/default?table=day" - 2>&1 | tail -n 2
     # (ship fills the table's rollup before it exits: the time above includes it)
     ./target/release/examples/clickhouse_bench "clickhouse://127.0.0.1:$port/default?table=day"
   fi
