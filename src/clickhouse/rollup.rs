@@ -534,17 +534,10 @@ impl Store {
         let hours = if users_table.is_none() {
             Vec::new()
         } else {
-            let hour_ranges = ((first + 59).div_euclid(60)..end.div_euclid(60))
-                .map(|h| (h * 60, h * 60 + 60))
-                .filter(|&(a, b)| !stale.iter().any(|&(x, y)| x < b && a < y));
-            let mut merged: Vec<(i64, i64)> = Vec::new();
-            for (a, b) in hour_ranges {
-                match merged.last_mut() {
-                    Some(last) if last.1 == a => last.1 = b,
-                    _ => merged.push((a, b)),
-                }
-            }
-            merged
+            let whole_hours = ((first + 59).div_euclid(60)..end.div_euclid(60))
+                .map(|h| h * 60..h * 60 + 60)
+                .filter(|hour| !stale.iter().any(|&(x, y)| x < hour.end && hour.start < y));
+            ranges_of(whole_hours.flatten())
         };
         Ok(Some(Plan { raw, slots, minutes, hours, users_table, minutes_rolled: rolled }))
     }
