@@ -834,13 +834,7 @@ fn agg_from(r: &[String]) -> Result<Agg, InsertError> {
         return Err(bad_answer(&format!("{} columns", r.len())));
     }
     let n = |i: usize| num(r, i);
-    let moments = |i: usize| -> Result<Moments, InsertError> {
-        Ok(Moments {
-            count: n(i)?,
-            sum_ns: u128::from(n(i + 1)?) * 1_000_000_000 + u128::from(n(i + 2)?),
-            max_ns: n(i + 3)?,
-        })
-    };
+    let moments = |i: usize| moments_at(r, i);
     Ok(Agg {
         requests: n(0)?,
         ok: n(1)?,
@@ -863,6 +857,16 @@ fn agg_from(r: &[String]) -> Result<Agg, InsertError> {
         feedback_positive: n(20)?,
         latency: Dist::from_moments(moments(21)?),
         ttft: moments(25)?,
+    })
+}
+
+/// [`Moments`] from four columns from `i`: count, the sum in whole seconds and the
+/// rest in nanoseconds (summed apart so that no sum overflows), the maximum.
+fn moments_at(r: &[String], i: usize) -> Result<Moments, InsertError> {
+    Ok(Moments {
+        count: num(r, i)?,
+        sum_ns: u128::from(num(r, i + 1)?) * 1_000_000_000 + u128::from(num(r, i + 2)?),
+        max_ns: num(r, i + 3)?,
     })
 }
 

@@ -21,12 +21,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Ask, LAT_US, Store, TTFT_US, bad_answer, bucket_sql, clean, int, num, pico};
+use super::{Ask, LAT_US, Store, TTFT_US, bad_answer, bucket_sql, clean, int, moments_at, num, pico};
 use crate::filter::{Filter, SqlFields};
 use crate::report::ActiveUsers;
 use crate::ship::{InsertError, Target};
 use crate::stats::series::{Point, Series};
-use crate::stats::{Agg, Dist, Moments, Stats};
+use crate::stats::{Agg, Dist, Stats};
 
 const MINUTE_US: i64 = 60_000_000;
 /// Minutes in a slot, the rollup's second level (what a day's window reads).
@@ -616,13 +616,7 @@ impl Store {
                 continue;
             }
             let when = |yes: bool| if yes { n } else { 0 };
-            let moments = |i: usize| -> Result<Moments, InsertError> {
-                Ok(Moments {
-                    count: num(&r, i)?,
-                    sum_ns: u128::from(num(&r, i + 1)?) * 1_000_000_000 + u128::from(num(&r, i + 2)?),
-                    max_ns: num(&r, i + 3)?,
-                })
-            };
+            let moments = |i: usize| moments_at(&r, i);
             let agg = Agg {
                 requests: n,
                 ok: when((200..300).contains(&status)),
