@@ -6,18 +6,21 @@
 //!   [`Agg`] and the latency and TTFT histograms in tokentop's buckets (as
 //!   (bucket, count) arrays); `T_slots`: the same per 15 minutes, built from the
 //!   minutes (what a day's window reads: ~100 slots, not ~1,500 minutes).
-//! - `T_rollup_seen`: per minute and slot, how many rows `T` held when it was
-//!   filled, and the version of the rows the fill wrote.
+//! - `T_inserts` (a materialized view of `T`): the rows ever inserted per minute.
+//! - `T_rollup_seen`: per minute and slot, how many rows had been inserted when it
+//!   was filled, and the version of the rows the fill wrote.
 //! - `T_users` per hour, `T_model_users` per hour, model and provider: the users
 //!   seen (so that distinct users stay exact).
 //!
 //! The rollup is filled from `T` itself (`INSERT … SELECT … FINAL`), so it counts
 //! each call once however often it was delivered; and every read checks it: a
-//! minute whose rows in `T` no longer number what was seen when it was filled (rows
-//! that came late from a spool, duplicates a merge folded, a minute never filled) is
-//! read from `T`'s rows instead, and only the rows of the version seen are read. The
-//! numbers are exact whether the rollup is current or not; it only decides how fast
-//! they come. Measured in `scripts/bench.sh clickhouse`.
+//! minute into which rows were inserted since it was filled (rows that came late
+//! from a spool, a batch delivered twice, a minute never filled) is read from `T`'s
+//! rows instead, and only the rows of the version seen are read. The numbers are
+//! exact whether the rollup is current or not; it only decides how fast they come.
+//! (Rows deleted from `T` by hand are not noticed: truncate `T_rollup_seen` after
+//! deleting, and `ship --fill-rollup` refills.) Measured in
+//! `scripts/bench.sh clickhouse`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -49,6 +52,10 @@ struct Names {
     /// Per slot, the latency and TTFT histograms of all its calls (what a window's
     /// chart and totals need, a fraction of the slots' per-group histograms).
     slot_latency: String,
+    /// Rows ever inserted into the table per minute (a materialized view): what
+    /// tells a minute changed since its rollup was filled, read in milliseconds
+    /// where counting the table's rows scans a day of them.
+    inserts: String,
 }
 
 impl Names {
@@ -61,6 +68,7 @@ impl Names {
             users: n("users"),
             model_users: n("model_users"),
             slot_latency: n("slot_latency"),
+            inserts: n("inserts"),
         }
     }
 }
@@ -97,7 +105,7 @@ const COUNTER_COLUMNS: &str = "requests UInt64,
     last_us Int64";
 
 /// The DDL of the rollup tables of `t`'s table.
-pub fn schemas(t: &Target) -> [String; 6] {
+pub fn schemas(t: &Target) -> [String; 7] {
     let n = Names::of(t);
     let grouped = |name: &str| {
         format!(
@@ -158,6 +166,15 @@ ORDER BY (hour, model, provider, user_id)",
 PARTITION BY toYYYYMM(minute)
 ORDER BY minute",
             n.slot_latency
+        ),
+        // POPULATE counts the rows already there (a table shipped before the view).
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {} ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY minute
+POPULATE AS SELECT toStartOfMinute(created_at) AS minute, count() AS rows FROM {} GROUP BY minute",
+            n.inserts,
+            t.name()
         ),
     ]
 }
@@ -279,7 +296,7 @@ pub(super) struct Plan {
     pub minutes_rolled: u64,
 }
 
-/// Per minute number: the rows the table holds, and what the minute's rollup saw
+/// Per minute number: the rows inserted into it, and what the minute's rollup saw
 /// when filled; per slot (its first minute), what the slot's rollup saw.
 #[derive(Debug, Default)]
 struct Counts {
@@ -293,7 +310,7 @@ struct Count {
     seen: Seen,
 }
 
-/// What the rollup of a minute or slot saw: the rows of the table, and the version
+/// What the rollup of a minute or slot saw: the rows inserted, and the version
 /// of the rollup rows filled from them (rows of other versions are not read).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 struct Seen {
@@ -318,7 +335,7 @@ impl Store {
     /// Whether the rollup tables are there.
     async fn has_rollup(&self) -> Result<bool, InsertError> {
         let t = self.target();
-        let names: Vec<String> = ["minutes", "slots", "rollup_seen", "users", "model_users", "slot_latency"]
+        let names: Vec<String> = ["minutes", "slots", "rollup_seen", "users", "model_users", "slot_latency", "inserts"]
             .iter()
             .map(|s| format!("'{}_{s}'", t.table))
             .collect();
@@ -328,34 +345,30 @@ impl Store {
             names.join(", ")
         );
         let rows = self.rows(&sql).await?;
-        Ok(rows.first().map(|r| num(r, 0)).transpose()?.unwrap_or(0) == 6)
+        Ok(rows.first().map(|r| num(r, 0)).transpose()?.unwrap_or(0) == 7)
     }
 
-    /// The rows of the minutes `ranges` covers, and what their rollup saw.
+    /// The rows inserted into the minutes `ranges` covers, and what their rollup saw,
+    /// in one query of two small tables.
     async fn counts(&self, ranges: &[(i64, i64)]) -> Result<Counts, InsertError> {
         let n = Names::of(self.target());
-        let raw_sql = format!(
-            "SELECT intDiv(toUInt32(created_at), 60) AS m, count() FROM {} WHERE {} GROUP BY m",
-            self.target().name(),
-            ranges_sql("created_at", ranges)
+        let minutes = ranges_sql("minute", ranges);
+        let sql = format!(
+            "SELECT 0 AS width, intDiv(toUInt32(minute), 60) AS m, sum(rows), toUInt64(0) FROM {} WHERE {minutes} \
+             GROUP BY m UNION ALL \
+             SELECT width, intDiv(toUInt32(minute), 60) AS m, argMax(rows, version), max(version) FROM {} \
+             WHERE {minutes} GROUP BY width, m",
+            n.inserts, n.seen,
         );
-        let seen_sql = format!(
-            "SELECT width, intDiv(toUInt32(minute), 60) AS m, argMax(rows, version), max(version) FROM {} WHERE {} \
-             GROUP BY width, m",
-            n.seen,
-            ranges_sql("minute", ranges)
-        );
-        let (raw, seen) = tokio::join!(self.rows(&raw_sql), self.rows(&seen_sql));
         let mut out = Counts::default();
-        for r in raw? {
-            out.minutes.entry(int(&r, 0)?).or_default().rows = num(&r, 1)?;
-        }
-        for r in seen? {
+        for r in self.rows(&sql).await? {
             let (m, seen) = (int(&r, 1)?, Seen { rows: num(&r, 2)?, version: num(&r, 3)? });
-            if r[0] == "60" {
-                out.minutes.entry(m).or_default().seen = seen;
-            } else {
-                out.slots.insert(m, seen);
+            match r[0].as_str() {
+                "0" => out.minutes.entry(m).or_default().rows = seen.rows,
+                "60" => out.minutes.entry(m).or_default().seen = seen,
+                _ => {
+                    out.slots.insert(m, seen);
+                }
             }
         }
         Ok(out)
