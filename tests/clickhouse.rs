@@ -559,8 +559,21 @@ fn a_days_rollup_reports_what_its_rows_report() {
         let n = ch.number(&format!(
             "SELECT requests FROM default.{table} WHERE minute = toDateTime({at}) AND version = (SELECT max(version) FROM default.{table} WHERE minute = toDateTime({at})) ORDER BY requests DESC LIMIT 1"
         ));
+        // Without its latency and TTFT (which the slot's own histograms would lack).
+        let columns: Vec<String> = ch
+            .query(&format!("SELECT name FROM system.columns WHERE database = 'default' AND table = '{table}'"))
+            .unwrap()
+            .lines()
+            .map(|c| match c {
+                _ if c.ends_with("_buckets") => "emptyArrayUInt16()".to_string(),
+                _ if c.ends_with("_counts") => "emptyArrayUInt64()".to_string(),
+                _ if c.starts_with("latency_") || c.starts_with("ttft_") => "toUInt64(0)".to_string(),
+                _ => c.to_string(),
+            })
+            .collect();
         ch.query(&format!(
-            "INSERT INTO default.{table} SELECT * FROM default.{table} WHERE minute = toDateTime({at}) AND version = (SELECT max(version) FROM default.{table} WHERE minute = toDateTime({at})) ORDER BY requests DESC LIMIT 1"
+            "INSERT INTO default.{table} SELECT {} FROM default.{table} WHERE minute = toDateTime({at}) AND version = (SELECT max(version) FROM default.{table} WHERE minute = toDateTime({at})) ORDER BY requests DESC LIMIT 1",
+            columns.join(", ")
         ))
         .unwrap();
         n
@@ -571,6 +584,17 @@ fn a_days_rollup_reports_what_its_rows_report() {
     let requests = |r: &Value| r["summary"]["total_requests"].as_f64().unwrap();
     assert_eq!(requests(&stored_report("3h", &url)), requests(&hours) + in_minute, "the minute's rollup is read");
     assert_eq!(requests(&stored_report("24h", &url)), requests(&day) + in_slot, "the slot's rollup is read");
+    // A slot whose counters count latencies its own histograms lack is not read
+    // into wrong percentiles: the report says what to run.
+    ch.query(&format!(
+        "INSERT INTO default.calls_slots SELECT * FROM default.calls_slots WHERE minute = toDateTime({slot}) \
+         AND version = (SELECT max(version) FROM default.calls_slots WHERE minute = toDateTime({slot})) \
+         AND latency_count > 0 LIMIT 1"
+    ))
+    .unwrap();
+    let out = tokentop(&["report", "--window", "24h", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("run tokentop ship --fill-rollup"), "{err}");
 
     // A call that comes late into that minute: the minute (and its slot) are read
     // from the rows, so the reports count it, and are those of the rows.
@@ -625,4 +649,128 @@ fn stored_report(window: &str, url: &str) -> Value {
     let out = tokentop(&["report", "--window", window, url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What the console asks of a table with a rollup — the Overview (counters and the
+/// slots' own histograms), the Models view (each group's percentiles), a drill-down
+/// into a model, a provider or a status class — is what the same asks read from
+/// the rows alone: every counter, the window's and each group's percentiles, and
+/// each point of the series.
+#[test]
+fn the_consoles_asks_from_the_rollup_are_the_rows_answers() {
+    use tokentop::clickhouse::{Parts, Store, ViewAsk, layout_named};
+    use tokentop::ship::Target;
+    use tokentop::stats::{Agg, Dist};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::new(dir.path());
+    let _server = ch.start();
+    let file = dir.path().join("day.jsonl");
+    std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
+    let url = ch.url("calls");
+    ship_file(&url, &file, &dir.path().join("spool"));
+    let store = |url: &str| {
+        let target = Target::parse(url, None, None).unwrap();
+        Store::new(target, layout_named(None).unwrap()).unwrap()
+    };
+    let (rolled, rows) = (store(&url), store(&format!("{url}&rollup=0")));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let last = rt.block_on(rolled.extent()).unwrap().last;
+
+    let dist = |d: &Dist| {
+        let p = |q| d.percentile(q);
+        format!("{:?} n={} p50={:?} p95={:?} p99={:?}", d.moments, d.count(), p(50.0), p(95.0), p(99.0))
+    };
+    // Percentiles of groups only when they are asked for (and then exact).
+    let agg = |a: &Agg, latency: bool| {
+        let mut s = format!(
+            "{} ok={} err={} 4xx={} 5xx={} 429={} s0={} cost={:?} saved={:?} unpriced={} tokens={}/{}/{}/{}/{} \
+             hits={} retries={} fb={}/{} ttft={:?} lat={:?}",
+            a.requests,
+            a.ok,
+            a.errors,
+            a.e4xx,
+            a.e5xx,
+            a.e429,
+            a.status0,
+            a.cost,
+            a.cost_saved,
+            a.unpriced,
+            a.prompt_tokens,
+            a.completion_tokens,
+            a.cache_read_tokens,
+            a.cache_write_tokens,
+            a.reasoning_tokens,
+            a.cache_hits,
+            a.retries,
+            a.feedback_rated,
+            a.feedback_positive,
+            a.ttft,
+            a.latency.moments
+        );
+        if latency {
+            s += &format!(" {}", dist(&a.latency));
+        }
+        s
+    };
+    let filters: [Option<&str>; 4] =
+        [None, Some("model:gpt-4o-mini"), Some("provider:anthropic"), Some("status:error")];
+    let mut compared = 0;
+    for hours in [24, 3] {
+        for filter in filters {
+            for group_latency in [false, true] {
+                let ask = ViewAsk {
+                    window: hours * 3_600_000_000,
+                    filter: filter.map(|f| f.parse().unwrap()),
+                    list: false,
+                    parts: Parts { properties: false, people: false, group_latency },
+                };
+                let what = format!("{hours}h, {filter:?}, group percentiles {group_latency}");
+                let (a, b) =
+                    (rt.block_on(rolled.view(&ask, last)).unwrap(), rt.block_on(rows.view(&ask, last)).unwrap());
+                let (a, b) = (&a.window, &b.window);
+                assert!(a.rolled > 100, "{what}: {} minutes from the rollup", a.rolled);
+                assert_eq!(b.rolled, 0, "{what}");
+                assert!(a.stats.total.requests > 20, "{what}: {} requests", a.stats.total.requests);
+                assert_eq!(agg(&a.stats.total, true), agg(&b.stats.total, true), "{what}: total");
+                assert_eq!(dist(&a.stats.ttft), dist(&b.stats.ttft), "{what}: TTFT");
+                assert_eq!(a.stats.by_status, b.stats.by_status, "{what}: statuses");
+                for (mine, theirs, kind) in [
+                    (&a.stats.by_model, &b.stats.by_model, "model"),
+                    (&a.stats.by_provider, &b.stats.by_provider, "provider"),
+                ] {
+                    let list = |g: &tokentop::stats::Capped<Agg>| -> Vec<String> {
+                        let mut v: Vec<String> =
+                            g.iter().map(|(k, x)| format!("{k}: {}", agg(x, group_latency))).collect();
+                        v.sort();
+                        v
+                    };
+                    assert_eq!(list(mine), list(theirs), "{what}: each {kind}");
+                }
+                let points = |s: &tokentop::stats::series::Series| -> Vec<String> {
+                    s.points(last - hours * 3_600_000_000, last)
+                        .iter()
+                        .map(|(t, p)| {
+                            format!(
+                                "{t} {} err={}/{}/{}/{} hits={} cost={:?} tokens={} lat {} ttft {}",
+                                p.requests,
+                                p.errors,
+                                p.e4xx,
+                                p.e5xx,
+                                p.e429,
+                                p.cache_hits,
+                                p.cost,
+                                p.tokens,
+                                dist(&p.latency),
+                                dist(&p.ttft)
+                            )
+                        })
+                        .collect()
+                };
+                assert_eq!(points(&a.series), points(&b.series), "{what}: series");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 16);
 }

@@ -211,21 +211,21 @@ const MERGE_SQL: &str = "sum(requests), sum(cost_millions), sum(cost_rest), sum(
     tupleElement(sumMap(ttft_buckets, ttft_counts), 1), tupleElement(sumMap(ttft_buckets, ttft_counts), 2), \
     min(first_us), max(last_us)";
 
-/// The columns of a rollup table in the order of [`COUNTER_COLUMNS`].
-const COLUMNS_SQL: &str = "requests, cost_millions, cost_rest, saved_millions, saved_rest, unpriced, \
-    prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cache_hits, retries, \
-    feedback_rated, feedback_positive, latency_count, latency_sum_s, latency_sum_rest, latency_max_ns, \
-    ttft_count, ttft_sum_s, ttft_sum_rest, ttft_max_ns, latency_buckets, latency_counts, ttft_buckets, ttft_counts, \
-    first_us, last_us";
+/// [`MERGE_SQL`], its histograms left empty unless `histograms`.
+fn merge_sql(histograms: bool) -> String {
+    if histograms {
+        return MERGE_SQL.to_string();
+    }
+    let from = MERGE_SQL.find("tupleElement").expect("histograms in MERGE_SQL");
+    let to = MERGE_SQL.find("min(first_us)").expect("first_us in MERGE_SQL");
+    format!(
+        "{}emptyArrayUInt16(), emptyArrayUInt64(), emptyArrayUInt16(), emptyArrayUInt64(), {}",
+        &MERGE_SQL[..from],
+        &MERGE_SQL[to..]
+    )
+}
 
-/// [`COLUMNS_SQL`] with empty histograms.
-const COLUMNS_NO_HISTOGRAMS_SQL: &str = "requests, cost_millions, cost_rest, saved_millions, saved_rest, unpriced, \
-    prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cache_hits, retries, \
-    feedback_rated, feedback_positive, latency_count, latency_sum_s, latency_sum_rest, latency_max_ns, \
-    ttft_count, ttft_sum_s, ttft_sum_rest, ttft_max_ns, emptyArrayUInt16(), emptyArrayUInt64(), emptyArrayUInt16(), \
-    emptyArrayUInt64(), first_us, last_us";
-
-/// The columns of [`COLUMNS_SQL`] from a slot's own histograms (no calls counted).
+/// The columns of [`MERGE_SQL`] from a slot's own histograms (no calls counted).
 const HISTOGRAMS_ONLY_SQL: &str = "toUInt64(0), toInt64(0), toInt64(0), toInt64(0), toInt64(0), toUInt64(0), \
     toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), \
     toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), \
@@ -570,16 +570,21 @@ impl Store {
         let (range, time) = self.span_sql(Some(&ask.span));
         let raw = self.inner_where(&format!("{range} AND ({})", plan.raw), &time, ask.filter.as_ref());
         let filter = rollup_filter(ask.filter.as_ref());
+        // Rows of the window's edges count in the series and the groups (`part` 0);
+        // the rollup's are summed per slot or minute and status for the series (1)
+        // and per group for the groups (2): a day is a few hundred rows, not a slot's
+        // every group.
         let mut parts = vec![format!(
-            "SELECT intDiv(t, {width}) * {width} AS b, model, provider, status, {} FROM ({raw}) \
+            "SELECT intDiv(t, {width}) * {width} AS b, model, provider, status, {}, toUInt8(0) FROM ({raw}) \
              GROUP BY b, model, provider, status",
             counters_sql()
         )];
         // Each minute and slot at the version its counts were checked against (no
-        // FINAL needed: one version's rows are one fill's).
-        // Without a filter and without the groups' percentiles, slots are read
-        // without their histograms, and their own histograms beside.
-        let light = ask.filter.is_none() && !ask.parts.group_latency;
+        // FINAL needed: one version's rows are one fill's). The series' rows name no
+        // model or provider under those names, or the filter would read the blanks.
+        // Without a filter, the series of slots take the slots' own histograms.
+        let light = ask.filter.is_none();
+        let group_latency = ask.parts.group_latency;
         for (table, rolled, len) in [(&n.slots, &plan.slots, SLOT), (&n.minutes, &plan.minutes, 1)] {
             if rolled.is_empty() {
                 continue;
@@ -587,15 +592,21 @@ impl Store {
             let ranges = ranges_sql("minute", &ranges_of(rolled.iter().flat_map(|&(m, _)| m..m + len)));
             let which: Vec<String> = rolled.iter().map(|(m, v)| format!("({}, {v})", m * 60)).collect();
             let which = format!("(toUInt32(minute), version) IN ({})", which.join(", "));
-            let columns = if light && len == SLOT { COLUMNS_NO_HISTOGRAMS_SQL } else { COLUMNS_SQL };
+            let own = light && len == SLOT;
             parts.push(format!(
-                "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, model, provider, status, {columns} \
-                 FROM {table} WHERE {ranges} AND {which} AND {filter}"
+                "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, '' AS any_model, '' AS any_provider, status, \
+                 {}, toUInt8(1) FROM {table} WHERE {ranges} AND {which} AND {filter} GROUP BY minute, status",
+                merge_sql(!own)
             ));
-            if light && len == SLOT {
+            parts.push(format!(
+                "SELECT toInt64(0) AS b, model, provider, status, {}, toUInt8(2) FROM {table} \
+                 WHERE {ranges} AND {which} AND {filter} GROUP BY model, provider, status",
+                merge_sql(group_latency)
+            ));
+            if own {
                 parts.push(format!(
-                    "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, '' AS model, '' AS provider, toUInt16(0) AS status, \
-                     {HISTOGRAMS_ONLY_SQL} FROM {} WHERE {ranges} AND {which}",
+                    "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, '' AS any_model, '' AS any_provider, toUInt16(0) AS any_status, \
+                     {HISTOGRAMS_ONLY_SQL}, toUInt8(1) FROM {} WHERE {ranges} AND {which}",
                     n.slot_latency
                 ));
             }
@@ -607,24 +618,26 @@ impl Store {
         let mut ttft_series: HashMap<i64, Dist> = HashMap::new();
         // Values of rows read without histograms, and values in the slots' own
         // histograms: the same, or the rollup is not whole.
-        let (mut without, mut beside) = (0u64, 0u64);
+        let mut without: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut beside: BTreeMap<i64, u64> = BTreeMap::new();
         for r in self.rows(&parts.join(" UNION ALL ")).await? {
             let status: u16 = r[3].parse().map_err(|_| bad_answer(&r[3]))?;
             let n = num(&r, 4)?;
             let b = int(&r, 0)?.div_euclid(width) * width;
+            let part = num(&r, 33)?;
             if n == 0 {
-                // A slot's own histograms: its calls are counted in its groups' rows.
+                // A slot's own histograms: its calls are counted in its series row.
                 let lat_b = lat_series.entry(b).or_default();
                 for (i, c) in pairs(&r[27], &r[28])? {
                     stats.total.latency.add_bucket(i, c);
                     lat_b.add_bucket(i, c);
-                    beside += u64::from(c);
+                    *beside.entry(b).or_default() += u64::from(c);
                 }
                 let ttft_b = ttft_series.entry(b).or_default();
                 for (i, c) in pairs(&r[29], &r[30])? {
                     stats.ttft.add_bucket(i, c);
                     ttft_b.add_bucket(i, c);
-                    beside += u64::from(c);
+                    *beside.entry(b).or_default() += u64::from(c);
                 }
                 continue;
             }
@@ -655,34 +668,54 @@ impl Store {
             };
             let latency = pairs(&r[27], &r[28])?;
             let ttft = pairs(&r[29], &r[30])?;
-            if latency.is_empty() && agg.latency.moments.count > 0 {
-                without += agg.latency.moments.count;
-            }
-            if ttft.is_empty() && agg.ttft.count > 0 {
-                without += agg.ttft.count;
-            }
             stats.first = stats.first.min(int(&r, 31)?);
             stats.last = stats.last.max(int(&r, 32)?);
-            *stats.by_status.entry(status).or_insert(0) += n;
-            series.merge_point_at(b, &Point::of(&agg, agg.latency.clone(), Dist::from_moments(agg.ttft)));
-            stats.ttft.merge(&Dist::from_moments(agg.ttft));
-            let lat_b = lat_series.entry(b).or_default();
-            for group in [&mut stats.total, stats.by_model.entry(&clean(&r[1])), stats.by_provider.entry(&clean(&r[2]))]
-            {
-                group.merge(&agg);
-                latency.iter().for_each(|&(i, c)| group.latency.add_bucket(i, c));
+            if part != 2 {
+                // The series, and the window's histograms.
+                if latency.is_empty() && agg.latency.moments.count > 0 {
+                    *without.entry(b).or_default() += agg.latency.moments.count;
+                }
+                if ttft.is_empty() && agg.ttft.count > 0 {
+                    *without.entry(b).or_default() += agg.ttft.count;
+                }
+                series.merge_point_at(b, &Point::of(&agg, agg.latency.clone(), Dist::from_moments(agg.ttft)));
+                let lat_b = lat_series.entry(b).or_default();
+                for &(i, c) in &latency {
+                    stats.total.latency.add_bucket(i, c);
+                    lat_b.add_bucket(i, c);
+                }
+                let ttft_b = ttft_series.entry(b).or_default();
+                for &(i, c) in &ttft {
+                    stats.ttft.add_bucket(i, c);
+                    ttft_b.add_bucket(i, c);
+                }
             }
-            latency.iter().for_each(|&(i, c)| lat_b.add_bucket(i, c));
-            let ttft_b = ttft_series.entry(b).or_default();
-            for &(i, c) in &ttft {
-                stats.ttft.add_bucket(i, c);
-                ttft_b.add_bucket(i, c);
+            if part != 1 {
+                // The window's counters per status, model and provider; the groups'
+                // percentiles only when asked (the rows of the edges alone would
+                // make them wrong).
+                *stats.by_status.entry(status).or_insert(0) += n;
+                stats.ttft.merge(&Dist::from_moments(agg.ttft));
+                stats.total.merge(&agg);
+                for group in [stats.by_model.entry(&clean(&r[1])), stats.by_provider.entry(&clean(&r[2]))] {
+                    group.merge(&agg);
+                    if group_latency {
+                        latency.iter().for_each(|&(i, c)| group.latency.add_bucket(i, c));
+                    }
+                }
             }
         }
-        if without != beside {
-            return Err(bad_answer(&format!(
-                "the rollup's slot histograms hold {beside} values for {without}: run tokentop ship --fill-rollup"
-            )));
+        let differ = without.keys().chain(beside.keys()).find(|b| without.get(b) != beside.get(b));
+        if let Some(&b) = differ {
+            let (w, h) = (without.get(&b).copied().unwrap_or(0), beside.get(&b).copied().unwrap_or(0));
+            return Err(InsertError::Refused {
+                status: 200,
+                message: format!(
+                    "the rollup of the slot at {} counts {w} latencies but its histograms hold {h}: \
+                     run tokentop ship --fill-rollup",
+                    crate::time::format_rfc3339(b)
+                ),
+            });
         }
         for (b, latency) in lat_series {
             let ttft = ttft_series.remove(&b).unwrap_or_default();
