@@ -38,8 +38,9 @@ pub(crate) struct ShipArgs {
     /// Print the DDL of the table and its rollup tables, and exit.
     #[arg(long)]
     pub(crate) print_schema: bool,
-    /// Insert when this many events wait.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    /// Insert when this many events wait (ClickHouse takes fewer, larger inserts
+    /// best: at a gateway's rate, `--batch-interval` sends them first).
+    #[arg(long, default_value_t = 50_000, value_name = "N")]
     pub(crate) batch_rows: usize,
     /// Insert at least this often when events wait.
     #[arg(long, default_value = "1s", value_name = "DURATION")]
@@ -286,6 +287,9 @@ pub(crate) fn run_ship(args: ShipArgs) -> Result<ExitCode> {
         };
         filler.abort();
         if drained {
+            let secs = started.elapsed().as_secs_f64();
+            let shipped = counts.shipped.load(Ordering::Relaxed);
+            eprintln!("tokentop: all in after {secs:.1} s ({:.0} events/s)", shipped as f64 / secs.max(1e-9));
             // Everything shipped is in: the rollup of its minutes, before ship exits.
             let minutes: Vec<i64> = touched.lock().expect("touched").minutes.keys().copied().collect();
             let started = Instant::now();
