@@ -73,7 +73,7 @@ if [[ $what == ship || $what == clickhouse ]]; then
 XML
   cat > "$ch/users.xml" <<XML
 <?xml version="1.0"?>
-<yandex><profiles><default/></profiles><quotas><default/></quotas>
+<yandex><profiles><default><log_queries>1</log_queries></default></profiles><quotas><default/></quotas>
   <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
 </yandex>
 XML
@@ -88,7 +88,7 @@ XML
   [[ $what == ship ]] && for rows in 10000 50000; do
     /usr/bin/time -f "ship, --batch-rows $rows: %e s wall, ship's CPU %U s user + %S s sys, peak RSS %M KiB" \
       ./target/release/tokentop ship --no-follow --create-table --batch-rows "$rows" --spool "$ch/spool" \
-      --to "clickhouse://127.0.0.1:$port/default?table=bench$rows" "$events" 2>&1 | tail -n 2
+      --to "clickhouse://127.0.0.1:$port/default?table=bench$rows" "$events" 2>&1 | tail -n 4
     echo "rows in ClickHouse: $(curl -s "http://127.0.0.1:$port/" --data-binary "SELECT count() FROM default.bench$rows")"
   done
   if [[ $what == clickhouse ]]; then
