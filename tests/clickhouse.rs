@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::clickhouse::{ChDb, ClickHouse, ship_file};
+use common::clickhouse::{ChDb, ClickHouse, a_day_shipped, ship_file};
 use common::{Child, append, free_port};
 
 fn tokentop(args: &[&str]) -> std::process::Output {
@@ -438,12 +438,8 @@ fn helicones_table_reports_what_its_export_reports() {
 #[test]
 fn check_on_a_table_fires_what_check_on_its_file_fires() {
     let dir = tempfile::tempdir().unwrap();
-    let ch = ClickHouse::new(dir.path());
-    let _server = ch.start();
-    let file = dir.path().join("day.jsonl");
     // 12,000 calls over 22 hours, with the demo's incidents every ten minutes.
-    std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
-    ship_file(&ch.url("calls"), &file, &dir.path().join("spool"));
+    let (ch, _server, file) = a_day_shipped(dir.path());
     let rules = dir.path().join("rules.toml");
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo-alerts.toml")).unwrap();
     std::fs::write(
@@ -519,13 +515,9 @@ group_by = "provider"
 #[test]
 fn a_days_rollup_reports_what_its_rows_report() {
     let dir = tempfile::tempdir().unwrap();
-    let ch = ClickHouse::new(dir.path());
-    let _server = ch.start();
-    let file = dir.path().join("day.jsonl");
     // 12,000 calls over 22 hours: about nine a minute.
-    std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
+    let (ch, _server, file) = a_day_shipped(dir.path());
     let url = ch.url("calls");
-    ship_file(&url, &file, &dir.path().join("spool"));
     let rows_only = format!("{url}&rollup=0");
 
     // Every minute shipped is in the rollup, seen with the rows it has.
@@ -663,12 +655,8 @@ fn the_consoles_asks_from_the_rollup_are_the_rows_answers() {
     use tokentop::stats::{Agg, Dist};
 
     let dir = tempfile::tempdir().unwrap();
-    let ch = ClickHouse::new(dir.path());
-    let _server = ch.start();
-    let file = dir.path().join("day.jsonl");
-    std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
+    let (ch, _server, _) = a_day_shipped(dir.path());
     let url = ch.url("calls");
-    ship_file(&url, &file, &dir.path().join("spool"));
     let store = |url: &str| {
         let target = Target::parse(url, None, None).unwrap();
         Store::new(target, layout_named(None).unwrap()).unwrap()

@@ -371,18 +371,10 @@ fn a_window_given_at_start_is_kept_as_given_and_a_missing_config_is_said_once() 
 /// goes away shows in the status bar while the keys keep working.
 #[test]
 fn the_console_reads_a_day_of_calls_from_clickhouse_and_drills_into_a_model() {
-    use common::clickhouse::{ClickHouse, ship_file};
     let dir = tempfile::tempdir().unwrap();
-    let ch = ClickHouse::new(dir.path());
-    let server = ch.start();
     // 12,000 calls spread over the last 22 hours (0.15 a second, ending now).
-    let file = dir.path().join("day.jsonl");
-    let tokentop =
-        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_tokentop")).args(args).output().unwrap();
-    std::fs::write(&file, tokentop(&["demo", "--count", "12000", "--fast", "--rate", "0.15"]).stdout).unwrap();
-    let spool = dir.path().join("spool");
+    let (ch, server, _) = common::clickhouse::a_day_shipped(dir.path());
     let url = ch.url("calls");
-    ship_file(&url, &file, &spool);
     let top: String =
         ch.query("SELECT model FROM default.calls GROUP BY model ORDER BY count() DESC, model LIMIT 1").unwrap();
     let top_count = ch.number(&format!("SELECT count() FROM default.calls WHERE model = '{top}'")) as u64;

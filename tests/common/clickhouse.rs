@@ -119,6 +119,22 @@ pub fn ship_file(url: &str, file: &std::path::Path, spool: &std::path::Path) {
     assert!(out.status.success(), "ship: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A server in `dir` holding a day of calls in table `calls`: 12,000 demo calls over
+/// the last 22 hours (about nine a minute, the demo's incidents every ten minutes),
+/// shipped from `dir/day.jsonl`, rollup filled. The server runs while the `Child` lives.
+pub fn a_day_shipped(dir: &std::path::Path) -> (ClickHouse, Child, std::path::PathBuf) {
+    let ch = ClickHouse::new(dir);
+    let server = ch.start();
+    let file = dir.join("day.jsonl");
+    let demo = Command::new(env!("CARGO_BIN_EXE_tokentop"))
+        .args(["demo", "--count", "12000", "--fast", "--rate", "0.15"])
+        .output()
+        .unwrap();
+    std::fs::write(&file, demo.stdout).unwrap();
+    ship_file(&ch.url("calls"), &file, &dir.join("spool"));
+    (ch, server, file)
+}
+
 /// Current ClickHouse (chDB 26.x, from PyPI) behind `tests/python/chdb_http.py`,
 /// the part of ClickHouse's HTTP interface tokentop uses, on a loopback port.
 pub struct ChDb {
