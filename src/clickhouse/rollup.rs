@@ -201,31 +201,22 @@ fn counters_sql() -> String {
     )
 }
 
-/// The same aggregates over rollup rows (minutes into slots).
-const MERGE_SQL: &str = "sum(requests), sum(cost_millions), sum(cost_rest), sum(saved_millions), sum(saved_rest), \
-    sum(unpriced), sum(prompt_tokens), sum(completion_tokens), sum(cache_read_tokens), sum(cache_write_tokens), \
-    sum(reasoning_tokens), sum(cache_hits), sum(retries), sum(feedback_rated), sum(feedback_positive), \
-    sum(latency_count), sum(latency_sum_s), sum(latency_sum_rest), max(latency_max_ns), \
-    sum(ttft_count), sum(ttft_sum_s), sum(ttft_sum_rest), max(ttft_max_ns), \
-    tupleElement(sumMap(latency_buckets, latency_counts), 1), tupleElement(sumMap(latency_buckets, latency_counts), 2), \
-    tupleElement(sumMap(ttft_buckets, ttft_counts), 1), tupleElement(sumMap(ttft_buckets, ttft_counts), 2), \
-    min(first_us), max(last_us)";
-
-/// [`MERGE_SQL`], its histograms left empty unless `histograms`.
+/// The same aggregates over rollup rows (minutes into slots, or a window's rows
+/// summed), with or without their histograms.
 fn merge_sql(histograms: bool) -> String {
-    if histograms {
-        return MERGE_SQL.to_string();
-    }
-    let from = MERGE_SQL.find("tupleElement").expect("histograms in MERGE_SQL");
-    let to = MERGE_SQL.find("min(first_us)").expect("first_us in MERGE_SQL");
-    format!(
-        "{}emptyArrayUInt16(), emptyArrayUInt64(), emptyArrayUInt16(), emptyArrayUInt64(), {}",
-        &MERGE_SQL[..from],
-        &MERGE_SQL[to..]
-    )
+    const COUNTERS: &str = "sum(requests), sum(cost_millions), sum(cost_rest), sum(saved_millions), sum(saved_rest), \
+        sum(unpriced), sum(prompt_tokens), sum(completion_tokens), sum(cache_read_tokens), sum(cache_write_tokens), \
+        sum(reasoning_tokens), sum(cache_hits), sum(retries), sum(feedback_rated), sum(feedback_positive), \
+        sum(latency_count), sum(latency_sum_s), sum(latency_sum_rest), max(latency_max_ns), \
+        sum(ttft_count), sum(ttft_sum_s), sum(ttft_sum_rest), max(ttft_max_ns)";
+    const HISTOGRAMS: &str = "tupleElement(sumMap(latency_buckets, latency_counts), 1), \
+        tupleElement(sumMap(latency_buckets, latency_counts), 2), \
+        tupleElement(sumMap(ttft_buckets, ttft_counts), 1), tupleElement(sumMap(ttft_buckets, ttft_counts), 2)";
+    const NONE: &str = "emptyArrayUInt16(), emptyArrayUInt64(), emptyArrayUInt16(), emptyArrayUInt64()";
+    format!("{COUNTERS}, {}, min(first_us), max(last_us)", if histograms { HISTOGRAMS } else { NONE })
 }
 
-/// The columns of [`MERGE_SQL`] from a slot's own histograms (no calls counted).
+/// The columns of [`merge_sql`] from a slot's own histograms (no calls counted).
 const HISTOGRAMS_ONLY_SQL: &str = "toUInt64(0), toInt64(0), toInt64(0), toInt64(0), toInt64(0), toUInt64(0), \
     toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), \
     toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), \
@@ -453,8 +444,9 @@ impl Store {
         let version = crate::time::now();
         let sql = format!(
             "INSERT INTO {} SELECT toDateTime(intDiv(toUInt32(minute), {secs}) * {secs}) AS slot, model, provider, status, \
-             {MERGE_SQL}, toUInt64({version}) FROM {} FINAL WHERE {} GROUP BY slot, model, provider, status",
+             {}, toUInt64({version}) FROM {} FINAL WHERE {} GROUP BY slot, model, provider, status",
             n.slots,
+            merge_sql(true),
             n.minutes,
             ranges_sql("minute", &minutes),
             secs = SLOT * 60,
@@ -711,7 +703,7 @@ impl Store {
             return Err(InsertError::Refused {
                 status: 200,
                 message: format!(
-                    "the rollup of the slot at {} counts {w} latencies but its histograms hold {h}: \
+                    "the rollup's slots from {} count {w} latencies but their histograms hold {h}: \
                      run tokentop ship --fill-rollup",
                     crate::time::format_rfc3339(b)
                 ),
