@@ -43,7 +43,8 @@ struct Names {
     minutes: String,
     /// The same per slot of [`SLOT`] minutes.
     slots: String,
-    /// Rows of the table each minute and slot held when filled.
+    /// Rows inserted into each minute (and slot) when it was filled, and the
+    /// version the fill wrote.
     seen: String,
     /// Users per hour.
     users: String,
@@ -71,7 +72,19 @@ impl Names {
             inserts: n("inserts"),
         }
     }
+
+    /// Every rollup table.
+    fn all(&self) -> [&str; 7] {
+        [&self.minutes, &self.slots, &self.seen, &self.users, &self.model_users, &self.slot_latency, &self.inserts]
+    }
 }
+
+/// What a row of the window query counts in: the series and the groups (a row of
+/// the window's edges), the series only (the rollup summed per slot or minute), the
+/// groups only (the rollup summed per model, provider and status).
+const BOTH: u64 = 0;
+const SERIES: u64 = 1;
+const GROUPS: u64 = 2;
 
 /// The counters and histograms of a rollup row, in the order of its columns.
 const COUNTER_COLUMNS: &str = "requests UInt64,
@@ -326,17 +339,18 @@ impl Store {
     /// Whether the rollup tables are there.
     async fn has_rollup(&self) -> Result<bool, InsertError> {
         let t = self.target();
-        let names: Vec<String> = ["minutes", "slots", "rollup_seen", "users", "model_users", "slot_latency", "inserts"]
-            .iter()
-            .map(|s| format!("'{}_{s}'", t.table))
-            .collect();
+        let n = Names::of(t);
+        let all = n.all();
+        let prefix = format!("{}.", t.database);
+        let names: Vec<String> =
+            all.iter().map(|name| format!("'{}'", name.strip_prefix(&prefix).unwrap_or(name))).collect();
         let sql = format!(
             "SELECT count() FROM system.tables WHERE database = '{}' AND name IN ({})",
             t.database,
             names.join(", ")
         );
         let rows = self.rows(&sql).await?;
-        Ok(rows.first().map(|r| num(r, 0)).transpose()?.unwrap_or(0) == 7)
+        Ok(rows.first().map(|r| num(r, 0)).transpose()?.unwrap_or(0) == all.len() as u64)
     }
 
     /// The rows inserted into the minutes `ranges` covers, and what their rollup saw,
@@ -562,12 +576,11 @@ impl Store {
         let (range, time) = self.span_sql(Some(&ask.span));
         let raw = self.inner_where(&format!("{range} AND ({})", plan.raw), &time, ask.filter.as_ref());
         let filter = rollup_filter(ask.filter.as_ref());
-        // Rows of the window's edges count in the series and the groups (`part` 0);
-        // the rollup's are summed per slot or minute and status for the series (1)
-        // and per group for the groups (2): a day is a few hundred rows, not a slot's
-        // every group.
+        // Rows of the window's edges count in the series and the groups; the
+        // rollup's are summed per slot or minute and status for the series and per
+        // group for the groups: a day is a few hundred rows, not a slot's every group.
         let mut parts = vec![format!(
-            "SELECT intDiv(t, {width}) * {width} AS b, model, provider, status, {}, toUInt8(0) FROM ({raw}) \
+            "SELECT intDiv(t, {width}) * {width} AS b, model, provider, status, {}, toUInt8({BOTH}) FROM ({raw}) \
              GROUP BY b, model, provider, status",
             counters_sql()
         )];
@@ -587,18 +600,18 @@ impl Store {
             let own = light && len == SLOT;
             parts.push(format!(
                 "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, '' AS any_model, '' AS any_provider, status, \
-                 {}, toUInt8(1) FROM {table} WHERE {ranges} AND {which} AND {filter} GROUP BY minute, status",
+                 {}, toUInt8({SERIES}) FROM {table} WHERE {ranges} AND {which} AND {filter} GROUP BY minute, status",
                 merge_sql(!own)
             ));
             parts.push(format!(
-                "SELECT toInt64(0) AS b, model, provider, status, {}, toUInt8(2) FROM {table} \
+                "SELECT toInt64(0) AS b, model, provider, status, {}, toUInt8({GROUPS}) FROM {table} \
                  WHERE {ranges} AND {which} AND {filter} GROUP BY model, provider, status",
                 merge_sql(group_latency)
             ));
             if own {
                 parts.push(format!(
                     "SELECT toInt64(toUInt32(minute)) * 1000000 AS b, '' AS any_model, '' AS any_provider, toUInt16(0) AS any_status, \
-                     {HISTOGRAMS_ONLY_SQL}, toUInt8(1) FROM {} WHERE {ranges} AND {which}",
+                     {HISTOGRAMS_ONLY_SQL}, toUInt8({SERIES}) FROM {} WHERE {ranges} AND {which}",
                     n.slot_latency
                 ));
             }
@@ -662,7 +675,7 @@ impl Store {
             let ttft = pairs(&r[29], &r[30])?;
             stats.first = stats.first.min(int(&r, 31)?);
             stats.last = stats.last.max(int(&r, 32)?);
-            if part != 2 {
+            if part != GROUPS {
                 // The series, and the window's histograms.
                 if latency.is_empty() && agg.latency.moments.count > 0 {
                     *without.entry(b).or_default() += agg.latency.moments.count;
@@ -682,7 +695,7 @@ impl Store {
                     ttft_b.add_bucket(i, c);
                 }
             }
-            if part != 1 {
+            if part != SERIES {
                 // The window's counters per status, model and provider; the groups'
                 // percentiles only when asked (the rows of the edges alone would
                 // make them wrong).
