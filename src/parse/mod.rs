@@ -222,7 +222,9 @@ impl LineParser {
     pub fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(&Event)) -> Result<Parsed, ParseError> {
         // A byte-order mark at the start of a file is not part of its first record.
         let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-        let Ok(text) = std::str::from_utf8(line) else {
+        // simdutf8 checks 32 bytes a step where the CPU has AVX2 (the standard
+        // library's check is a quarter of the speed on the long lines of gateway logs).
+        let Ok(text) = simdutf8::basic::from_utf8(line) else {
             return Err(ParseError::Invalid("line is not valid UTF-8".into()));
         };
         self.field_error = None;

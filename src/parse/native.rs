@@ -34,7 +34,7 @@ impl NativeParser {
         let mut ev = Event::with_properties(recycle_properties(std::mem::take(&mut self.spare)));
         // One UTF-8 check for the whole line is much cheaper than serde_json's check
         // of every string on its own.
-        let result = match std::str::from_utf8(line) {
+        let result = match simdutf8::basic::from_utf8(line) {
             Ok(text) => parse_into(text, &mut ev).map_err(|e| ParseError::Invalid(e.to_string())),
             Err(_) => Err(ParseError::Invalid("line is not valid UTF-8".into())),
         };

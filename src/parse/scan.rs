@@ -175,8 +175,13 @@ impl<'de> Scanner<'de> {
                     return Ok(());
                 }
                 Some(b'\\') => {
-                    self.pos = i + 1;
-                    self.escape()?;
+                    // The one-letter escapes (`\n`, `\"`, ...) inline; `\u` checked in full.
+                    if matches!(b.get(i + 1), Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')) {
+                        self.pos = i + 2;
+                    } else {
+                        self.pos = i + 1;
+                        self.escape()?;
+                    }
                 }
                 Some(_) => {
                     return Err(self.syntax("control character (\\u0000-\\u001F) found while parsing a string"));
