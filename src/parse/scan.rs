@@ -474,6 +474,307 @@ impl<'de> Scanner<'de> {
     }
 }
 
+/// The block scan of [`Scanner::skip_fast`]: bytes of the line classified 64 at a time.
+mod blocks {
+    /// Bit `i` set for each byte `i` of `block` that is a `"`, a `\`, a control character
+    /// (below 0x20), or JSON whitespace.
+    pub(super) struct Masks {
+        pub quote: u64,
+        pub backslash: u64,
+        pub control: u64,
+        pub space: u64,
+        /// `{`, `}`, `[`, `]`, `:` and `,`.
+        pub structural: u64,
+    }
+
+    #[inline]
+    pub(super) fn classify(block: &[u8; 64]) -> Masks {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{
+                __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+            };
+            let mut m = Masks { quote: 0, backslash: 0, control: 0, space: 0, structural: 0 };
+            // SAFETY: SSE2 is part of every x86-64 CPU; each load reads 16 of the
+            // block's 64 bytes (unaligned loads).
+            unsafe {
+                let (q, bs, ctl) = (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8), _mm_set1_epi8(0x1f));
+                // `[` and `]` are `{` and `}` without the 0x20 bit.
+                let (brace, close, colon, comma, bit5) = (
+                    _mm_set1_epi8(b'{' as i8),
+                    _mm_set1_epi8(b'}' as i8),
+                    _mm_set1_epi8(b':' as i8),
+                    _mm_set1_epi8(b',' as i8),
+                    _mm_set1_epi8(0x20),
+                );
+                let (sp, tab, nl, cr) = (
+                    _mm_set1_epi8(b' ' as i8),
+                    _mm_set1_epi8(b'\t' as i8),
+                    _mm_set1_epi8(b'\n' as i8),
+                    _mm_set1_epi8(b'\r' as i8),
+                );
+                for k in 0..4 {
+                    let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast::<__m128i>());
+                    let bits = |x| u64::from(_mm_movemask_epi8(x) as u16) << (16 * k);
+                    m.quote |= bits(_mm_cmpeq_epi8(v, q));
+                    m.backslash |= bits(_mm_cmpeq_epi8(v, bs));
+                    m.control |= bits(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
+                    m.space |= bits(_mm_or_si128(
+                        _mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, tab)),
+                        _mm_or_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(v, cr)),
+                    ));
+                    let folded = _mm_or_si128(v, bit5);
+                    m.structural |= bits(_mm_or_si128(
+                        _mm_or_si128(_mm_cmpeq_epi8(folded, brace), _mm_cmpeq_epi8(folded, close)),
+                        _mm_or_si128(_mm_cmpeq_epi8(v, colon), _mm_cmpeq_epi8(v, comma)),
+                    ));
+                }
+            }
+            m
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let mut m = Masks { quote: 0, backslash: 0, control: 0, space: 0, structural: 0 };
+            for (i, &c) in block.iter().enumerate() {
+                let bit = 1u64 << i;
+                m.quote |= if c == b'"' { bit } else { 0 };
+                m.backslash |= if c == b'\\' { bit } else { 0 };
+                m.control |= if c < 0x20 { bit } else { 0 };
+                m.space |= if matches!(c, b' ' | b'\t' | b'\n' | b'\r') { bit } else { 0 };
+                m.structural |= if matches!(c, b'{' | b'}' | b'[' | b']' | b':' | b',') { bit } else { 0 };
+            }
+            m
+        }
+    }
+
+    /// Bit `i` set when an odd number of bits at or below `i` are set in `x`.
+    #[inline]
+    pub(super) fn prefix_xor(mut x: u64) -> u64 {
+        x ^= x << 1;
+        x ^= x << 2;
+        x ^= x << 4;
+        x ^= x << 8;
+        x ^= x << 16;
+        x ^= x << 32;
+        x
+    }
+}
+
+/// Where a container of [`Scanner::skip_fast`] is in its grammar.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// After `{`: a key or `}`.
+    KeyOrEnd,
+    /// After `,` in an object.
+    Key,
+    /// After a key.
+    Colon,
+    /// After `[`: a value or `]`.
+    ValueOrEnd,
+    /// After `:` or `,` in a list.
+    Value,
+    /// After a value: `,` or the container's end.
+    Next,
+}
+
+impl<'de> Scanner<'de> {
+    /// Like [`skip`](Self::skip) for the value an unknown field holds, faster on the
+    /// objects and lists that fill log lines (messages, tool schemas, responses): their
+    /// bytes are classified 64 at a time, so string bodies are passed over by bit
+    /// masks and only the bytes between strings are looked at one by one. What it
+    /// cannot vouch for (any error, a `\u` escape naming a surrogate) it leaves to
+    /// `skip` from the value's start, so what is accepted and every message are
+    /// `skip`'s own.
+    fn skip_fast(&mut self) -> Result<(), Error> {
+        let start = self.pos;
+        if matches!(self.peek(), Some(b'{' | b'[')) {
+            let (pos, depth) = (self.pos, self.depth);
+            if self.skip_container().is_some() {
+                return Ok(());
+            }
+            self.pos = pos;
+            self.depth = depth;
+        }
+        self.pos = start;
+        self.skip()
+    }
+
+    /// The object or list at `self.pos`, checked; `None` where [`skip`](Self::skip)
+    /// is to say why (or to decide).
+    fn skip_container(&mut self) -> Option<()> {
+        let b = self.bytes();
+        // Containers open: bit k of `lists` set when the container k deep is a list.
+        let (mut lists, mut open, mut in_list): (u128, u32, bool) = (0, 0, false);
+        let mut expect = Expect::Value;
+        // Carried between blocks: inside a string, the first byte escaped, the last
+        // byte part of a number or literal.
+        let (mut in_string, mut escaped_first, mut scalar_last) = (0u64, false, 0u64);
+        // The low half of a surrogate pair, checked with its high half.
+        let mut checked_escape = usize::MAX;
+        let mut block_at = self.pos;
+        let mut pad = [b' '; 64];
+        while block_at < b.len() {
+            let block: &[u8; 64] = match b.get(block_at..block_at + 64) {
+                Some(s) => s.try_into().expect("64 bytes"),
+                None => {
+                    let rest = &b[block_at..];
+                    pad[..rest.len()].copy_from_slice(rest);
+                    pad[rest.len()..].fill(b' ');
+                    &pad
+                }
+            };
+            let m = blocks::classify(block);
+            // Escaped bytes: each backslash that is not itself escaped escapes the next.
+            let mut escaped = u64::from(escaped_first);
+            escaped_first = false;
+            let mut rest = m.backslash;
+            while rest != 0 {
+                let j = rest.trailing_zeros();
+                rest &= rest - 1;
+                if escaped & (1 << j) != 0 {
+                    continue;
+                }
+                let at = block_at + j as usize;
+                if at != checked_escape {
+                    match escape_at(b, at)? {
+                        Escape::One => {}
+                        Escape::Pair => checked_escape = at + 6,
+                    }
+                }
+                if j == 63 {
+                    escaped_first = true;
+                } else {
+                    escaped |= 1 << (j + 1);
+                }
+            }
+            let quotes = m.quote & !escaped;
+            let inside = blocks::prefix_xor(quotes) ^ in_string;
+            in_string = ((inside as i64) >> 63) as u64;
+            // Inside strings (opening quote included): no control characters.
+            if m.control & inside != 0 {
+                return None;
+            }
+            // Tokens: opening quotes, structure outside strings, and the first byte of
+            // each run of anything else outside strings (numbers, literals, errors).
+            let scalar = !(inside | quotes | m.space | m.structural);
+            let starts = scalar & !((scalar << 1) | scalar_last);
+            scalar_last = scalar >> 63;
+            let mut tokens = (quotes & inside) | (m.structural & !inside) | starts;
+            while tokens != 0 {
+                let j = tokens.trailing_zeros() as usize;
+                tokens &= tokens - 1;
+                let p = block_at + j;
+                let &c = b.get(p)?;
+                expect = match c {
+                    b'"' => match expect {
+                        Expect::KeyOrEnd | Expect::Key => Expect::Colon,
+                        Expect::Value | Expect::ValueOrEnd => Expect::Next,
+                        _ => return None,
+                    },
+                    b':' if expect == Expect::Colon => Expect::Value,
+                    b',' if expect == Expect::Next => {
+                        if in_list {
+                            Expect::Value
+                        } else {
+                            Expect::Key
+                        }
+                    }
+                    b'{' | b'[' if matches!(expect, Expect::Value | Expect::ValueOrEnd) => {
+                        if self.depth + 1 >= MAX_DEPTH {
+                            return None;
+                        }
+                        self.depth += 1;
+                        in_list = c == b'[';
+                        lists = (lists & !(1 << open)) | (u128::from(in_list) << open);
+                        open += 1;
+                        if in_list { Expect::ValueOrEnd } else { Expect::KeyOrEnd }
+                    }
+                    b'}' | b']'
+                        if (c == b']') == in_list
+                            && matches!(expect, Expect::Next | Expect::KeyOrEnd | Expect::ValueOrEnd) =>
+                    {
+                        // (`KeyOrEnd` follows only `{`, `ValueOrEnd` only `[`.)
+                        open -= 1;
+                        self.depth -= 1;
+                        if open == 0 {
+                            self.pos = p + 1;
+                            return Some(());
+                        }
+                        in_list = lists & (1 << (open - 1)) != 0;
+                        Expect::Next
+                    }
+                    b'-' | b'0'..=b'9' | b't' | b'f' | b'n' if matches!(expect, Expect::Value | Expect::ValueOrEnd) => {
+                        let end = match c {
+                            b't' => literal_end(b, p, b"true")?,
+                            b'f' => literal_end(b, p, b"false")?,
+                            b'n' => literal_end(b, p, b"null")?,
+                            _ => {
+                                self.pos = p;
+                                self.number().ok()?;
+                                self.pos
+                            }
+                        };
+                        // The run ends with the value (`1x`, `truex` are errors).
+                        if b.get(end).is_some_and(|&n| !matches!(n, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}'))
+                        {
+                            return None;
+                        }
+                        Expect::Next
+                    }
+                    _ => return None,
+                };
+            }
+            block_at += 64;
+        }
+        None
+    }
+}
+
+/// The end of `word` at `p`, if it is there.
+#[inline]
+fn literal_end(b: &[u8], p: usize, word: &[u8]) -> Option<usize> {
+    b[p..].starts_with(word).then_some(p + word.len())
+}
+
+/// A valid escape [`Scanner::skip_container`] passes over.
+enum Escape {
+    /// A one-letter escape, or `\u` and four hex digits naming no surrogate.
+    One,
+    /// `\u` naming a high surrogate, then `\u` naming a low one.
+    Pair,
+}
+
+/// The escape starting with the backslash at `at`, if valid (anything else is left
+/// to [`Scanner::escape`] to name).
+#[inline]
+fn escape_at(b: &[u8], at: usize) -> Option<Escape> {
+    match b.get(at + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(Escape::One),
+        b'u' => match hex4(b, at + 2)? {
+            0xD800..=0xDBFF => {
+                if b.get(at + 6..at + 8)? != b"\\u" {
+                    return None;
+                }
+                matches!(hex4(b, at + 8)?, 0xDC00..=0xDFFF).then_some(Escape::Pair)
+            }
+            0xDC00..=0xDFFF => None,
+            _ => Some(Escape::One),
+        },
+        _ => None,
+    }
+}
+
+/// Four hex digits at `at`.
+#[inline]
+fn hex4(b: &[u8], at: usize) -> Option<u32> {
+    let digits = b.get(at..at + 4)?;
+    let mut n = 0;
+    for &d in digits {
+        n = n * 16 + char::from(d).to_digit(16)?;
+    }
+    Some(n)
+}
+
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
     1e21, 1e22,
@@ -614,7 +915,7 @@ impl<'de> de::Deserializer<'de> for &mut Scanner<'de> {
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.skip()?;
+        self.skip_fast()?;
         visitor.visit_unit()
     }
 
@@ -843,6 +1144,136 @@ mod tests {
             }
             agrees(&text);
         }
+    }
+
+    /// Skips the value at the start of `text` the fast way and the plain way: the
+    /// same end, or the same error at the same column.
+    fn skips_alike(text: &str) -> bool {
+        let mut fast = Scanner::new(text);
+        let mut slow = Scanner::new(text);
+        let (f, s) = (fast.skip_fast(), slow.skip());
+        match (&f, &s) {
+            (Ok(()), Ok(())) => assert_eq!((fast.pos, fast.depth), (slow.pos, slow.depth), "{text:?}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text:?}"),
+            _ => panic!("{text:?}: fast {f:?}, plain {s:?}"),
+        }
+        // Whether the fast way vouched for it alone.
+        Scanner::new(text).skip_container().is_some()
+    }
+
+    #[test]
+    fn skipping_by_blocks_ends_and_fails_where_skipping_by_bytes_does() {
+        // A gateway's body: strings with escapes, nested objects and lists, numbers,
+        // literals, across 64-byte blocks.
+        let body = r#"[{"role":"system","content":"You are Acme's assistant.\nRules:\n1. Quote \"[n]\".\\ 2. Prices in EUR (€) \u00e9."},{"role":"user","content":"日本語で要約してください"}, {"x" : [1, -2.5e3, 0, true, false, null, {}, [], [[]]], "y":{"z":"\/\b\f\r\t"}}]"#;
+        assert!(skips_alike(body), "the fast way reads a plain body");
+        // Every cut of it, and every byte replaced by each of a few that break JSON.
+        for cut in 0..body.len() {
+            if body.is_char_boundary(cut) {
+                skips_alike(&body[..cut]);
+            }
+        }
+        for at in 0..body.len() {
+            if !body.is_char_boundary(at) || !body.is_char_boundary(at + 1) {
+                continue;
+            }
+            for with in ["\"", "\\", "\u{1}", " ", ",", "]", "}", "{", "[", ":", "x", "0", "\\u", "\\ud83d"] {
+                let text = format!("{}{with}{}", &body[..at], &body[at + 1..]);
+                skips_alike(&text);
+            }
+        }
+        // Random texts long enough to span several blocks.
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"",
+            ":",
+            ",",
+            " ",
+            "\n",
+            "0",
+            "12",
+            "-",
+            ".",
+            "e",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "\\",
+            "\\\\",
+            "\\\"",
+            "\\n",
+            "\\u00e9",
+            "\\ud83d\\ude42",
+            "\\ude42",
+            "\u{1}",
+            "é",
+            "日本",
+            "\"k\":",
+            "\"a long string value that runs past a block of sixty-four bytes\"",
+            "[1,2,3]",
+            "{\"a\":{}}",
+        ];
+        let mut rng = Rng::new(23);
+        let mut text = String::new();
+        let mut vouched = 0;
+        for _ in 0..100_000 {
+            text.clear();
+            text.push(if rng.chance(0.5) { '{' } else { '[' });
+            for _ in 0..rng.below(60) {
+                text.push_str(PIECES[rng.below(PIECES.len() as u64) as usize]);
+            }
+            vouched += usize::from(skips_alike(&text));
+        }
+        // Texts that are valid JSON, made by closing random nestings.
+        for _ in 0..20_000 {
+            text.clear();
+            let mut stack = Vec::new();
+            let mut want_value = true;
+            for _ in 0..rng.below(200) {
+                if want_value {
+                    match rng.below(5) {
+                        0 => {
+                            text.push('[');
+                            stack.push(']');
+                            continue;
+                        }
+                        1 => {
+                            text.push_str("{\"k\\\"ey\": ");
+                            stack.push('}');
+                            continue;
+                        }
+                        _ => text
+                            .push_str(["\"v\\n\\u00e9 日\"", "-12.5e-3", "true", "null", "0"][rng.below(5) as usize]),
+                    }
+                    want_value = false;
+                } else if let Some(&close) = stack.last() {
+                    if rng.chance(0.3) {
+                        text.push(close);
+                        stack.pop();
+                    } else {
+                        text.push_str(if close == ']' { ", " } else { ",\n\"k\":" });
+                        want_value = true;
+                    }
+                } else {
+                    break;
+                }
+            }
+            if text.is_empty() || want_value && !stack.is_empty() {
+                continue;
+            }
+            while let Some(close) = stack.pop() {
+                text.push(close);
+            }
+            if text.starts_with(['[', '{']) {
+                assert!(skips_alike(&text), "valid JSON the fast way refused: {text:?}");
+                vouched += 1;
+            }
+        }
+        assert!(vouched > 5_000, "the fast way vouched for {vouched} texts");
     }
 
     #[test]
