@@ -603,6 +603,10 @@ impl<'de> Scanner<'de> {
     /// is to say why (or to decide).
     fn skip_container(&mut self) -> Option<()> {
         let b = self.bytes();
+        // A container, so the first token opens it and the last closes it.
+        if !matches!(b.get(self.pos), Some(b'{' | b'[')) {
+            return None;
+        }
         // Containers open: bit k of `lists` set when the container k deep is a list.
         let (mut lists, mut open, mut in_list): (u128, u32, bool) = (0, 0, false);
         let mut expect = Expect::Value;
@@ -1158,7 +1162,13 @@ mod tests {
             _ => panic!("{text:?}: fast {f:?}, plain {s:?}"),
         }
         // Whether the fast way vouched for it alone.
-        Scanner::new(text).skip_container().is_some()
+        let mut plain = Scanner::new(text);
+        plain.peek();
+        let vouched = plain.skip_container().map(|()| plain.pos);
+        if let Some(end) = vouched {
+            assert_eq!(end, slow.pos, "{text:?}");
+        }
+        vouched.is_some()
     }
 
     #[test]
