@@ -1175,7 +1175,7 @@ mod tests {
     fn skipping_by_blocks_ends_and_fails_where_skipping_by_bytes_does() {
         // A gateway's body: strings with escapes, nested objects and lists, numbers,
         // literals, across 64-byte blocks.
-        let body = r#"[{"role":"system","content":"You are Acme's assistant.\nRules:\n1. Quote \"[n]\".\\ 2. Prices in EUR (€) \u00e9."},{"role":"user","content":"日本語で要約してください"}, {"x" : [1, -2.5e3, 0, true, false, null, {}, [], [[]]], "y":{"z":"\/\b\f\r\t"}}]"#;
+        let body = r#"[{"role":"system","content":"You are Acme's assistant.\nRules:\n1. Quote \"[n]\".\\ 2. Prices in EUR (€) \u00e9 \ud83d\ude42."},{"role":"user","content":"日本語で要約してください"}, {"x" : [1, -2.5e3, 0, true, false, null, {}, [], [[]]], "y":{"z":"\/\b\f\r\t"}}]"#;
         assert!(skips_alike(body), "the fast way reads a plain body");
         // Every cut of it, and every byte replaced by each of a few that break JSON.
         for cut in 0..body.len() {
