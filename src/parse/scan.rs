@@ -591,16 +591,12 @@ impl<'de> Scanner<'de> {
     /// `skip` from the value's start, so what is accepted and every message are
     /// `skip`'s own.
     fn skip_fast(&mut self) -> Result<(), Error> {
-        let start = self.pos;
-        if matches!(self.peek(), Some(b'{' | b'[')) {
-            let (pos, depth) = (self.pos, self.depth);
-            if self.skip_container().is_some() {
-                return Ok(());
-            }
-            self.pos = pos;
-            self.depth = depth;
+        self.peek();
+        let (pos, depth) = (self.pos, self.depth);
+        if self.skip_container().is_some() {
+            return Ok(());
         }
-        self.pos = start;
+        (self.pos, self.depth) = (pos, depth);
         self.skip()
     }
 
