@@ -234,21 +234,21 @@ impl<'de> Scanner<'de> {
     }
 
     fn hex4(&mut self) -> Result<u16, Error> {
-        let Some(digits) = self.bytes().get(self.pos..self.pos + 4) else {
+        let b = self.bytes();
+        let Some(digits) = b.get(self.pos..self.pos + 4) else {
             return Err(self.eof("EOF while parsing a string"));
         };
-        let mut n = 0u16;
-        for &d in digits {
-            let v = match d {
-                b'0'..=b'9' => d - b'0',
-                b'a'..=b'f' => d - b'a' + 10,
-                b'A'..=b'F' => d - b'A' + 10,
-                _ => return Err(self.syntax("invalid escape")),
-            };
-            n = n * 16 + u16::from(v);
-            self.pos += 1;
+        match hex4(b, self.pos) {
+            Some(n) => {
+                self.pos += 4;
+                Ok(n)
+            }
+            None => {
+                // The error is placed at the first byte that is not a hex digit.
+                self.pos += digits.iter().take_while(|d| d.is_ascii_hexdigit()).count();
+                Err(self.syntax("invalid escape"))
+            }
         }
-        Ok(n)
     }
 
     /// A number starting at the current byte (`-` or a digit).
@@ -771,11 +771,11 @@ fn escape_at(b: &[u8], at: usize) -> Option<Escape> {
 
 /// Four hex digits at `at`.
 #[inline]
-fn hex4(b: &[u8], at: usize) -> Option<u32> {
+fn hex4(b: &[u8], at: usize) -> Option<u16> {
     let digits = b.get(at..at + 4)?;
     let mut n = 0;
     for &d in digits {
-        n = n * 16 + char::from(d).to_digit(16)?;
+        n = n * 16 + char::from(d).to_digit(16)? as u16;
     }
     Some(n)
 }
@@ -1354,5 +1354,13 @@ mod tests {
         assert!(e.to_string().starts_with("EOF while parsing an object"), "{e}");
         let e = u64::deserialize(&mut Scanner::new("-3")).unwrap_err();
         assert!(!e.is_syntax() && e.to_string().contains("column 2"), "{e}");
+        // A bad `\u` escape is placed at its first byte that is not a hex digit,
+        // whether the string is read or skipped (in an object, by the block skip's
+        // fallback).
+        for (text, column) in [(r#""\u12g4""#, 6), (r#""\uzzzz""#, 4), (r#"{"k":["x\u00e9\u0g00"]}"#, 18)] {
+            let want = format!("invalid escape (column {column})");
+            assert_eq!(scanned(text).unwrap_err().to_string(), want, "{text}");
+            assert_eq!(skipped(text).unwrap_err().to_string(), want, "{text}");
+        }
     }
 }
