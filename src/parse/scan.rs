@@ -181,7 +181,7 @@ impl<'de> Scanner<'de> {
                 }
                 Some(b'\\') => {
                     // The one-letter escapes (`\n`, `\"`, ...) inline; `\u` checked in full.
-                    if matches!(b.get(i + 1), Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')) {
+                    if b.get(i + 1).is_some_and(is_one_letter_escape) {
                         self.pos = i + 2;
                     } else {
                         self.pos = i + 1;
@@ -586,8 +586,8 @@ impl<'de> Scanner<'de> {
     /// Like [`skip`](Self::skip) for the value an unknown field holds, faster on the
     /// objects and lists that fill log lines (messages, tool schemas, responses): their
     /// bytes are classified 64 at a time, so string bodies are passed over by bit
-    /// masks and only the bytes between strings are looked at one by one. What it
-    /// cannot vouch for (any error, a `\u` escape naming a surrogate) it leaves to
+    /// masks and only the tokens between strings are looked at one by one. What it
+    /// cannot vouch for (any error, a lone surrogate) it leaves to
     /// `skip` from the value's start, so what is accepted and every message are
     /// `skip`'s own.
     fn skip_fast(&mut self) -> Result<(), Error> {
@@ -735,6 +735,12 @@ impl<'de> Scanner<'de> {
     }
 }
 
+/// `\n`, `\"` and the other escapes of one letter after the backslash.
+#[inline]
+fn is_one_letter_escape(c: &u8) -> bool {
+    matches!(c, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+}
+
 /// The end of `word` at `p`, if it is there.
 #[inline]
 fn literal_end(b: &[u8], p: usize, word: &[u8]) -> Option<usize> {
@@ -754,7 +760,7 @@ enum Escape {
 #[inline]
 fn escape_at(b: &[u8], at: usize) -> Option<Escape> {
     match b.get(at + 1)? {
-        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(Escape::One),
+        c if is_one_letter_escape(c) => Some(Escape::One),
         b'u' => match hex4(b, at + 2)? {
             0xD800..=0xDBFF => {
                 if b.get(at + 6..at + 8)? != b"\\u" {
