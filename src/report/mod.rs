@@ -13,7 +13,7 @@ use crate::ingest::{self, Counts, Input, InputError};
 use crate::parse::{Format, LineParser};
 use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::stats::series::{Series, bucket_for_span};
-use crate::stats::{Agg, Capped, Keys, Limits, OTHER, Sample, Stats, Usd, pct};
+use crate::stats::{Agg, Capped, Keys, Limits, OTHER, Recorder, Sample, Stats, Usd, pct};
 use crate::time::{MICROS_PER_SEC, Micros, format_rfc3339};
 
 /// Which group sections a report includes (`--by`); all of them by default.
@@ -563,6 +563,8 @@ impl Report {
 /// One worker's share of a pass over the inputs.
 struct Part {
     stats: Stats,
+    /// Fills `stats`; finished when the worker is done.
+    recorder: Recorder,
     series: Series,
     prices: PriceCache,
     keys: Keys,
@@ -639,6 +641,7 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
         read,
         || Part {
             stats: Stats::new(opts.limits),
+            recorder: Recorder::default(),
             series: Series::new(width),
             prices: PriceCache::default(),
             keys: Keys::default(),
@@ -657,10 +660,14 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
             let price = p.prices.get(&opts.prices, ev.provider(), ev.model());
             let x = Sample::new(ev, cost_of(ev, price.as_ref()));
             p.keys.hash(ev);
-            p.stats.record_keyed(ev, &x, &p.keys);
+            p.recorder.record(&mut p.stats, ev, &x, &p.keys);
             p.series.record(ev, &x);
         },
     )
+    .map(|(mut parts, counts)| {
+        parts.iter_mut().for_each(|p| p.recorder.finish(&mut p.stats));
+        (parts, counts)
+    })
 }
 
 /// The latest event time in the last 256 KiB of each input (a guess: lines cut by the

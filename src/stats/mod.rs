@@ -7,6 +7,7 @@
 
 pub mod distinct;
 pub mod hist;
+mod recorder;
 pub mod series;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,6 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::event::Event;
@@ -22,6 +22,7 @@ use crate::pricing::Cost;
 use crate::time::Micros;
 pub use distinct::Distinct;
 pub use hist::{Dist, Moments, ms_to_ns};
+pub use recorder::Recorder;
 
 /// An event's numbers converted once, for the several aggregates it lands in.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +51,44 @@ impl Sample {
             cache_hit: matches!(cost, Cost::CacheHit { .. }),
             unpriced: cost == Cost::Unpriced,
         }
+    }
+}
+
+/// What the aggregates take from an event: its numbers, without its strings, so that
+/// recording can happen after the line they came from is gone (see [`Recorder`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Numbers {
+    pub created_at: Micros,
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub retried: bool,
+    pub feedback: Option<bool>,
+    pub x: Sample,
+}
+
+impl Numbers {
+    #[inline]
+    pub fn of(ev: &Event, x: &Sample) -> Numbers {
+        Numbers {
+            created_at: ev.created_at,
+            status: ev.status,
+            prompt_tokens: ev.prompt_tokens,
+            completion_tokens: ev.completion_tokens,
+            cache_read_tokens: ev.cache_read_tokens,
+            cache_write_tokens: ev.cache_write_tokens,
+            reasoning_tokens: ev.reasoning_tokens,
+            retried: ev.retry > 0,
+            feedback: ev.feedback,
+            x: *x,
+        }
+    }
+
+    fn is_error(&self) -> bool {
+        crate::event::is_error_status(self.status)
     }
 }
 
@@ -117,10 +156,15 @@ pub struct Agg {
 impl Agg {
     #[inline]
     pub fn record(&mut self, ev: &Event, x: &Sample) {
+        self.add(&Numbers::of(ev, x));
+    }
+
+    #[inline]
+    pub fn add(&mut self, n: &Numbers) {
+        let (s, x) = (n.status, &n.x);
         self.requests += 1;
-        let s = ev.status;
         self.ok += u64::from((200..300).contains(&s));
-        self.errors += u64::from(ev.is_error());
+        self.errors += u64::from(n.is_error());
         self.e4xx += u64::from((400..500).contains(&s));
         self.e5xx += u64::from((500..600).contains(&s));
         self.e429 += u64::from(s == 429);
@@ -129,13 +173,13 @@ impl Agg {
         self.cost_saved += x.saved;
         self.cache_hits += u64::from(x.cache_hit);
         self.unpriced += u64::from(x.unpriced);
-        self.prompt_tokens += ev.prompt_tokens;
-        self.completion_tokens += ev.completion_tokens;
-        self.cache_read_tokens += ev.cache_read_tokens;
-        self.cache_write_tokens += ev.cache_write_tokens;
-        self.reasoning_tokens += ev.reasoning_tokens;
-        self.retries += u64::from(ev.retry > 0);
-        if let Some(f) = ev.feedback {
+        self.prompt_tokens += n.prompt_tokens;
+        self.completion_tokens += n.completion_tokens;
+        self.cache_read_tokens += n.cache_read_tokens;
+        self.cache_write_tokens += n.cache_write_tokens;
+        self.reasoning_tokens += n.reasoning_tokens;
+        self.retries += u64::from(n.retried);
+        if let Some(f) = n.feedback {
             self.feedback_rated += 1;
             self.feedback_positive += u64::from(f);
         }
@@ -213,15 +257,16 @@ impl UserAgg {
         self.prompt_tokens + self.completion_tokens
     }
 
-    fn record(&mut self, ev: &Event, x: &Sample) {
+    fn add(&mut self, n: &Numbers) {
+        let (s, x) = (n.status, &n.x);
         self.requests += 1;
-        self.errors += u64::from(ev.is_error());
-        self.e4xx += u64::from((400..500).contains(&ev.status));
-        self.e5xx += u64::from((500..600).contains(&ev.status));
-        self.e429 += u64::from(ev.status == 429);
+        self.errors += u64::from(n.is_error());
+        self.e4xx += u64::from((400..500).contains(&s));
+        self.e5xx += u64::from((500..600).contains(&s));
+        self.e429 += u64::from(s == 429);
         self.cache_hits += u64::from(x.cache_hit);
-        self.prompt_tokens += ev.prompt_tokens;
-        self.completion_tokens += ev.completion_tokens;
+        self.prompt_tokens += n.prompt_tokens;
+        self.completion_tokens += n.completion_tokens;
         self.cost += x.cost;
         if let Some(l) = x.latency_ns {
             self.latency.record(l);
@@ -229,7 +274,7 @@ impl UserAgg {
         if let Some(t) = x.ttft_ns {
             self.ttft.record(t);
         }
-        self.last_active = self.last_active.max(ev.created_at);
+        self.last_active = self.last_active.max(n.created_at);
     }
 
     fn merge(&mut self, o: &UserAgg) {
@@ -273,12 +318,21 @@ impl SessionAgg {
     }
 
     fn record(&mut self, ev: &Event, x: &Sample) {
+        self.add(&Numbers::of(ev, x));
+        self.name_if_unnamed(ev);
+    }
+
+    fn add(&mut self, n: &Numbers) {
         self.requests += 1;
-        self.errors += u64::from(ev.is_error());
-        self.cost += x.cost;
-        self.first_start = self.first_start.min(ev.created_at);
-        let end = ev.created_at + x.latency_ns.map_or(0, |ns| ((ns + 500) / 1000) as i64);
+        self.errors += u64::from(n.is_error());
+        self.cost += n.x.cost;
+        self.first_start = self.first_start.min(n.created_at);
+        let end = n.created_at + n.x.latency_ns.map_or(0, |ns| ((ns + 500) / 1000) as i64);
         self.last_end = self.last_end.max(end);
+    }
+
+    /// A session is named by the first of its requests that has a name.
+    fn name_if_unnamed(&mut self, ev: &Event) {
         if self.name.is_none() {
             self.name = ev.session_name.as_deref().filter(|s| !s.is_empty()).map(Into::into);
         }
@@ -330,7 +384,10 @@ impl Mergeable for SessionAgg {
 /// row; among a million names that happens with probability below 1e-7.
 #[derive(Debug, Clone)]
 pub struct Capped<V> {
-    map: HashMap<u64, (Box<str>, V), BuildHasherDefault<HashIsKey>>,
+    /// Key hash to position in `entries`: small (16 bytes a key), so finding a key
+    /// stays in cache even when the values do not.
+    index: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
+    entries: Vec<Kept<V>>,
     other: Option<V>,
     cap: usize,
     /// What a new entry starts as (an empty aggregate, or an empty capped map).
@@ -342,6 +399,22 @@ pub struct Capped<V> {
     /// `entry` and `merge`).
     seen: Option<Box<Distinct>>,
     counting: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Kept<V> {
+    hash: u64,
+    key: Box<str>,
+    value: V,
+}
+
+/// Where a key's value is in a [`Capped`]: a position, or the `(other)` row. Stays
+/// valid while keys are only added (not across [`Capped::compact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot(u32);
+
+impl Slot {
+    pub const OTHER: Slot = Slot(u32::MAX);
 }
 
 /// The keys are already hashes: pass them through.
@@ -395,7 +468,16 @@ impl<V: Mergeable + Default> Capped<V> {
 
 impl<V: Mergeable> Capped<V> {
     pub fn with_empty(cap: usize, empty: V) -> Self {
-        Self { map: HashMap::default(), other: None, cap, empty, floor: 0.0, seen: None, counting: false }
+        Self {
+            index: HashMap::default(),
+            entries: Vec::new(),
+            other: None,
+            cap,
+            empty,
+            floor: 0.0,
+            seen: None,
+            counting: false,
+        }
     }
 
     /// A map that also counts the distinct keys it folds (exactly up to four times its
@@ -414,24 +496,57 @@ impl<V: Mergeable> Capped<V> {
     /// Like [`entry`](Self::entry) when the caller already has `key_hash(key)`.
     #[inline]
     pub fn entry_hashed(&mut self, hash: u64, key: &str) -> &mut V {
-        if self.map.len() >= self.cap && !self.map.contains_key(&hash) {
+        let slot = self.slot(hash, key).0;
+        self.at(slot)
+    }
+
+    /// Where `key` (hashed) lives, admitting it if there is room, and whether it was
+    /// admitted just now. Reads only the index, not the values.
+    #[inline]
+    pub fn slot(&mut self, hash: u64, key: &str) -> (Slot, bool) {
+        if let Some(&i) = self.index.get(&hash) {
+            return (Slot(i), false);
+        }
+        if self.entries.len() >= self.cap {
             if self.counting {
                 self.seen_keys().insert_hash(hash);
             }
-            return self.other.get_or_insert_with(|| self.empty.clone());
+            return (Slot::OTHER, false);
         }
-        match self.map.entry(hash) {
-            Entry::Occupied(o) => &mut o.into_mut().1,
-            Entry::Vacant(v) => &mut v.insert((key.into(), self.empty.clone())).1,
+        (self.admit(hash, key), true)
+    }
+
+    fn admit(&mut self, hash: u64, key: &str) -> Slot {
+        let i = self.entries.len() as u32;
+        self.entries.push(Kept { hash, key: key.into(), value: self.empty.clone() });
+        self.index.insert(hash, i);
+        Slot(i)
+    }
+
+    /// The value in `slot` (the `(other)` row made if need be).
+    #[inline]
+    pub fn at(&mut self, slot: Slot) -> &mut V {
+        match self.entries.get_mut(slot.0 as usize) {
+            Some(e) => &mut e.value,
+            None => self.other.get_or_insert_with(|| self.empty.clone()),
+        }
+    }
+
+    /// The value in `slot` if it exists yet, for reading ahead.
+    #[inline]
+    pub fn peek(&self, slot: Slot) -> Option<&V> {
+        match self.entries.get(slot.0 as usize) {
+            Some(e) => Some(&e.value),
+            None => self.other.as_ref(),
         }
     }
 
     /// The set of keys seen, started from the keys kept when the first one folds.
     fn seen_keys(&mut self) -> &mut Distinct {
-        let map = &self.map;
+        let entries = &self.entries;
         self.seen.get_or_insert_with(|| {
             let mut d = Distinct::new(self.cap.saturating_mul(4));
-            map.keys().for_each(|&h| d.insert_hash(h));
+            entries.iter().for_each(|e| d.insert_hash(e.hash));
             Box::new(d)
         })
     }
@@ -441,13 +556,13 @@ impl<V: Mergeable> Capped<V> {
     pub fn distinct_keys(&self) -> (u64, bool) {
         match &self.seen {
             Some(d) => (d.count(), d.is_exact()),
-            None => (self.map.len() as u64, true),
+            None => (self.entries.len() as u64, true),
         }
     }
 
     pub fn merge(&mut self, o: &Capped<V>) {
-        for (h, (k, v)) in &o.map {
-            self.entry_hashed(*h, k).merge_from(v);
+        for e in &o.entries {
+            self.entry_hashed(e.hash, &e.key).merge_from(&e.value);
         }
         if let Some(v) = &o.other {
             self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
@@ -464,21 +579,25 @@ impl<V: Mergeable> Capped<V> {
     /// spends a lot) is still kept, while the many small newcomers go straight to
     /// `(other)`; what a key had before it was folded stays there.
     pub fn entry_ranked(&mut self, hash: u64, key: &str, rank: impl Fn(&V) -> f64, incoming: f64) -> &mut V {
-        if self.map.len() >= self.cap && !self.map.contains_key(&hash) {
+        if let Some(&i) = self.index.get(&hash) {
+            return &mut self.entries[i as usize].value;
+        }
+        if self.entries.len() >= self.cap {
             if incoming <= self.floor {
                 return self.other.get_or_insert_with(|| self.empty.clone());
             }
-            if self.map.len() >= self.cap + self.cap / 4 {
+            if self.entries.len() >= self.cap + self.cap / 4 {
                 self.compact(&rank);
             }
         }
-        &mut self.map.entry(hash).or_insert_with(|| (key.into(), self.empty.clone())).1
+        let slot = self.admit(hash, key);
+        self.at(slot)
     }
 
     /// Merges `o` in as [`entry_ranked`](Self::entry_ranked) admits keys.
     pub fn merge_ranked(&mut self, o: &Capped<V>, rank: impl Fn(&V) -> f64) {
-        for (h, (k, v)) in &o.map {
-            self.entry_ranked(*h, k, &rank, rank(v)).merge_from(v);
+        for e in &o.entries {
+            self.entry_ranked(e.hash, &e.key, &rank, rank(&e.value)).merge_from(&e.value);
         }
         if let Some(v) = &o.other {
             self.other.get_or_insert_with(|| self.empty.clone()).merge_from(v);
@@ -486,29 +605,38 @@ impl<V: Mergeable> Capped<V> {
     }
 
     /// Folds the entries ranking lowest by `rank` into `(other)`, down to the cap, and
-    /// remembers the smallest rank kept.
+    /// remembers the smallest rank kept. Moves entries: slots taken before are void.
     pub fn compact(&mut self, rank: impl Fn(&V) -> f64) {
-        if self.map.len() <= self.cap || self.cap == 0 {
+        if self.entries.len() <= self.cap || self.cap == 0 {
             return;
         }
-        let mut ranked: Vec<(f64, u64)> = self.map.iter().map(|(h, (_, v))| (rank(v), *h)).collect();
-        let by_rank = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        let mut ranked: Vec<(f64, u64, usize)> =
+            self.entries.iter().enumerate().map(|(i, e)| (rank(&e.value), e.hash, i)).collect();
+        let by_rank = |a: &(f64, u64, usize), b: &(f64, u64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         ranked.select_nth_unstable_by(self.cap - 1, by_rank);
         self.floor = ranked[self.cap - 1].0;
-        for (_, h) in &ranked[self.cap..] {
-            if let Some((_, v)) = self.map.remove(h) {
-                self.other.get_or_insert_with(|| self.empty.clone()).merge_from(&v);
+        let mut keep = vec![false; self.entries.len()];
+        ranked[..self.cap].iter().for_each(|&(_, _, i)| keep[i] = true);
+        let mut i = 0;
+        self.entries.retain(|e| {
+            let kept = keep[i];
+            i += 1;
+            if !kept {
+                self.other.get_or_insert_with(|| self.empty.clone()).merge_from(&e.value);
             }
-        }
+            kept
+        });
+        self.index.clear();
+        self.index.extend(self.entries.iter().enumerate().map(|(i, e)| (e.hash, i as u32)));
     }
 
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.map.get(&key_hash(key)).map(|(_, v)| v)
+        self.index.get(&key_hash(key)).map(|&i| &self.entries[i as usize].value)
     }
 
     /// The stored keys, without the `(other)` row.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
-        self.map.values().map(|(k, v)| (&**k, v))
+        self.entries.iter().map(|e| (&*e.key, &e.value))
     }
 
     /// The `(other)` row, made empty if there is none: for aggregates computed
@@ -523,11 +651,11 @@ impl<V: Mergeable> Capped<V> {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.other.is_none()
+        self.entries.is_empty() && self.other.is_none()
     }
 }
 
@@ -639,7 +767,7 @@ impl Stats {
             self.by_property.entry_hashed(*hk, k).entry_hashed(*hv, v).record(ev, x);
         }
         if let (Some(u), Some(h)) = (ev.user(), keys.user) {
-            self.users.entry_hashed(h, u).record(ev, x);
+            self.users.entry_hashed(h, u).add(&Numbers::of(ev, x));
             self.distinct_users.insert_hash(h);
         }
         if let (Some(s), Some(h)) = (ev.session(), keys.session) {
@@ -668,7 +796,7 @@ impl Stats {
             }
         }
         if let (true, Some(u), Some(h)) = (parts.users, ev.user(), keys.user) {
-            self.users.entry_ranked(h, u, UserAgg::rank, rank_of(x.cost, 1)).record(ev, x);
+            self.users.entry_ranked(h, u, UserAgg::rank, rank_of(x.cost, 1)).add(&Numbers::of(ev, x));
         }
         if let (true, Some(h)) = (parts.distinct_users, keys.user) {
             self.distinct_users.insert_hash(h);
@@ -825,7 +953,7 @@ mod tests {
         let mut spend = |name: &str, cost: f64| {
             let e = Event { user_id: Some(Cow::Owned(name.to_string())), ..Default::default() };
             let x = Sample::new(&e, crate::pricing::Cost::Billed(cost));
-            users.entry_ranked(key_hash(name), name, UserAgg::rank, rank_of(x.cost, 1)).record(&e, &x);
+            users.entry_ranked(key_hash(name), name, UserAgg::rank, rank_of(x.cost, 1)).add(&Numbers::of(&e, &x));
         };
         for i in 0..100 {
             spend(&format!("u{i}"), 0.01);
@@ -844,7 +972,7 @@ mod tests {
         let mut small: Capped<UserAgg> = Capped::new(1000);
         for i in 0..50 {
             let e = Event { user_id: Some(Cow::Owned(format!("s{i}"))), ..Default::default() };
-            small.entry(&format!("s{i}")).record(&e, &Sample::new(&e, crate::pricing::Cost::Billed(0.5)));
+            small.entry(&format!("s{i}")).add(&Numbers::of(&e, &Sample::new(&e, crate::pricing::Cost::Billed(0.5))));
         }
         merged.merge_ranked(&small, UserAgg::rank);
         merged.merge_ranked(&users, UserAgg::rank);
