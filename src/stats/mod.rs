@@ -560,8 +560,15 @@ impl<V: Mergeable> Capped<V> {
         }
     }
 
+    /// The entries in the index's order, which depends on the keys only (not on when
+    /// each arrived): merges admit keys in it, so which keys a full map keeps does not
+    /// depend on arrival either.
+    fn in_order(&self) -> impl Iterator<Item = &Kept<V>> {
+        self.index.values().map(|&i| &self.entries[i as usize])
+    }
+
     pub fn merge(&mut self, o: &Capped<V>) {
-        for e in &o.entries {
+        for e in o.in_order() {
             self.entry_hashed(e.hash, &e.key).merge_from(&e.value);
         }
         if let Some(v) = &o.other {
@@ -596,7 +603,7 @@ impl<V: Mergeable> Capped<V> {
 
     /// Merges `o` in as [`entry_ranked`](Self::entry_ranked) admits keys.
     pub fn merge_ranked(&mut self, o: &Capped<V>, rank: impl Fn(&V) -> f64) {
-        for e in &o.entries {
+        for e in o.in_order() {
             self.entry_ranked(e.hash, &e.key, &rank, rank(&e.value)).merge_from(&e.value);
         }
         if let Some(v) = &o.other {
@@ -626,8 +633,12 @@ impl<V: Mergeable> Capped<V> {
             }
             kept
         });
-        self.index.clear();
-        self.index.extend(self.entries.iter().enumerate().map(|(i, e)| (e.hash, i as u32)));
+        let mut moved = vec![u32::MAX; keep.len()];
+        keep.iter().enumerate().filter(|(_, k)| **k).enumerate().for_each(|(to, (from, _))| moved[from] = to as u32);
+        self.index.retain(|_, i| {
+            *i = moved[*i as usize];
+            *i != u32::MAX
+        });
     }
 
     pub fn get(&self, key: &str) -> Option<&V> {
@@ -636,7 +647,7 @@ impl<V: Mergeable> Capped<V> {
 
     /// The stored keys, without the `(other)` row.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
-        self.entries.iter().map(|e| (&*e.key, &e.value))
+        self.in_order().map(|e| (&*e.key, &e.value))
     }
 
     /// The `(other)` row, made empty if there is none: for aggregates computed
