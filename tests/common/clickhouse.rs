@@ -186,6 +186,7 @@ impl ChDb {
             .arg(format!("http://127.0.0.1:{}/{query}", self.port))
             .output()
             .unwrap();
+        let _ = std::fs::remove_file(&path);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let (answer, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
         assert_eq!(code, "200", "{answer}");
