@@ -4,8 +4,9 @@
 #
 #   scripts/bench.sh report    # report over 1,000,000 events: throughput and peak memory
 #   scripts/bench.sh duckdb    # report against DuckDB (2 threads) and jq on the same 1,000,000
-#                              # gateway-style events (1.1 GB), in the same run (not in "all":
-#                              # it makes a venv with DuckDB from PyPI)
+#                              # gateway-style events (1.1 GB), in the same run, then the parse
+#                              # alone on one thread (not in "all": it makes a venv with DuckDB
+#                              # from PyPI)
 #   scripts/bench.sh engine    # live engine: 24 h at 1,000 req/s, peak memory
 #   scripts/bench.sh formats   # parser throughput of every input format
 #   scripts/bench.sh formats-callgrind  # instructions per event of every parser (valgrind):
@@ -55,6 +56,8 @@ if [[ $what == duckdb ]]; then
   "$venv/bin/python" -c "import duckdb" 2> /dev/null || "$venv/bin/pip" install --quiet duckdb
   command -v jq > /dev/null || echo "jq is not installed (apt-get install jq): its pair is left out"
   JQ=$(command -v jq > /dev/null && echo 1 || echo 0) "$venv/bin/python" scripts/vs_duckdb.py "$events" 5
+  echo "the parse alone (read and parsed, every event counted, nothing aggregated), one thread:"
+  ./target/release/examples/parse_only "$events" 1 3
 fi
 
 if [[ $what == ship || $what == clickhouse ]]; then
