@@ -767,11 +767,7 @@ impl Stats {
     /// Like [`record`](Self::record) with the event's keys already hashed, so that
     /// the engine hashes each key once per event rather than once per tier.
     pub fn record_keyed(&mut self, ev: &Event, x: &Sample, keys: &Keys) {
-        self.total.record(ev, x);
-        if let Some(t) = x.ttft_ns {
-            self.ttft.record(t);
-        }
-        *self.by_status.entry(ev.status).or_insert(0) += 1;
+        self.record_totals(ev, x);
         self.by_model.entry_hashed(keys.model, ev.model()).record(ev, x);
         self.by_provider.entry_hashed(keys.provider, ev.provider()).record(ev, x);
         for ((k, v), (hk, hv)) in ev.properties.iter().zip(&keys.properties) {
@@ -784,6 +780,16 @@ impl Stats {
         if let (Some(s), Some(h)) = (ev.session(), keys.session) {
             self.sessions.entry_hashed(h, s).record(ev, x);
         }
+    }
+
+    /// What an event adds outside its groups: the totals, time to first token, its
+    /// status and the span of times seen.
+    pub(crate) fn record_totals(&mut self, ev: &Event, x: &Sample) {
+        self.total.record(ev, x);
+        if let Some(t) = x.ttft_ns {
+            self.ttft.record(t);
+        }
+        *self.by_status.entry(ev.status).or_insert(0) += 1;
         self.first = self.first.min(ev.created_at);
         self.last = self.last.max(ev.created_at);
     }

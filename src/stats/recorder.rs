@@ -78,13 +78,7 @@ impl Recorder {
     /// Records what is cheap now (the totals, in cache), finds the groups (admitting
     /// new keys, which needs their names) and names new sessions.
     fn land(&mut self, stats: &mut Stats, ev: &Event, x: &Sample, keys: &Keys) -> Landing {
-        stats.total.record(ev, x);
-        if let Some(t) = x.ttft_ns {
-            stats.ttft.record(t);
-        }
-        *stats.by_status.entry(ev.status).or_insert(0) += 1;
-        stats.first = stats.first.min(ev.created_at);
-        stats.last = stats.last.max(ev.created_at);
+        stats.record_totals(ev, x);
         let mut properties = [(Slot::OTHER, Slot::OTHER); MAX_PROPERTIES];
         for (((k, v), (hk, hv)), out) in ev.properties.iter().zip(&keys.properties).zip(&mut properties) {
             let key = stats.by_property.slot(*hk, k).0;
