@@ -622,19 +622,21 @@ impl<V: Mergeable> Capped<V> {
         let by_rank = |a: &(f64, u64, usize), b: &(f64, u64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         ranked.select_nth_unstable_by(self.cap - 1, by_rank);
         self.floor = ranked[self.cap - 1].0;
-        let mut keep = vec![false; self.entries.len()];
-        ranked[..self.cap].iter().for_each(|&(_, _, i)| keep[i] = true);
-        let mut i = 0;
+        // Each entry's position after the fold (`u32::MAX`: folded), marked kept first.
+        let mut moved = vec![u32::MAX; self.entries.len()];
+        ranked[..self.cap].iter().for_each(|&(_, _, i)| moved[i] = 0);
+        let (mut from, mut to) = (0, 0);
         self.entries.retain(|e| {
-            let kept = keep[i];
-            i += 1;
-            if !kept {
+            let kept = moved[from] != u32::MAX;
+            if kept {
+                moved[from] = to;
+                to += 1;
+            } else {
                 self.other.get_or_insert_with(|| self.empty.clone()).merge_from(&e.value);
             }
+            from += 1;
             kept
         });
-        let mut moved = vec![u32::MAX; keep.len()];
-        keep.iter().enumerate().filter(|(_, k)| **k).enumerate().for_each(|(to, (from, _))| moved[from] = to as u32);
         self.index.retain(|_, i| {
             *i = moved[*i as usize];
             *i != u32::MAX
