@@ -135,6 +135,9 @@ impl<'de> Scanner<'de> {
     }
 
     /// The string whose opening quote was just consumed, borrowed unless it has escapes.
+    /// (Inlined where it is read: a string without escapes is a few instructions, and
+    /// the call cost as many; the rest is [`string_built`](Self::string_built).)
+    #[inline]
     fn string(&mut self) -> Result<Cow<'de, str>, Error> {
         let (b, start) = (self.bytes(), self.pos);
         let i = find_special(b, start);
@@ -142,6 +145,14 @@ impl<'de> Scanner<'de> {
             self.pos = i + 1;
             return Ok(Cow::Borrowed(&self.text[start..i]));
         }
+        self.string_built(start, i)
+    }
+
+    /// The string from `start` whose first byte that is not plain text is at `i` (an
+    /// escape, a control character, or the end of the line).
+    #[inline(never)]
+    fn string_built(&mut self, start: usize, i: usize) -> Result<Cow<'de, str>, Error> {
+        let b = self.bytes();
         let mut out = String::with_capacity(i - start + 16);
         let (mut run, mut i) = (start, i);
         loop {
@@ -750,7 +761,6 @@ impl<'de> Scanner<'de> {
         // The low half of a surrogate pair, checked with its high half.
         let mut checked_escape = usize::MAX;
         let mut block_at = self.pos;
-        let mut pad = [b' '; 64];
         while block_at < b.len() {
             let m = match b.get(block_at..block_at + 64) {
                 Some(s) => blocks::classify_with::<SIMD>(s.try_into().expect("64 bytes")),
@@ -759,10 +769,11 @@ impl<'de> Scanner<'de> {
                     let last = b[b.len() - 64..].try_into().expect("64 bytes");
                     blocks::classify_with::<SIMD>(last).shifted(block_at + 64 - b.len())
                 }
+                // A line shorter than a block, padded with spaces.
                 None => {
                     let rest = &b[block_at..];
+                    let mut pad = [b' '; 64];
                     pad[..rest.len()].copy_from_slice(rest);
-                    pad[rest.len()..].fill(b' ');
                     blocks::classify_with::<SIMD>(&pad)
                 }
             };
