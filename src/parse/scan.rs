@@ -263,6 +263,7 @@ impl<'de> Scanner<'de> {
     }
 
     /// A number starting at the current byte (`-` or a digit).
+    #[inline]
     fn number(&mut self) -> Result<Number, Error> {
         let b = self.bytes();
         let start = self.pos;
@@ -752,8 +753,9 @@ impl<'de> Scanner<'de> {
         if !matches!(b.get(self.pos), Some(b'{' | b'[')) {
             return None;
         }
-        // Containers open: bit k of `lists` set when the container k deep is a list.
-        let (mut lists, mut open, mut in_list): (u128, u32, bool) = (0, 0, false);
+        // Containers open: `lists[k]` when the container k deep is a list (a bool a
+        // level costs fewer instructions than a bit of a u128).
+        let (mut lists, mut open, mut in_list) = ([false; MAX_DEPTH as usize], 0usize, false);
         let mut expect = Expect::Value;
         // Carried between blocks: inside a string, the first byte escaped, the last
         // byte part of a number or literal.
@@ -838,7 +840,7 @@ impl<'de> Scanner<'de> {
                         }
                         self.depth += 1;
                         in_list = c == b'[';
-                        lists = (lists & !(1 << open)) | (u128::from(in_list) << open);
+                        lists[open % lists.len()] = in_list;
                         open += 1;
                         if in_list { Expect::ValueOrEnd } else { Expect::KeyOrEnd }
                     }
@@ -853,7 +855,7 @@ impl<'de> Scanner<'de> {
                             self.pos = p + 1;
                             return Some(());
                         }
-                        in_list = lists & (1 << (open - 1)) != 0;
+                        in_list = lists[(open - 1) % lists.len()];
                         Expect::Next
                     }
                     b'-' | b'0'..=b'9' | b't' | b'f' | b'n' if matches!(expect, Expect::Value | Expect::ValueOrEnd) => {
