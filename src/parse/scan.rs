@@ -7,8 +7,9 @@
 //!   control character), with SSE2 on x86-64 and 8 bytes at a time elsewhere;
 //! - a value that is skipped ([`de::IgnoredAny`], [`super::json::Skip`]) is checked
 //!   but never built: escapes are validated, not decoded, so nothing is allocated;
-//!   an object or list is classified 64 bytes at a time (quotes, backslashes, control
-//!   characters, whitespace, structure as bit masks), so string bodies are passed over
+//!   an object or list is classified 64 bytes at a time, with AVX2 where the CPU has
+//!   it and SSE2 otherwise (quotes, backslashes, control characters, whitespace,
+//!   structure as bit masks), so string bodies are passed over
 //!   without a loop and only the tokens between them are checked one by one (about a
 //!   tenth less time on gateway logs than skipping byte by byte, which still handles
 //!   whatever the block skip does not vouch for, errors included);
@@ -579,14 +580,14 @@ mod blocks {
                 96, 0, 17, 2, 0, 12, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0,
             ),
         );
-        let (q, bs, ctl, nibble, zero) = (
+        let (q, bs, ctl, zero) = (
             _mm256_set1_epi8(b'"' as i8),
             _mm256_set1_epi8(b'\\' as i8),
             _mm256_set1_epi8(0x1f),
-            _mm256_set1_epi8(0x0f),
             _mm256_setzero_si256(),
         );
-        let (structure, space) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x70));
+        // The low four bits: a byte's low nibble, and the structure classes.
+        let (low4, space) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x70));
         let mut m = Masks { quote: 0, backslash: 0, control: 0, space: 0, structural: 0 };
         for k in 0..2 {
             // SAFETY: each load reads 32 of the block's 64 bytes (unaligned loads).
@@ -594,13 +595,13 @@ mod blocks {
             let bits = |x| u64::from(_mm256_movemask_epi8(x) as u32) << (32 * k);
             let class = _mm256_and_si256(
                 _mm256_shuffle_epi8(low, v),
-                _mm256_shuffle_epi8(high, _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble)),
+                _mm256_shuffle_epi8(high, _mm256_and_si256(_mm256_srli_epi16::<4>(v), low4)),
             );
             m.quote |= bits(_mm256_cmpeq_epi8(v, q));
             m.backslash |= bits(_mm256_cmpeq_epi8(v, bs));
             m.control |= bits(_mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v));
             m.space |= bits(_mm256_cmpeq_epi8(_mm256_and_si256(class, space), zero));
-            m.structural |= bits(_mm256_cmpeq_epi8(_mm256_and_si256(class, structure), zero));
+            m.structural |= bits(_mm256_cmpeq_epi8(_mm256_and_si256(class, low4), zero));
         }
         // Bytes of no class were marked above.
         m.space = !m.space;
@@ -737,7 +738,7 @@ impl<'de> Scanner<'de> {
     }
 
     /// [`skip_container`](Self::skip_container) compiled for AVX2, BMI and carry-less
-    /// multiplication (a third fewer instructions an event on `report`).
+    /// multiplication (about a quarter fewer instructions in the skip than SSE2's).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi1,bmi2,pclmulqdq")]
     unsafe fn skip_container_avx2(&mut self) -> Option<()> {
