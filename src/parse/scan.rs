@@ -678,6 +678,23 @@ mod blocks {
         }
     }
 
+    /// The bytes escaped by a backslash, from the block's backslashes and whether the
+    /// previous block's last backslash escapes this block's first byte (updated for the
+    /// next block). A run of backslashes escapes every other byte after its start and the
+    /// byte after it if its length is odd: the runs starting on odd and on even bits are
+    /// told apart by one addition whose carries run through each run (simdjson's
+    /// branchless method).
+    #[inline]
+    pub(super) fn escaped(backslash: u64, carry: &mut u64) -> u64 {
+        const EVEN: u64 = 0x5555_5555_5555_5555;
+        let backslash = backslash & !*carry;
+        let follows_escape = (backslash << 1) | *carry;
+        let odd_starts = backslash & !EVEN & !follows_escape;
+        let (even_starts_ended, overflow) = odd_starts.overflowing_add(backslash);
+        *carry = u64::from(overflow);
+        (EVEN ^ (even_starts_ended << 1)) & follows_escape
+    }
+
     /// Bit `i` set when an odd number of bits at or below `i` are set in `x`.
     #[inline]
     pub(super) fn prefix_xor(mut x: u64) -> u64 {
@@ -760,7 +777,7 @@ impl<'de> Scanner<'de> {
         let mut expect = Expect::Value;
         // Carried between blocks: inside a string, the first byte escaped, the last
         // byte part of a number or literal.
-        let (mut in_string, mut escaped_first, mut scalar_last) = (0u64, false, 0u64);
+        let (mut in_string, mut escape_carry, mut scalar_last) = (0u64, 0u64, 0u64);
         // The low half of a surrogate pair, checked with its high half.
         let mut checked_escape = usize::MAX;
         let mut block_at = self.pos;
@@ -781,26 +798,20 @@ impl<'de> Scanner<'de> {
                 }
             };
             // Escaped bytes: each backslash that is not itself escaped escapes the next.
-            let mut escaped = u64::from(escaped_first);
-            escaped_first = false;
-            let mut rest = m.backslash;
+            let escaped = blocks::escaped(m.backslash, &mut escape_carry);
+            let mut rest = escaped;
             while rest != 0 {
-                let j = rest.trailing_zeros();
+                let at = block_at + rest.trailing_zeros() as usize;
                 rest &= rest - 1;
-                if escaped & (1 << j) != 0 {
-                    continue;
-                }
-                let at = block_at + j as usize;
-                if at != checked_escape {
-                    match escape_at(b, at)? {
+                match b.get(at)? {
+                    c if is_one_letter_escape(c) => {}
+                    // `\u`: four hex digits, and a surrogate's other half.
+                    b'u' if at != checked_escape => match escape_at(b, at - 1)? {
                         Escape::One => {}
                         Escape::Pair => checked_escape = at + 6,
-                    }
-                }
-                if j == 63 {
-                    escaped_first = true;
-                } else {
-                    escaped |= 1 << (j + 1);
+                    },
+                    b'u' => {}
+                    _ => return None,
                 }
             }
             let quotes = m.quote & !escaped;
@@ -1305,6 +1316,30 @@ mod tests {
                 text.push_str(ALPHABET[rng.below(ALPHABET.len() as u64) as usize]);
             }
             agrees(&text);
+        }
+    }
+
+    #[test]
+    fn escaped_bytes_are_found_across_blocks_as_one_by_one() {
+        let mut rng = Rng::new(13);
+        for _ in 0..20_000 {
+            // Four blocks, backslashes dense enough for long runs across block edges.
+            let density = 1 + rng.below(4);
+            let blocks: Vec<u64> = (0..4).map(|_| (0..density).fold(!0, |m, _| m & rng.next_u64())).collect();
+            let (mut carry, mut escape_next) = (0, false);
+            for &backslash in &blocks {
+                let mut want = 0u64;
+                for i in 0..64 {
+                    if escape_next {
+                        want |= 1 << i;
+                        escape_next = false;
+                    } else {
+                        escape_next = backslash & (1 << i) != 0;
+                    }
+                }
+                assert_eq!(blocks::escaped(backslash, &mut carry), want, "{blocks:x?}");
+                assert_eq!(carry, u64::from(escape_next), "{blocks:x?}");
+            }
         }
     }
 
