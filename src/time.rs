@@ -34,6 +34,18 @@ pub fn parse_timestamp(s: &str) -> Result<(Micros, bool), &'static str> {
     if b.len() < 19 {
         return Err("timestamp too short for RFC 3339 (e.g. 2024-05-01T12:00:00Z)");
     }
+    let separated =
+        b[4] == b'-' && b[7] == b'-' && matches!(b[10], b'T' | b't' | b' ') && b[13] == b':' && b[16] == b':';
+    if !separated {
+        return Err("timestamp is not RFC 3339 (expected YYYY-MM-DDTHH:MM:SS)");
+    }
+    let [year, month, day, hour, minute, second] = if digits_in_place(b) {
+        let d = |i: usize| i64::from(b[i] - b'0');
+        let two = |i: usize| d(i) * 10 + d(i + 1);
+        [two(0) * 100 + two(2), two(5), two(8), two(11), two(14), two(17)]
+    } else {
+        return Err("timestamp has a non-digit where RFC 3339 expects one");
+    };
     let num = |range: std::ops::Range<usize>| -> Result<i64, &'static str> {
         let mut v = 0i64;
         for &c in &b[range] {
@@ -44,11 +56,6 @@ pub fn parse_timestamp(s: &str) -> Result<(Micros, bool), &'static str> {
         }
         Ok(v)
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
-        return Err("timestamp is not RFC 3339 (expected YYYY-MM-DDTHH:MM:SS)");
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return Err("timestamp has an invalid date");
     }
@@ -94,6 +101,21 @@ pub fn parse_timestamp(s: &str) -> Result<(Micros, bool), &'static str> {
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     Ok((secs * MICROS_PER_SEC + micros, false))
+}
+
+/// Whether `YYYY-MM-DDTHH:MM:SS`'s fourteen digits are digits, checked eight bytes at a
+/// time (its separators checked already). A byte is a digit when its high nibble is 3
+/// and adding 6 keeps it so; the separators (`-`, `T`, `t`, space, `:`) carry nothing
+/// into the next byte when 6 is added, and a digit position that does is no digit.
+#[inline]
+fn digits_in_place(b: &[u8]) -> bool {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let off = |w: u64| ((w & HIGH) | ((w.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4)) ^ 0x3333_3333_3333_3333;
+    // Digits at bytes 0-3, 5-6 | 8-9, 11-12, 14-15 | 17-18 (the last word starts at 11).
+    off(word(0)) & 0x00FF_FF00_FFFF_FFFF == 0
+        && off(word(8)) & 0xFFFF_00FF_FF00_FFFF == 0
+        && off(word(11)) & 0xFFFF_0000_0000_0000 == 0
 }
 
 /// The time zone that timestamps without an offset were written in (`--tz`): UTC
@@ -254,6 +276,35 @@ mod tests {
             let ours = parse_rfc3339(s).unwrap();
             let theirs = chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
             assert_eq!(ours, theirs, "{s}");
+        }
+    }
+
+    #[test]
+    fn digits_are_checked_at_once_as_one_by_one() {
+        const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+        let mut rng = crate::synth::Rng::new(5);
+        for base in ["2024-05-01T12:00:00Z", "1999-12-31 23:59:60.5+01:00", "0000-00-00t00:00:00"] {
+            // Every byte value at every digit's place, then random bytes at two of them
+            // (the separators are checked before).
+            let mut cases: Vec<Vec<u8>> = Vec::new();
+            for at in DIGITS {
+                for v in 0..=255u8 {
+                    let mut b = base.as_bytes().to_vec();
+                    b[at] = v;
+                    cases.push(b);
+                }
+            }
+            for _ in 0..100_000 {
+                let mut b = base.as_bytes().to_vec();
+                for _ in 0..2 {
+                    b[DIGITS[rng.below(14) as usize]] = rng.below(256) as u8;
+                }
+                cases.push(b);
+            }
+            for b in cases {
+                let want = DIGITS.iter().all(|&i| b[i].is_ascii_digit());
+                assert_eq!(digits_in_place(&b), want, "{b:?}");
+            }
         }
     }
 
