@@ -34,23 +34,21 @@ pub fn parse_timestamp(s: &str) -> Result<(Micros, bool), &'static str> {
     if b.len() < 19 {
         return Err("timestamp too short for RFC 3339 (e.g. 2024-05-01T12:00:00Z)");
     }
-    let separated =
-        b[4] == b'-' && b[7] == b'-' && matches!(b[10], b'T' | b't' | b' ') && b[13] == b':' && b[16] == b':';
-    if !separated {
+    const NON_DIGIT: &str = "timestamp has a non-digit where RFC 3339 expects one";
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
         return Err("timestamp is not RFC 3339 (expected YYYY-MM-DDTHH:MM:SS)");
     }
-    let [year, month, day, hour, minute, second] = if digits_in_place(b) {
-        let d = |i: usize| i64::from(b[i] - b'0');
-        let two = |i: usize| d(i) * 10 + d(i + 1);
-        [two(0) * 100 + two(2), two(5), two(8), two(11), two(14), two(17)]
-    } else {
-        return Err("timestamp has a non-digit where RFC 3339 expects one");
-    };
+    if !digits_in_place(b) {
+        return Err(NON_DIGIT);
+    }
+    let two = |i: usize| i64::from(b[i] - b'0') * 10 + i64::from(b[i + 1] - b'0');
+    let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
     let num = |range: std::ops::Range<usize>| -> Result<i64, &'static str> {
         let mut v = 0i64;
         for &c in &b[range] {
             if !c.is_ascii_digit() {
-                return Err("timestamp has a non-digit where RFC 3339 expects one");
+                return Err(NON_DIGIT);
             }
             v = v * 10 + i64::from(c - b'0');
         }

@@ -778,7 +778,7 @@ impl<'de> Scanner<'de> {
         // Carried between blocks: inside a string, the first byte escaped, the last
         // byte part of a number or literal.
         let (mut in_string, mut escape_carry, mut scalar_last) = (0u64, 0u64, 0u64);
-        // The low half of a surrogate pair, checked with its high half.
+        // The `u` of a surrogate pair's low half, checked with its high half.
         let mut checked_escape = usize::MAX;
         let mut block_at = self.pos;
         while block_at < b.len() {
