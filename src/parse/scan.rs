@@ -281,12 +281,14 @@ impl<'de> Scanner<'de> {
                 }
             }
             Some(b'1'..=b'9') => {
+                let from = i;
                 while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                    match int.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))) {
-                        Some(n) => int = n,
-                        None => overflow = true,
-                    }
+                    int = int.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
                     i += 1;
+                }
+                // Nineteen digits always fit; longer runs are added again with checks.
+                if i - from > 19 {
+                    (int, overflow) = checked_digits(&b[from..i]);
                 }
             }
             Some(_) => {
@@ -297,19 +299,19 @@ impl<'de> Scanner<'de> {
         }
         let mut float = false;
         // The digits as one integer and a power of ten, for the exact fast path below.
-        let (mut mantissa, mut exact, mut exp10) = (int, !overflow, 0i64);
+        // Exact when all its digits (nineteen at most) fit; otherwise the standard
+        // library reads the number.
+        let (mut mantissa, mut exact, mut exp10) = (int, i - start <= 19 + usize::from(negative), 0i64);
         if b.get(i) == Some(&b'.') {
             float = true;
             i += 1;
             let digits = i;
             while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                match mantissa.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))) {
-                    Some(n) => mantissa = n,
-                    None => exact = false,
-                }
-                exp10 -= 1;
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
                 i += 1;
             }
+            exp10 = -((i - digits) as i64);
+            exact &= i - start <= 20 + usize::from(negative);
             if i == digits {
                 self.pos = i;
                 return Err(if i == b.len() {
@@ -946,6 +948,18 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
         n = n * 16 + char::from(d).to_digit(16)? as u16;
     }
     Some(n)
+}
+
+/// The value of a run of ASCII digits, and whether it overflowed a u64.
+fn checked_digits(digits: &[u8]) -> (u64, bool) {
+    let mut value = 0u64;
+    for &d in digits {
+        match value.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))) {
+            Some(n) => value = n,
+            None => return (value, true),
+        }
+    }
+    (value, false)
 }
 
 const POW10: [f64; 23] = [
