@@ -1560,7 +1560,7 @@ mod tests {
     fn numbers_are_read_exactly_as_the_standard_library_reads_them() {
         let mut rng = Rng::new(11);
         for _ in 0..200_000 {
-            let digits = 1 + rng.below(19) as usize;
+            let digits = 1 + rng.below(24) as usize;
             let mut text: String = (0..digits).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
             text = text.trim_start_matches('0').to_string();
             if text.is_empty() {
