@@ -55,10 +55,17 @@ pub const MAX_ERROR_BYTES: usize = 1024;
 /// Cuts a string longer than `max` bytes to a prefix, a visible `…` and a hash of the
 /// whole (`prefix…#1a2b3c4d`), so two long values that differ only at the end stay
 /// two values.
+#[inline]
 pub fn bound(s: &mut Cow<'_, str>, max: usize) {
-    if s.len() <= max {
-        return;
+    if s.len() > max {
+        shorten(s, max);
     }
+}
+
+/// [`bound`]'s rare case, kept out of line so the common check inlines.
+#[cold]
+#[inline(never)]
+fn shorten(s: &mut Cow<'_, str>, max: usize) {
     let mut cut = max.saturating_sub(12);
     while !s.is_char_boundary(cut) {
         cut -= 1;
