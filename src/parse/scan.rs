@@ -877,11 +877,14 @@ impl<'de> Scanner<'de> {
                             b't' => literal_end(b, p, b"true")?,
                             b'f' => literal_end(b, p, b"false")?,
                             b'n' => literal_end(b, p, b"null")?,
-                            _ => {
-                                self.pos = p;
-                                self.number().ok()?;
-                                self.pos
-                            }
+                            _ => match plain_number_end(b, p) {
+                                Some(end) => end,
+                                None => {
+                                    self.pos = p;
+                                    self.number().ok()?;
+                                    self.pos
+                                }
+                            },
                         };
                         // The run ends with the value (`1x`, `truex` are errors).
                         if b.get(end).is_some_and(|&n| !matches!(n, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}'))
@@ -909,6 +912,34 @@ fn is_one_letter_escape(c: &u8) -> bool {
 #[inline]
 fn literal_end(b: &[u8], p: usize, word: &[u8]) -> Option<usize> {
     b[p..].starts_with(word).then_some(p + word.len())
+}
+
+/// The end of the number at `p` when it is plainly valid: no exponent and short
+/// enough that its value is finite, so it need not be read to be skipped. `None`
+/// leaves the rest (exponents, errors) to [`Scanner::number`].
+#[inline]
+fn plain_number_end(b: &[u8], p: usize) -> Option<usize> {
+    let first = p + usize::from(b[p] == b'-');
+    let mut i = first;
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
+    }
+    // One digit at least, no leading zero, and at most 300 digits before the point
+    // (below 1e300, far from the largest f64, about 1.8e308).
+    if i == first || (i - first > 1 && b[first] == b'0') || i - first > 300 {
+        return None;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let digits = i;
+        while let Some(b'0'..=b'9') = b.get(i) {
+            i += 1;
+        }
+        if i == digits {
+            return None;
+        }
+    }
+    (!matches!(b.get(i), Some(b'e' | b'E'))).then_some(i)
 }
 
 /// A valid escape [`Scanner::skip_container`] passes over.
@@ -1432,6 +1463,17 @@ mod tests {
         // literals, across 64-byte blocks.
         let body = r#"[{"role":"system","content":"You are Acme's assistant.\nRules:\n1. Quote \"[n]\".\\ 2. Prices in EUR (€) \u00e9 \ud83d\ude42."},{"role":"user","content":"日本語で要約してください"}, {"x" : [1, -2.5e3, 0, true, false, null, {}, [], [[]]], "y":{"z":"\/\b\f\r\t"}}]"#;
         assert!(skips_alike(body), "the fast way reads a plain body");
+        // Numbers long enough to be out of range, and just short of it: the block skip
+        // passes over plain numbers without reading them.
+        for digits in [300, 301, 308, 309, 310, 400] {
+            for number in [
+                format!("1{}", "0".repeat(digits - 1)),
+                format!("-{}.5", "9".repeat(digits)),
+                format!("0.{}", "1".repeat(digits)),
+            ] {
+                skips_alike(&format!(r#"{{"n":[{number},1]}}"#));
+            }
+        }
         // Every cut of it, and every byte replaced by each of a few that break JSON.
         for cut in 0..body.len() {
             if body.is_char_boundary(cut) {
