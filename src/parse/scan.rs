@@ -29,8 +29,15 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 const MAX_DEPTH: u32 = 128;
 
 /// Why a line is not what a parser wanted, and where (a byte column, from 1).
+///
+/// Boxed, as serde_json's is: errors are rare, and one word keeps every `Result` the
+/// reader returns in registers (a `Result<(), Error>` is a pointer tested for null)
+/// instead of a struct written to and read back from memory at each `?`.
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     msg: Box<str>,
     column: usize,
     kind: Kind,
@@ -49,19 +56,25 @@ enum Kind {
 impl Error {
     /// The line is not JSON at all (as opposed to JSON in another shape).
     pub fn is_syntax(&self) -> bool {
-        self.kind != Kind::Data
+        self.0.kind != Kind::Data
     }
 
+    #[cold]
+    fn new(msg: Box<str>, column: usize, kind: Kind) -> Error {
+        Error(Box::new(Inner { msg, column, kind }))
+    }
+
+    #[cold]
     fn syntax(msg: &str, column: usize) -> Error {
-        Error { msg: msg.into(), column, kind: Kind::Syntax }
+        Error::new(msg.into(), column, Kind::Syntax)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self.column {
-            0 => f.write_str(&self.msg),
-            c => write!(f, "{} (column {c})", self.msg),
+        match self.0.column {
+            0 => f.write_str(&self.0.msg),
+            c => write!(f, "{} (column {c})", self.0.msg),
         }
     }
 }
@@ -70,7 +83,7 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Error {
-        Error { msg: msg.to_string().into(), column: 0, kind: Kind::Data }
+        Error::new(msg.to_string().into(), 0, Kind::Data)
     }
 }
 
@@ -115,14 +128,15 @@ impl<'de> Scanner<'de> {
         Error::syntax(msg, self.pos + 1)
     }
 
+    #[cold]
     fn eof(&self, msg: &str) -> Error {
-        Error { msg: msg.into(), column: self.text.len(), kind: Kind::Eof }
+        Error::new(msg.into(), self.text.len(), Kind::Eof)
     }
 
     /// An error from a visitor gets the position it was found at.
     fn placed(&self, mut e: Error) -> Error {
-        if e.column == 0 {
-            e.column = self.pos.max(1);
+        if e.0.column == 0 {
+            e.0.column = self.pos.max(1);
         }
         e
     }
