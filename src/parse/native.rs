@@ -191,21 +191,20 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
         let mut created_at = None;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let key = key.as_ref();
-            if key == "properties" {
-                ev.properties.clear();
-                map.next_value_seed(PropertiesSeed { ev: &mut *ev })?;
-                continue;
+            match Member::of(key) {
+                Member::Field(field) => {
+                    let v: Scalar<'de> = map.next_value()?;
+                    set_field(ev, &mut created_at, field, key, v).map_err(de::Error::custom)?;
+                }
+                Member::Properties => {
+                    ev.properties.clear();
+                    map.next_value_seed(PropertiesSeed { ev: &mut *ev })?;
+                }
+                Member::Error => map.next_value_seed(ErrorSeed { ev: &mut *ev })?,
+                Member::Unknown => {
+                    map.next_value::<Skip>()?;
+                }
             }
-            if key == "error" {
-                map.next_value_seed(ErrorSeed { ev: &mut *ev })?;
-                continue;
-            }
-            let Some(field) = Field::from_key(key) else {
-                map.next_value::<Skip>()?;
-                continue;
-            };
-            let v: Scalar<'de> = map.next_value()?;
-            set_field(ev, &mut created_at, field, key, v).map_err(de::Error::custom)?;
         }
         match created_at {
             Some(t) => {
@@ -309,14 +308,25 @@ enum Field {
     SessionPath,
     Retry,
     Feedback,
-    Error,
     Seq,
 }
 
-impl Field {
-    fn from_key(key: &str) -> Option<Field> {
+/// What a top-level key names. One match for every key, so a field's key is compared
+/// once rather than after `properties` and `error` were ruled out.
+enum Member {
+    Field(Field),
+    /// `properties`: a map of custom properties.
+    Properties,
+    /// `error`: a string or an error object.
+    Error,
+    /// A key tokentop does not read; its value is checked and skipped.
+    Unknown,
+}
+
+impl Member {
+    fn of(key: &str) -> Member {
         use Field::*;
-        Some(match key {
+        Member::Field(match key {
             "request_id" => RequestId,
             "created_at" => CreatedAt,
             "provider" => Provider,
@@ -337,9 +347,10 @@ impl Field {
             "session_path" => SessionPath,
             "retry" => Retry,
             "feedback" => Feedback,
-            "error" => Error,
             "seq" => Seq,
-            _ => return None,
+            "properties" => return Member::Properties,
+            "error" => return Member::Error,
+            _ => return Member::Unknown,
         })
     }
 }
@@ -405,7 +416,7 @@ fn set_field<'de>(
             };
             if field == CacheHit { ev.cache_hit = b.unwrap_or(false) } else { ev.feedback = b }
         }
-        RequestId | Provider | Model | UserId | SessionId | SessionName | SessionPath | Error => {
+        RequestId | Provider | Model | UserId | SessionId | SessionName | SessionPath => {
             let s = match v {
                 Scalar::Null => None,
                 Scalar::Str(s) => Some(s),
@@ -418,8 +429,7 @@ fn set_field<'de>(
                 UserId => ev.user_id = s,
                 SessionId => ev.session_id = s,
                 SessionName => ev.session_name = s,
-                SessionPath => ev.session_path = s,
-                _ => ev.error = s,
+                _ => ev.session_path = s,
             }
         }
     }
