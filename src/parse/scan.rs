@@ -1184,7 +1184,11 @@ impl<'de> MapAccess<'de> for Members<'_, 'de> {
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         let de = &mut *self.de;
         let mut c = de.peek();
-        if std::mem::take(&mut self.first) {
+        // Compact JSON's `,"` between members, taken at once.
+        if c == Some(b',') && !self.first && de.bytes().get(de.pos + 1) == Some(&b'"') {
+            de.pos += 1;
+            c = Some(b'"');
+        } else if std::mem::take(&mut self.first) {
             if c == Some(b'}') {
                 return Ok(None);
             }
