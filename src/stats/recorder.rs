@@ -37,8 +37,10 @@ struct Landing {
 /// held stay valid because the stats' maps only grow meanwhile (no ranked maps here).
 #[derive(Debug, Default)]
 pub struct Recorder {
-    /// The last two landings, oldest first.
-    waiting: [Option<Landing>; 2],
+    /// The last landings, the `landed`th (counting from 0) at `landed % 3`: kept in
+    /// place rather than shifted, so a landing is written once.
+    ring: [Option<Landing>; 3],
+    landed: usize,
     /// Sessions kept without a name yet: a later request with a name names them.
     unnamed: hashbrown::HashSet<u64>,
 }
@@ -57,21 +59,29 @@ impl Recorder {
             }
             return;
         }
-        let landing = self.land(stats, ev, x, keys);
-        fetch_values(stats, &landing);
-        if let Some(middle) = &self.waiting[1] {
-            fetch_counters(stats, middle);
+        let at = self.landed % 3;
+        self.ring[at] = Some(self.land(stats, ev, x, keys));
+        self.landed += 1;
+        let [newest, middle, oldest] = [at, (at + 2) % 3, (at + 1) % 3].map(|i| &self.ring[i]);
+        if let Some(l) = newest {
+            fetch_values(stats, l);
         }
-        if let Some(oldest) = self.waiting[0].take() {
-            add(stats, &oldest);
+        if let Some(l) = middle {
+            fetch_counters(stats, l);
         }
-        self.waiting = [self.waiting[1].take(), Some(landing)];
+        if let Some(l) = oldest {
+            add(stats, l);
+        }
+        self.ring[(at + 1) % 3] = None;
     }
 
     /// Records the events still waiting.
     pub fn finish(&mut self, stats: &mut Stats) {
-        for l in self.waiting.iter_mut().filter_map(Option::take) {
-            add(stats, &l);
+        // The older first: a session is named by its first request with a name.
+        for i in [self.landed + 1, self.landed + 2] {
+            if let Some(l) = self.ring[i % 3].take() {
+                add(stats, &l);
+            }
         }
     }
 
