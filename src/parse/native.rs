@@ -362,9 +362,11 @@ fn set_field<'de>(
     field: Field,
     key: &str,
     v: Scalar<'de>,
-) -> Result<(), String> {
+) -> Result<(), Box<str>> {
     use Field::*;
-    let bad = |expected: &str, v: &Scalar| format!("field `{key}`: expected {expected}, found {}", show(v));
+    let bad = |expected: &str, v: &Scalar| -> Box<str> {
+        format!("field `{key}`: expected {expected}, found {}", show(v)).into()
+    };
     match field {
         CreatedAt => {
             *created_at = match v {
@@ -380,7 +382,7 @@ fn set_field<'de>(
             ev.status = match integer(&v) {
                 Ok(None) => 200,
                 Ok(Some(n)) if n <= 999 => n as u16,
-                Ok(Some(_)) => return Err(format!("field `status`: {} is not an HTTP status (0–999)", show(&v))),
+                Ok(Some(_)) => return Err(format!("field `status`: {} is not an HTTP status (0–999)", show(&v)).into()),
                 Err(()) => return Err(bad("an integer HTTP status", &v)),
             }
         }
