@@ -808,20 +808,27 @@ impl<'de> Scanner<'de> {
         // The `u` of a surrogate pair's low half, checked with its high half.
         let mut checked_escape = usize::MAX;
         let mut block_at = self.pos;
+        let mut pad = [b' '; 64];
         while block_at < b.len() {
-            let m = match b.get(block_at..block_at + 64) {
-                Some(s) => blocks::classify_with::<SIMD>(s.try_into().expect("64 bytes")),
+            // The block's masks, and its bytes: byte `j` of the block is `bytes[j + shift]`
+            // (`shift` is not 0 only for the line's last 64 bytes read again), so a token's
+            // byte is read from the 64 at hand without checking the line's bounds.
+            let (m, bytes, shift): (_, &[u8; 64], usize) = match b.get(block_at..block_at + 64) {
+                Some(s) => {
+                    let s = s.try_into().expect("64 bytes");
+                    (blocks::classify_with::<SIMD>(s), s, 0)
+                }
                 // The line's last 64 bytes, read again.
                 None if b.len() >= 64 => {
                     let last = b[b.len() - 64..].try_into().expect("64 bytes");
-                    blocks::classify_with::<SIMD>(last).shifted(block_at + 64 - b.len())
+                    let shift = block_at + 64 - b.len();
+                    (blocks::classify_with::<SIMD>(last).shifted(shift), last, shift)
                 }
                 // A line shorter than a block, padded with spaces.
                 None => {
                     let rest = &b[block_at..];
-                    let mut pad = [b' '; 64];
                     pad[..rest.len()].copy_from_slice(rest);
-                    blocks::classify_with::<SIMD>(&pad)
+                    (blocks::classify_with::<SIMD>(&pad), &pad, 0)
                 }
             };
             // Escaped bytes: each backslash that is not itself escaped escapes the next.
@@ -858,7 +865,8 @@ impl<'de> Scanner<'de> {
                 let j = tokens.trailing_zeros() as usize;
                 tokens &= tokens - 1;
                 let p = block_at + j;
-                let &c = b.get(p)?;
+                // (`j + shift` < 64: the shifted masks hold the line's bytes only.)
+                let c = bytes[(j + shift) & 63];
                 expect = match c {
                     b'"' => match expect {
                         Expect::KeyOrEnd | Expect::Key => Expect::Colon,
