@@ -3,9 +3,7 @@
 //! The built-in table (`assets/pricing.json`) is derived from LiteLLM's MIT-licensed
 //! price list by `scripts/gen-pricing.py`; a user file can override or add entries.
 
-use std::hash::{Hash, Hasher};
-
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -186,31 +184,15 @@ pub fn cost_of(ev: &Event, price: Option<&Price>) -> Cost {
 /// rather than kept, so memory stays bounded whatever a source sends.
 #[derive(Default)]
 pub struct PriceCache {
-    seen: HashMap<PairKey, Option<Price>>,
+    /// (pair hash, provider, model, price), found by the pair hash.
+    seen: hashbrown::HashTable<(u64, Box<str>, Box<str>, Option<Price>)>,
 }
 
-#[derive(PartialEq, Eq)]
-struct PairKey(Box<str>, Box<str>);
-
-struct PairRef<'a>(&'a str, &'a str);
-
-impl Hash for PairKey {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        PairRef(&self.0, &self.1).hash(h)
-    }
-}
-
-impl Hash for PairRef<'_> {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.0.hash(h);
-        self.1.hash(h);
-    }
-}
-
-impl Equivalent<PairKey> for PairRef<'_> {
-    fn equivalent(&self, key: &PairKey) -> bool {
-        *self.0 == *key.0 && *self.1 == *key.1
-    }
+/// The hash [`PriceCache::get_hashed`] takes, from the names' own hashes as
+/// [`crate::stats::key_hash`] makes them (the ingest path has them already).
+#[inline]
+pub fn pair_hash(provider: u64, model: u64) -> u64 {
+    provider.rotate_left(29) ^ model
 }
 
 impl PriceCache {
@@ -218,12 +200,20 @@ impl PriceCache {
     pub const MAX: usize = 4_096;
 
     pub fn get(&mut self, table: &PriceTable, provider: &str, model: &str) -> Option<Price> {
-        if let Some(p) = self.seen.get(&PairRef(provider, model)) {
-            return *p;
+        let hash = pair_hash(crate::stats::key_hash(provider), crate::stats::key_hash(model));
+        self.get_hashed(table, provider, model, hash)
+    }
+
+    /// [`get`](Self::get) with the pair's [`pair_hash`] at hand.
+    #[inline]
+    pub fn get_hashed(&mut self, table: &PriceTable, provider: &str, model: &str, hash: u64) -> Option<Price> {
+        let same = |e: &(u64, Box<str>, Box<str>, Option<Price>)| e.0 == hash && *e.1 == *provider && *e.2 == *model;
+        if let Some(e) = self.seen.find(hash, same) {
+            return e.3;
         }
         let p = table.lookup(provider, model);
         if self.seen.len() < Self::MAX {
-            self.seen.insert(PairKey(provider.into(), model.into()), p);
+            self.seen.insert_unique(hash, (hash, provider.into(), model.into(), p), |e| e.0);
         }
         p
     }
