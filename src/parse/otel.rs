@@ -917,6 +917,30 @@ mod tests {
     }
 
     #[test]
+    fn an_attribute_key_that_is_not_a_string_is_named_and_placed() {
+        let expecting = "expected a string, number, boolean or null";
+        for (value, says) in [
+            ("5", "expected a string key, found a number".to_owned()),
+            ("-5", "expected a string key, found a number".to_owned()),
+            ("1.5", "expected a string key, found a number".to_owned()),
+            ("true", "expected a string key, found a boolean".to_owned()),
+            ("null", "expected a string key, found null".to_owned()),
+            ("{}", format!("invalid type: map, {expecting}")),
+            ("[1]", format!("invalid type: sequence, {expecting}")),
+        ] {
+            let line = format!(
+                r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":{value},"value":{{"stringValue":"x"}}}}]}}}}]}}"#
+            );
+            // Placed after the value, or after the bracket of an object or list.
+            let read = if value.starts_with(['{', '[']) { 1 } else { value.len() };
+            let after = line.find(r#""key":"#).unwrap() + 6 + read;
+            let e = parse_lines(&line, &mut Event::with_properties(Vec::new()), &mut Notes::default(), &mut |_, _| {})
+                .unwrap_err();
+            assert_eq!(e.to_string(), format!("{says} (column {after})"), "{value}");
+        }
+    }
+
+    #[test]
     fn not_an_export() {
         let mut ev = Event::with_properties(Vec::new());
         let e = parse_lines(r#"{"spans":[]}"#, &mut ev, &mut Notes::default(), &mut |_, _| {}).unwrap_err();
