@@ -78,10 +78,52 @@ pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match d.deserialize_str(ScalarVisitor)? {
-            Scalar::Str(s) => Ok(Key(s)),
-            other => Err(de::Error::custom(format!("expected a string key, found {}", other.kind()))),
-        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// [`Key`]'s visitor: the string itself, without going through a [`Scalar`] (a tenth
+/// of a native line's instructions went there). Its messages are those of a `Scalar`
+/// that is not a string: `otel` reads values as keys too.
+struct KeyVisitor;
+
+impl KeyVisitor {
+    fn not_a_string<E: de::Error>(v: Scalar) -> E {
+        E::custom(format!("expected a string key, found {}", v.kind()))
+    }
+}
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        ScalarVisitor.expecting(f)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(Self::not_a_string(Scalar::Null))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(Self::not_a_string(Scalar::Null))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Err(Self::not_a_string(Scalar::Bool(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Err(Self::not_a_string(Scalar::U64(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Err(Self::not_a_string(Scalar::I64(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Err(Self::not_a_string(Scalar::F64(v)))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v)))
     }
 }
 
