@@ -155,10 +155,14 @@ impl<'de> Scanner<'de> {
     #[inline]
     fn string(&mut self) -> Result<Cow<'de, str>, Error> {
         let (b, start) = (self.bytes(), self.pos);
+        debug_assert!(b.get(start.wrapping_sub(1)) == Some(&b'"'), "called after an opening quote");
         let i = find_special(b, start);
         if b.get(i) == Some(&b'"') {
             self.pos = i + 1;
-            return Ok(Cow::Borrowed(&self.text[start..i]));
+            // SAFETY: `start` follows the opening quote and `i` is the closing one, both
+            // ASCII in valid UTF-8, so both are char boundaries, and `start <= i < len`.
+            // (Slicing with checks tested both boundaries again: ~1% of a native line.)
+            return Ok(Cow::Borrowed(unsafe { self.text.get_unchecked(start..i) }));
         }
         self.string_built(start, i)
     }
