@@ -1732,6 +1732,51 @@ mod tests {
         }
     }
 
+    /// The one-pass reading of plain numbers and the full one meet at 19 digits, at the
+    /// range of `i64` and at 2^53: serde_json's kinds (u64, i64, f64) and values on both sides.
+    #[test]
+    fn numbers_on_either_side_of_the_plain_ones_are_serde_jsons() {
+        for text in [
+            "0",
+            "-0",
+            "-0.0",
+            "0.0",
+            "5",
+            "-5",
+            "01",
+            "-01",
+            "1.",
+            "-",
+            "-.5",
+            ".5",
+            "1.5",
+            "-1.5",
+            "0.1",
+            "9999999999999999999",
+            "10000000000000000000",
+            "-9999999999999999999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775807",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678.9",
+            "1234567890123456789.5",
+            "9007199254740992.5",
+            "900719925474099.3",
+            "1e5",
+            "-1E-5",
+            "1.5e3",
+            "2.5E+2",
+            "1.0e",
+            "12345678901234567.8e-3",
+        ] {
+            agrees(text);
+            agrees(&format!("[{text},{text}]"));
+            agrees(&format!(r#"{{"n":{text}}}"#));
+        }
+    }
+
     #[test]
     fn nesting_is_limited_whether_read_or_skipped() {
         for depth in [127, 128, 129, 100_000] {
