@@ -613,15 +613,24 @@ mod blocks {
         }
     }
 
-    /// Whether this CPU runs [`classify_avx2`] and [`prefix_xor_clmul`] (std caches
-    /// the answer).
+    /// Whether this CPU runs [`classify_avx2`] and [`prefix_xor_clmul`]: the four
+    /// features asked once, the answer kept in one byte (0 until asked, then 1 or 2).
     #[cfg(target_arch = "x86_64")]
     #[inline]
     pub(super) fn has_avx2() -> bool {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("bmi1")
-            && std::is_x86_feature_detected!("bmi2")
-            && std::is_x86_feature_detected!("pclmulqdq")
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static HAS: AtomicU8 = AtomicU8::new(0);
+        match HAS.load(Ordering::Relaxed) {
+            0 => {
+                let has = std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("bmi1")
+                    && std::is_x86_feature_detected!("bmi2")
+                    && std::is_x86_feature_detected!("pclmulqdq");
+                HAS.store(1 + u8::from(has), Ordering::Relaxed);
+                has
+            }
+            known => known == 2,
+        }
     }
 
     /// [`classify`], or [`classify_avx2`] when `AVX2` (in code compiled for it).
