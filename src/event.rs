@@ -107,6 +107,7 @@ impl<'a> Event<'a> {
     }
 
     /// Sets a property; a key given again replaces its earlier value (last one wins).
+    #[inline]
     pub fn set_property(&mut self, key: Cow<'a, str>, value: Cow<'a, str>) {
         match self.properties.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
