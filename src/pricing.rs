@@ -184,8 +184,15 @@ pub fn cost_of(ev: &Event, price: Option<&Price>) -> Cost {
 /// rather than kept, so memory stays bounded whatever a source sends.
 #[derive(Default)]
 pub struct PriceCache {
-    /// (pair hash, provider, model, price), found by the pair hash.
-    seen: hashbrown::HashTable<(u64, Box<str>, Box<str>, Option<Price>)>,
+    seen: hashbrown::HashTable<Seen>,
+}
+
+/// A pair looked up, found by its [`pair_hash`].
+struct Seen {
+    hash: u64,
+    provider: Box<str>,
+    model: Box<str>,
+    price: Option<Price>,
 }
 
 /// The hash [`PriceCache::get_hashed`] takes, from the names' own hashes as
@@ -207,15 +214,16 @@ impl PriceCache {
     /// [`get`](Self::get) with the pair's [`pair_hash`] at hand.
     #[inline]
     pub fn get_hashed(&mut self, table: &PriceTable, provider: &str, model: &str, hash: u64) -> Option<Price> {
-        let same = |e: &(u64, Box<str>, Box<str>, Option<Price>)| e.0 == hash && *e.1 == *provider && *e.2 == *model;
+        let same = |e: &Seen| e.hash == hash && *e.provider == *provider && *e.model == *model;
         if let Some(e) = self.seen.find(hash, same) {
-            return e.3;
+            return e.price;
         }
-        let p = table.lookup(provider, model);
+        let price = table.lookup(provider, model);
         if self.seen.len() < Self::MAX {
-            self.seen.insert_unique(hash, (hash, provider.into(), model.into(), p), |e| e.0);
+            let seen = Seen { hash, provider: provider.into(), model: model.into(), price };
+            self.seen.insert_unique(hash, seen, |e| e.hash);
         }
-        p
+        price
     }
 
     pub fn len(&self) -> usize {
