@@ -8,6 +8,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::event::Event;
+use crate::stats::Keys;
 
 const BUILTIN: &str = include_str!("../assets/pricing.json");
 
@@ -195,10 +196,9 @@ struct Seen {
     price: Option<Price>,
 }
 
-/// The hash [`PriceCache::get_hashed`] takes, from the names' own hashes as
-/// [`crate::stats::key_hash`] makes them (the ingest path has them already).
+/// A pair's hash, from the names' own hashes as [`crate::stats::key_hash`] makes them.
 #[inline]
-pub fn pair_hash(provider: u64, model: u64) -> u64 {
+fn pair_hash(provider: u64, model: u64) -> u64 {
     provider.rotate_left(29) ^ model
 }
 
@@ -211,9 +211,16 @@ impl PriceCache {
         self.get_hashed(table, provider, model, hash)
     }
 
-    /// [`get`](Self::get) with the pair's [`pair_hash`] at hand.
+    /// [`get`](Self::get) for an event whose group keys are hashed already
+    /// ([`Keys::hash`]): the ingest paths have the names' hashes, so they are not
+    /// hashed again.
     #[inline]
-    pub fn get_hashed(&mut self, table: &PriceTable, provider: &str, model: &str, hash: u64) -> Option<Price> {
+    pub fn get_keyed(&mut self, table: &PriceTable, ev: &Event, keys: &Keys) -> Option<Price> {
+        self.get_hashed(table, ev.provider(), ev.model(), pair_hash(keys.provider, keys.model))
+    }
+
+    #[inline]
+    fn get_hashed(&mut self, table: &PriceTable, provider: &str, model: &str, hash: u64) -> Option<Price> {
         let same = |e: &Seen| e.hash == hash && *e.provider == *provider && *e.model == *model;
         if let Some(e) = self.seen.find(hash, same) {
             return e.price;
@@ -263,6 +270,25 @@ mod tests {
             assert_eq!(cache.get(&t, "openai", "gpt-4o"), t.lookup("openai", "gpt-4o"));
             assert!(cache.get(&t, "openai", "gpt-4o").is_some());
         }
+    }
+
+    #[test]
+    fn an_event_keyed_already_finds_the_pair_its_names_find() {
+        let t = table();
+        let mut cache = PriceCache::default();
+        let mut keys = Keys::default();
+        for (provider, model) in
+            [("openai", "gpt-4o"), ("mistral", "mistral-large-latest"), ("", "nope"), ("openai", "gpt-4o")]
+        {
+            let mut ev = Event::with_properties(Vec::new());
+            ev.provider = Some(provider.into());
+            ev.model = Some(model.into());
+            keys.hash(&ev);
+            let keyed = cache.get_keyed(&t, &ev, &keys);
+            assert_eq!(keyed, t.lookup(ev.provider(), ev.model()), "{provider}/{model}");
+            assert_eq!(cache.get(&t, ev.provider(), ev.model()), keyed, "the same entry by name");
+        }
+        assert_eq!(cache.len(), 3, "one entry a pair, whichever way it was found");
     }
 
     #[test]

@@ -346,10 +346,10 @@ impl Engine {
     }
 
     pub fn ingest(&mut self, ev: &Event) {
-        let price = self.cache.get(&self.prices, ev.provider(), ev.model());
-        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
         let mut keys = std::mem::take(&mut self.keys);
         keys.hash(ev);
+        let price = self.cache.get_keyed(&self.prices, ev, &keys);
+        let x = Sample::new(ev, cost_of(ev, price.as_ref()));
         self.ingest_sampled(ev, &x, &keys);
         self.keys = keys;
     }

@@ -59,13 +59,13 @@ impl Batch {
         keys: &mut Keys,
         metrics: Option<&Metrics>,
     ) {
-        let price = cache.get(prices, ev.provider(), ev.model());
+        keys.hash(ev);
+        let price = cache.get_keyed(prices, ev, keys);
         let cost = cost_of(ev, price.as_ref());
         if let Some(m) = metrics {
             m.record(ev, cost);
         }
         self.measures.push(Sample::new(ev, cost));
-        keys.hash(ev);
         self.keys.push((keys.model, keys.provider, keys.user, keys.session));
         self.property_keys.extend_from_slice(&keys.properties);
         self.events.push(ev);

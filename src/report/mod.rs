@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::ingest::{self, Counts, Input, InputError};
 use crate::parse::{Format, LineParser};
-use crate::pricing::{self, PriceCache, PriceTable, cost_of};
+use crate::pricing::{PriceCache, PriceTable, cost_of};
 use crate::stats::series::{Series, bucket_for_span};
 use crate::stats::{Agg, Capped, Keys, Limits, OTHER, Recorder, Sample, Stats, Usd, pct};
 use crate::time::{MICROS_PER_SEC, Micros, format_rfc3339};
@@ -658,8 +658,7 @@ fn pass(inputs: &[Input], opts: &Options, end: Option<Micros>) -> Result<(Vec<Pa
                 return;
             }
             p.keys.hash(ev);
-            let pair = pricing::pair_hash(p.keys.provider, p.keys.model);
-            let price = p.prices.get_hashed(&opts.prices, ev.provider(), ev.model(), pair);
+            let price = p.prices.get_keyed(&opts.prices, ev, &p.keys);
             let x = Sample::new(ev, cost_of(ev, price.as_ref()));
             p.recorder.record(&mut p.stats, ev, &x, &p.keys);
             p.series.record(ev, &x);
