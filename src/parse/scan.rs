@@ -1786,6 +1786,62 @@ mod tests {
         }
     }
 
+    /// Grammar errors a block skip must find, and valid look-alikes, at every offset from
+    /// a block's edge: each error's tokens are split across two blocks in every way, as
+    /// the state a block skip carries from one block to the next is where it goes wrong.
+    #[test]
+    fn the_grammar_is_checked_at_every_place_in_a_block() {
+        let bad = [
+            r#""a","b":1"#,
+            r#""a":"b":1"#,
+            r#""a":1:2"#,
+            r#""a""#,
+            r#""a":"#,
+            r#"1:2"#,
+            r#"[]:1"#,
+            r#"{}:1"#,
+            r#""a":1,"#,
+            r#""a":"b""c""#,
+            r#""a":"b"1"#,
+            r#""a":1"b""#,
+            r#""a":1 2"#,
+            r#""a":[1 2]"#,
+            r#""a":["x":1]"#,
+            r#""a":[1,]"#,
+            r#""a":[,1]"#,
+            r#""a":{"b"}"#,
+            r#""a":{"b":}"#,
+            r#""a":{"b":1,}"#,
+            r#""a":{,}"#,
+            r#""a":[}"#,
+            r#""a":{]"#,
+            r#""a":}"#,
+            r#""a":truex"#,
+            r#""a":-"#,
+            r#""a":[]{}"#,
+            r#""a":"x"[]"#,
+            r#""a":{}"b""#,
+        ];
+        let good = [
+            r#""a":"b""#,
+            r#""a":"b","c":[1,"d",{},[]]"#,
+            r#""a":{"b":{"c":[null,true,false,-0.5e1]}}"#,
+            r#""a":{},"b":[],"c":"""#,
+        ];
+        let cases = bad.iter().map(|m| (m, false)).chain(good.iter().map(|m| (m, true)));
+        for (member, valid) in cases {
+            // Compact, and with whitespace around each `:` and `,`.
+            let spaced = member.replace(':', " : ").replace(',', "\n,\t");
+            for member in [member.to_string(), spaced] {
+                for pad in 0..=66 {
+                    let text = format!(r#"{{"pad":"{}",{member}}}"#, "x".repeat(pad));
+                    assert_eq!(skipped(&text).is_ok(), valid, "{text}");
+                    assert_eq!(skips_alike(&text), valid, "the block skip on {text}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn nesting_is_limited_whether_read_or_skipped() {
         for depth in [127, 128, 129, 100_000] {
