@@ -11,6 +11,9 @@
 #   scripts/bench.sh formats   # parser throughput of every input format
 #   scripts/bench.sh formats-callgrind  # instructions per event of every parser (valgrind):
 #                              # repeatable where wall-clock figures are noisy (not in "all")
+#   scripts/bench.sh report-callgrind   # instructions per event of a one-thread report of
+#                              # gateway-style events, parse and aggregation (valgrind): the
+#                              # steady state, (I(100k) - I(20k)) / 80k (not in "all")
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
 #   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
 #   scripts/bench.sh alerts    # live ingest with and without the nine seed alert rules
@@ -119,6 +122,20 @@ if [[ $what == formats-callgrind ]]; then
     }
     echo "$f $(( ($(count 2) - $(count 0)) / 10000 )) instructions/event"
   done
+fi
+
+if [[ $what == report-callgrind ]]; then
+  # Two runs whose difference is 80,000 events: start-up, the last report and the
+  # pricing table's loading cancel out.
+  for n in 20000 100000; do
+    [[ -s $tmp/r$n.jsonl ]] || ./target/release/examples/gen_events $n 300 1 5000 --realistic > "$tmp/r$n.jsonl"
+  done
+  count() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+      ./target/release/tokentop report --window all --threads 1 "$tmp/r$1.jsonl" 2>&1 > /dev/null |
+      awk '/Collected/ {print $4}'
+  }
+  echo "report $(( ($(count 100000) - $(count 20000)) / 80000 )) instructions/event"
 fi
 
 if [[ $what == relay || $what == all ]]; then
