@@ -883,25 +883,22 @@ impl<'de> Scanner<'de> {
         let mut block_at = self.pos;
         let mut pad = [b' '; 64];
         while block_at < b.len() {
-            // The block's masks, and its bytes: byte `j` of the block is `bytes[j + shift]`
-            // (`shift` is not 0 only for the line's last 64 bytes read again), so a token's
-            // byte is read from the 64 at hand without checking the line's bounds.
-            let (m, bytes, shift): (_, &[u8; 64], usize) = match b.get(block_at..block_at + 64) {
+            // The block's masks.
+            let m = match b.get(block_at..block_at + 64) {
                 Some(s) => {
                     let s = s.try_into().expect("64 bytes");
-                    (blocks::classify_with::<SIMD>(s), s, 0)
+                    blocks::classify_with::<SIMD>(s)
                 }
                 // The line's last 64 bytes, read again.
                 None if b.len() >= 64 => {
                     let last = b[b.len() - 64..].try_into().expect("64 bytes");
-                    let shift = block_at + 64 - b.len();
-                    (blocks::classify_with::<SIMD>(last).shifted(shift), last, shift)
+                    blocks::classify_with::<SIMD>(last).shifted(block_at + 64 - b.len())
                 }
                 // A line shorter than a block, padded with spaces.
                 None => {
                     let rest = &b[block_at..];
                     pad[..rest.len()].copy_from_slice(rest);
-                    (blocks::classify_with::<SIMD>(&pad), &pad, 0)
+                    blocks::classify_with::<SIMD>(&pad)
                 }
             };
             // Escaped bytes: each backslash that is not itself escaped escapes the next.
@@ -934,12 +931,17 @@ impl<'de> Scanner<'de> {
             let starts = scalar & !((scalar << 1) | scalar_last);
             scalar_last = scalar >> 63;
             let mut tokens = (quotes & inside) | (m.structural & !inside) | starts;
+            let block = &b[block_at..];
             while tokens != 0 {
                 let j = tokens.trailing_zeros() as usize;
                 tokens &= tokens - 1;
                 let p = block_at + j;
-                // (`j + shift` < 64: the shifted masks hold the line's bytes only.)
-                let c = bytes[(j + shift) & 63];
+                // (The tests check what the SAFETY comment says, at every token they skip.)
+                #[cfg(test)]
+                assert!(j < block.len(), "a token past the line's end");
+                // SAFETY: `j` is in the line's rest: a token's bit is set only for a byte
+                // of the line (the bytes a shifted or padded block adds are whitespace).
+                let c = unsafe { *block.get_unchecked(j) };
                 expect = match c {
                     b'"' => match expect {
                         Expect::KeyOrEnd | Expect::Key => Expect::Colon,
