@@ -83,4 +83,13 @@ echo "    reports weighted $weight to 1"
 echo "4/4 optimised build (target/pgo)"
 RUSTFLAGS="-Cprofile-use=$work/tokentop.profdata" CARGO_TARGET_DIR=target/pgo \
   cargo build --release --locked --quiet --bin tokentop
-echo "built: target/pgo/release/tokentop"
+# Counts are matched to functions by name: a build whose names differ (another toolchain,
+# other features) would take none of them, silently. Most of the 20 hottest functions the
+# training saw must be in the binary under their names (a function inlined everywhere is not).
+"$profdata" show --topn=20 "$work/tokentop.profdata" | grep -o '_ZN[0-9A-Za-z_$.]*E' | sort -u > "$work/hottest"
+found=$("$(dirname "$profdata")/llvm-nm" target/pgo/release/tokentop | awk '{print $NF}' | sort -u | grep -cxFf "$work/hottest" || true)
+if ((found * 2 < $(wc -l < "$work/hottest"))); then
+  echo "only $found of the $(wc -l < "$work/hottest") hottest trained functions are in the built binary: its counts were not used" >&2
+  exit 1
+fi
+echo "built: target/pgo/release/tokentop ($found of the $(wc -l < "$work/hottest") hottest trained functions found in it)"
