@@ -13,7 +13,8 @@
 #                              # repeatable where wall-clock figures are noisy (not in "all")
 #   scripts/bench.sh report-callgrind   # instructions per event of a one-thread report of
 #                              # gateway-style events, parse and aggregation (valgrind): the
-#                              # steady state, (I(100k) - I(20k)) / 80k (not in "all")
+#                              # steady state, (I(100k) - I(20k)) / 80k (not in "all"); another
+#                              # binary with TOKENTOP=PATH (the profile-guided build, say)
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
 #   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
 #   scripts/bench.sh alerts    # live ingest with and without the nine seed alert rules
@@ -132,7 +133,7 @@ if [[ $what == report-callgrind ]]; then
   done
   count() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-      ./target/release/tokentop report --window all --threads 1 "$tmp/r$1.jsonl" 2>&1 > /dev/null |
+      "${TOKENTOP:-./target/release/tokentop}" report --window all --threads 1 "$tmp/r$1.jsonl" 2>&1 > /dev/null |
       awk '/Collected/ {print $4}'
   }
   echo "report $(( ($(count 100000) - $(count 20000)) / 80000 )) instructions/event"

@@ -87,9 +87,10 @@ RUSTFLAGS="-Cprofile-use=$work/tokentop.profdata" CARGO_TARGET_DIR=target/pgo \
 # other features) would take none of them, silently. Most of the 20 hottest functions the
 # training saw must be in the binary under their names (a function inlined everywhere is not).
 "$profdata" show --topn=20 "$work/tokentop.profdata" | grep -o '_ZN[0-9A-Za-z_$.]*E' | sort -u > "$work/hottest"
+hottest=$(wc -l < "$work/hottest")
 found=$("$(dirname "$profdata")/llvm-nm" target/pgo/release/tokentop | awk '{print $NF}' | sort -u | grep -cxFf "$work/hottest" || true)
-if ((found * 2 < $(wc -l < "$work/hottest"))); then
-  echo "only $found of the $(wc -l < "$work/hottest") hottest trained functions are in the built binary: its counts were not used" >&2
+if ((found * 2 < hottest)); then
+  echo "only $found of the $hottest hottest trained functions are in the built binary: its counts were not used" >&2
   exit 1
 fi
-echo "built: target/pgo/release/tokentop ($found of the $(wc -l < "$work/hottest") hottest trained functions found in it)"
+echo "built: target/pgo/release/tokentop ($found of the $hottest hottest trained functions found in it)"
