@@ -15,6 +15,12 @@
 #                              # gateway-style events, parse and aggregation (valgrind): the
 #                              # steady state, (I(100k) - I(20k)) / 80k (not in "all"); another
 #                              # binary with TOKENTOP=PATH (the profile-guided build, say)
+#   scripts/bench.sh json-floor # the floor under report's parse: the same 1,000,000 gateway-style
+#                              # events read the same way and only checked as JSON by
+#                              # serde_json and by sonic-rs (scripts/json-floor, its own crate),
+#                              # beside tokentop's parse alone and its whole report (TOKENTOP=PATH
+#                              # for another binary), on 1 and 2 threads, alternating; medians
+#                              # of 5 (not in "all": it fetches sonic-rs)
 #   scripts/bench.sh relay     # serve: 100,000 events/s to 4 clients, lag, idle CPU
 #   scripts/bench.sh console   # console: frame time, CPU at 10,000 events/s, bytes/s, idle
 #   scripts/bench.sh alerts    # live ingest with and without the nine seed alert rules
@@ -137,6 +143,39 @@ if [[ $what == report-callgrind ]]; then
       awk '/Collected/ {print $4}'
   }
   echo "report $(( ($(count 100000) - $(count 20000)) / 80000 )) instructions/event"
+fi
+
+if [[ $what == json-floor ]]; then
+  events=$tmp/realistic-1m.jsonl
+  [[ -s $events ]] || ./target/release/examples/gen_events 1000000 300 1 5000 --realistic > "$events"
+  cargo build --release --quiet --manifest-path scripts/json-floor/Cargo.toml --target-dir target/json-floor
+  floor=./target/json-floor/release/json-floor
+  cat "$events" > /dev/null # into the page cache
+  declare -A walls=()
+  seconds() { # the wall of "$@", in seconds
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" > /dev/null
+    t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc
+  }
+  rows=("check lines are UTF-8" "check lines are JSON, serde_json" "check lines are JSON, sonic-rs"
+    "tokentop's parse alone" "tokentop report")
+  for _ in 1 2 3 4 5; do
+    for threads in 1 2; do
+      walls["${rows[0]}/$threads"]+=" $(seconds "$floor" "$events" utf8 "$threads")"
+      walls["${rows[1]}/$threads"]+=" $(seconds "$floor" "$events" serde_json "$threads")"
+      walls["${rows[2]}/$threads"]+=" $(seconds "$floor" "$events" sonic "$threads")"
+      walls["${rows[3]}/$threads"]+=" $(seconds ./target/release/examples/parse_only "$events" "$threads" 1)"
+      walls["${rows[4]}/$threads"]+=" $(seconds "${TOKENTOP:-./target/release/tokentop}" report --window all \
+        --threads "$threads" "$events")"
+    done
+  done
+  median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {printf "%.3f", a[int((NR + 1) / 2)]}'; }
+  printf '%-34s %9s %9s\n' "$(wc -l < "$events") events, median of 5" "1 thread" "2 threads"
+  for row in "${rows[@]}"; do
+    printf '%-34s %8ss %8ss\n' "$row" "$(median <<< "${walls[$row/1]}")" "$(median <<< "${walls[$row/2]}")"
+  done
 fi
 
 if [[ $what == relay || $what == all ]]; then
