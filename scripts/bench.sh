@@ -152,10 +152,10 @@ if [[ $what == json-floor ]]; then
   floor=./target/json-floor/release/json-floor
   cat "$events" > /dev/null # into the page cache
   declare -A walls=()
-  seconds() { # the wall of "$@", in seconds
+  seconds() { # the wall of "$@", in seconds; the bench stops when it fails
     local t0 t1
     t0=$(date +%s.%N)
-    "$@" > /dev/null
+    "$@" > /dev/null || { echo "failed: $*" >&2; exit 1; }
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc
   }

@@ -8,8 +8,8 @@
 //! - `sonic`: the same with sonic-rs, the fastest validating JSON parser for Rust
 //!   found (SIMD, x86-64 and Arm).
 //!
-//! Prints the seconds and the lines that passed, so that a run that checked nothing
-//! shows. `tokentop report` must check every line as JSON (a line broken anywhere is a
+//! Prints the seconds and the lines that passed, and fails when one did not: the
+//! figure is a floor only for a file of valid lines. `tokentop report` must check every line as JSON (a line broken anywhere is a
 //! parse error, not an event), so `sonic`'s time is a floor under its parse.
 //!
 //!     json-floor FILE MODE THREADS
@@ -92,4 +92,8 @@ fn main() {
         shares.into_iter().map(|h| h.join().expect("no panic")).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     });
     println!("{mode} {threads} thread(s): {:.3} s, {lines} lines, {passed} passed", started.elapsed().as_secs_f64());
+    if passed != lines {
+        eprintln!("json-floor: {} of {lines} lines did not pass {mode}'s check", lines - passed);
+        std::process::exit(1);
+    }
 }
