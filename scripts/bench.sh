@@ -44,6 +44,8 @@ what=${1:-all}
 tmp=${TMPDIR:-/tmp}/tokentop-bench
 mkdir -p "$tmp"
 cargo build --release --quiet --bin tokentop --examples
+# The binary report-callgrind and json-floor measure: another with TOKENTOP=PATH.
+tokentop=${TOKENTOP:-./target/release/tokentop}
 
 if [[ $what == report || $what == all ]]; then
   events=$tmp/events-1m.jsonl
@@ -139,7 +141,7 @@ if [[ $what == report-callgrind ]]; then
   done
   count() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-      "${TOKENTOP:-./target/release/tokentop}" report --window all --threads 1 "$tmp/r$1.jsonl" 2>&1 > /dev/null |
+      "$tokentop" report --window all --threads 1 "$tmp/r$1.jsonl" 2>&1 > /dev/null |
       awk '/Collected/ {print $4}'
   }
   echo "report $(( ($(count 100000) - $(count 20000)) / 80000 )) instructions/event"
@@ -167,8 +169,7 @@ if [[ $what == json-floor ]]; then
       walls["${rows[1]}/$threads"]+=" $(seconds "$floor" "$events" serde_json "$threads")"
       walls["${rows[2]}/$threads"]+=" $(seconds "$floor" "$events" sonic "$threads")"
       walls["${rows[3]}/$threads"]+=" $(seconds ./target/release/examples/parse_only "$events" "$threads" 1)"
-      walls["${rows[4]}/$threads"]+=" $(seconds "${TOKENTOP:-./target/release/tokentop}" report --window all \
-        --threads "$threads" "$events")"
+      walls["${rows[4]}/$threads"]+=" $(seconds "$tokentop" report --window all --threads "$threads" "$events")"
     done
   done
   median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {printf "%.3f", a[int((NR + 1) / 2)]}'; }
